@@ -1,0 +1,112 @@
+// buffer.h: a contiguous byte buffer for socket input. Bytes arrive at the back (libuv reads
+// straight into writable()), framers look at readable() and the owner consume()s what it has
+// handled. Consumed space is reclaimed by moving the unread tail to the front only when that
+// is cheaper than growing, so a large value costs O(bytes) in total, never O(bytes^2).
+// When everything has been consumed the storage is given back (release()), so an idle
+// connection holds no buffer.
+#pragma once
+
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+namespace backends::io {
+
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  Buffer(Buffer&& o) noexcept { swap(o); }
+  Buffer& operator=(Buffer&& o) noexcept {
+    Buffer tmp(std::move(o));
+    swap(tmp);
+    return *this;
+  }
+  ~Buffer() { std::free(data_); }
+
+  char* readable() { return data_ + start_; }
+  const char* readable() const { return data_ + start_; }
+  size_t readableSize() const { return end_ - start_; }
+  bool empty() const { return start_ == end_; }
+
+  // Makes room for at least `min` more bytes at the back and returns where to write them;
+  // nullptr only when memory is exhausted.
+  char* writable(size_t min, size_t* available) {
+    if (capacity_ - end_ < min) {
+      if (!reserve(min)) return nullptr;
+    }
+    *available = capacity_ - end_;
+    return data_ + end_;
+  }
+  void commit(size_t n) { end_ += n; }
+
+  void append(const char* p, size_t n) {
+    size_t avail;
+    char* w = writable(n, &avail);
+    if (w == nullptr) std::abort();  // out of memory: nothing sensible left to do
+    std::memcpy(w, p, n);
+    end_ += n;
+  }
+
+  void consume(size_t n) {
+    start_ += n;
+    if (start_ == end_) start_ = end_ = 0;
+  }
+
+  // Frees the storage when nothing is buffered (idle connections hold no memory).
+  void releaseIfEmpty() {
+    if (start_ == end_ && data_ != nullptr) {
+      std::free(data_);
+      data_ = nullptr;
+      capacity_ = start_ = end_ = 0;
+    }
+  }
+
+  size_t capacity() const { return capacity_; }
+
+ private:
+  bool reserve(size_t min) {
+    const size_t used = end_ - start_;
+    // Sliding the unread bytes to the front is cheap when they are few compared to the gap.
+    if (start_ > 0 && capacity_ - used >= min && used <= start_) {
+      std::memmove(data_, data_ + start_, used);
+      start_ = 0;
+      end_ = used;
+      return true;
+    }
+    size_t cap = capacity_ == 0 ? kInitial : capacity_;
+    while (cap - used < min) cap *= 2;
+    if (start_ > 0) {
+      char* fresh = static_cast<char*>(std::malloc(cap));
+      if (fresh == nullptr) return false;
+      if (used) std::memcpy(fresh, data_ + start_, used);
+      std::free(data_);
+      data_ = fresh;
+    } else {
+      char* grown = static_cast<char*>(std::realloc(data_, cap));
+      if (grown == nullptr) return false;
+      data_ = grown;
+    }
+    capacity_ = cap;
+    start_ = 0;
+    end_ = used;
+    return true;
+  }
+
+  void swap(Buffer& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(capacity_, o.capacity_);
+    std::swap(start_, o.start_);
+    std::swap(end_, o.end_);
+  }
+
+  static constexpr size_t kInitial = 16 * 1024;
+  char* data_ = nullptr;
+  size_t capacity_ = 0;
+  size_t start_ = 0;
+  size_t end_ = 0;
+};
+
+}  // namespace backends::io

@@ -1,0 +1,271 @@
+#include "backends/resp/reply_parser.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+namespace backends::resp {
+
+namespace {
+
+// How each type byte's line is read. One table lookup per value on the hot path.
+enum class Kind : uint8_t {
+  Invalid,
+  Simple,     // + -          any text up to CRLF
+  Integer,    // :            a signed 64-bit integer
+  Double,     // ,            any text up to CRLF (1.5, inf, nan, 1e-300)
+  BigNumber,  // (            sign and digits, unbounded
+  Boolean,    // #            t or f
+  Null,       // _            nothing
+  Blob,       // $ ! =        length, CRLF, payload, CRLF
+  Aggregate,  // * % ~ > |    count, CRLF, then count values (2x for % and |)
+};
+
+constexpr std::array<Kind, 256> kKinds = [] {
+  std::array<Kind, 256> kinds{};
+  kinds['+'] = kinds['-'] = Kind::Simple;
+  kinds[':'] = Kind::Integer;
+  kinds[','] = Kind::Double;
+  kinds['('] = Kind::BigNumber;
+  kinds['#'] = Kind::Boolean;
+  kinds['_'] = Kind::Null;
+  kinds['$'] = kinds['!'] = kinds['='] = Kind::Blob;
+  kinds['*'] = kinds['%'] = kinds['~'] = kinds['>'] = kinds['|'] = Kind::Aggregate;
+  return kinds;
+}();
+
+// A length or integer line is the type byte, at most 20 characters and CRLF: 23 bytes. If no
+// LF shows up within 32, the line is refused rather than waited for.
+constexpr size_t kMaxShortLine = 32;
+
+// Keeps `remaining * 2 (+1)` of a map or attribute (2 * count elements) within 64 bits.
+constexpr int64_t kMaxAggregateCount = int64_t{1} << 60;
+
+// Servers are trusted to write sane numbers, so this is more lenient than the request side's
+// parser (a '+' sign or leading zeros pass, as in hiredis) but still refuses non-digits,
+// empty numbers and overflow.
+bool parseReplyInt(const char* p, size_t n, int64_t* out) noexcept {
+  size_t i = 0;
+  bool negative = false;
+  if (n > 0 && (p[0] == '-' || p[0] == '+')) {
+    negative = p[0] == '-';
+    i = 1;
+  }
+  if (i == n) return false;
+  uint64_t v = 0;
+  for (; i < n; ++i) {
+    const unsigned d = static_cast<unsigned char>(p[i]) - '0';
+    if (d > 9) return false;
+    if (v > (UINT64_MAX - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  if (negative) {
+    if (v > static_cast<uint64_t>(INT64_MAX) + 1) return false;
+    *out = static_cast<int64_t>(0 - v);
+  } else {
+    if (v > static_cast<uint64_t>(INT64_MAX)) return false;
+    *out = static_cast<int64_t>(v);
+  }
+  return true;
+}
+
+bool isBigNumber(const char* p, size_t n) noexcept {
+  size_t i = (n > 0 && (p[0] == '-' || p[0] == '+')) ? 1 : 0;
+  if (i == n) return false;
+  for (; i < n; ++i) {
+    if (p[i] < '0' || p[i] > '9') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void ReplyParser::reset() noexcept {
+  done_ = false;
+  failed_ = false;
+  inBlob_ = false;
+  pos_ = 0;
+  lineScan_ = 0;
+  blobLength_ = 0;
+  depth_ = 0;
+  frame_ = {};
+  error_ = {};
+}
+
+ParseStatus ReplyParser::fail(std::string_view message) noexcept {
+  error_ = message;
+  failed_ = true;
+  return ParseStatus::Error;
+}
+
+ParseStatus ReplyParser::findLine(const char* reply, size_t len, bool shortLine,
+                                  size_t* cr) noexcept {
+  // Resume the search where the last call stopped: a long status line arriving a byte at a
+  // time is still searched once.
+  const size_t from = std::max(lineScan_, pos_ + 1);
+  size_t limit = len;
+  bool bounded = false;
+  if (shortLine && len - pos_ > kMaxShortLine) {
+    limit = pos_ + kMaxShortLine;
+    bounded = true;
+  }
+  const void* hit = from < limit ? std::memchr(reply + from, '\n', limit - from) : nullptr;
+  if (hit == nullptr) {
+    if (bounded) return fail("header line too long");
+    lineScan_ = limit;
+    return ParseStatus::NeedMore;
+  }
+  const size_t newline = static_cast<size_t>(static_cast<const char*>(hit) - reply);
+  // newline > pos_, and reply[pos_] is a valid type byte, never '\r'.
+  if (reply[newline - 1] != '\r') return fail("line not terminated by CRLF");
+  *cr = newline - 1;
+  return ParseStatus::Complete;
+}
+
+bool ReplyParser::finishValue() noexcept {
+  while (depth_ > 0) {
+    uint64_t& level = levels_[depth_ - 1];
+    level -= 2;
+    if (level >= 2) return false;  // more elements to come at this level
+    --depth_;
+    // An attribute does not count as an element of its parent: the value it annotates,
+    // which follows, does.
+    if (level == 1) return false;
+  }
+  return true;
+}
+
+ParseStatus ReplyParser::parse(const char* reply, size_t len) noexcept {
+  if (done_) return ParseStatus::Complete;
+  if (failed_) return ParseStatus::Error;
+  for (;;) {
+    if (inBlob_) {
+      // Payloads are skipped by length, never scanned: O(1) per call while one arrives.
+      if (len - pos_ < blobLength_ + 2) return ParseStatus::NeedMore;
+      const size_t end = pos_ + blobLength_;
+      if (reply[end] != '\r' || reply[end + 1] != '\n') {
+        return fail("bulk payload not followed by CRLF");
+      }
+      pos_ = end + 2;
+      inBlob_ = false;
+      if (finishValue()) break;
+      continue;
+    }
+
+    if (pos_ >= len) return ParseStatus::NeedMore;
+    const char type = reply[pos_];
+    const Kind kind = kKinds[static_cast<unsigned char>(type)];
+    // Refused on the type byte itself, before its line is complete (hiredis does the same).
+    if (kind == Kind::Invalid) return fail("invalid reply type byte");
+    const bool shortLine = kind != Kind::Simple && kind != Kind::Double && kind != Kind::BigNumber;
+    size_t cr = 0;
+    if (const ParseStatus st = findLine(reply, len, shortLine, &cr); st != ParseStatus::Complete) {
+      return st;
+    }
+    const char* body = reply + pos_ + 1;
+    const size_t n = cr - pos_ - 1;
+    const size_t next = cr + 2;
+    // Attributes before the top-level value belong to the reply but do not describe it.
+    const bool top = depth_ == 0 && type != '|';
+    if (top) {
+      frame_.type = type;
+      frame_.offset = pos_;
+      frame_.value = 0;
+    }
+
+    switch (kind) {
+      case Kind::Invalid:
+      case Kind::Simple:
+        break;
+      case Kind::Integer: {
+        int64_t v = 0;
+        if (!parseReplyInt(body, n, &v)) return fail("invalid integer");
+        if (top) frame_.value = v;
+        break;
+      }
+      case Kind::Double:
+        if (n == 0) return fail("invalid double");
+        break;
+      case Kind::BigNumber:
+        if (!isBigNumber(body, n)) return fail("invalid big number");
+        break;
+      case Kind::Boolean:
+        if (n != 1 || (body[0] != 't' && body[0] != 'f')) return fail("invalid boolean");
+        break;
+      case Kind::Null:
+        if (n != 0) return fail("invalid null");
+        break;
+      case Kind::Blob: {
+        if (n == 1 && body[0] == '?') return fail("streamed RESP3 strings are not supported");
+        int64_t v = 0;
+        if (!parseReplyInt(body, n, &v)) return fail("invalid bulk length");
+        if (v == -1 && type == '$') {  // RESP2 null bulk string: complete as it is
+          if (top) frame_.value = -1;
+          break;
+        }
+        if (v < 0 || static_cast<uint64_t>(v) > limits_.maxBulkLength) {
+          return fail("invalid bulk length");
+        }
+        if (top) frame_.value = v;
+        blobLength_ = static_cast<uint64_t>(v);
+        inBlob_ = true;
+        pos_ = next;
+        continue;
+      }
+      case Kind::Aggregate: {
+        if (n == 1 && body[0] == '?') return fail("streamed RESP3 aggregates are not supported");
+        int64_t v = 0;
+        if (!parseReplyInt(body, n, &v)) return fail("invalid aggregate length");
+        if (v == -1 && type == '*') {  // RESP2 null array: complete as it is
+          if (top) frame_.value = -1;
+          break;
+        }
+        if (v < 0 || v > kMaxAggregateCount) return fail("invalid aggregate length");
+        if (top) frame_.value = v;
+        pos_ = next;
+        if (v == 0) {
+          if (type == '|') continue;  // an empty attribute annotates the value that follows
+          break;                      // an empty aggregate is a complete value
+        }
+        if (depth_ == kMaxReplyDepth) return fail("reply nested too deeply");
+        const uint64_t elements =
+            static_cast<uint64_t>(v) * ((type == '%' || type == '|') ? 2 : 1);
+        levels_[depth_++] = elements * 2 + (type == '|' ? 1 : 0);
+        continue;
+      }
+    }
+    pos_ = next;
+    if (finishValue()) break;
+  }
+  frame_.length = pos_;
+  done_ = true;
+  return ParseStatus::Complete;
+}
+
+ParseStatus splitAggregate(const char* reply, size_t len, std::vector<ByteSpan>& elements,
+                           const ReplyLimits& limits) {
+  elements.clear();
+  // First pass validates the whole reply and finds the top-level header behind any
+  // attributes; it skips payloads by length, so both passes cost O(elements), not O(bytes).
+  ReplyParser parser(limits);
+  if (const ParseStatus st = parser.parse(reply, len); st != ParseStatus::Complete) return st;
+  const ReplyFrame top = parser.frame();
+  if (!top.isAggregate()) return ParseStatus::Error;
+  if (top.value < 0) return ParseStatus::Complete;
+  const void* newline = std::memchr(reply + top.offset, '\n', top.length - top.offset);
+  size_t pos = static_cast<size_t>(static_cast<const char*>(newline) - reply) + 1;
+  const uint64_t count = static_cast<uint64_t>(top.value) * (top.type == '%' ? 2 : 1);
+  // Safe to reserve: the reply is complete, and every element takes at least 3 bytes.
+  elements.reserve(static_cast<size_t>(count));
+  for (uint64_t i = 0; i < count; ++i) {
+    parser.reset();
+    if (parser.parse(reply + pos, top.length - pos) != ParseStatus::Complete) {
+      return ParseStatus::Error;  // cannot happen after the first pass; kept as a guard
+    }
+    elements.push_back({pos, parser.frame().length});
+    pos += parser.frame().length;
+  }
+  return ParseStatus::Complete;
+}
+
+}  // namespace backends::resp

@@ -1,0 +1,340 @@
+#include "backends/resp/request_parser.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <new>
+
+#include "backends/resp/resp_encode.h"
+
+namespace backends::resp {
+
+namespace {
+
+// A valid header line is '*' or '$', at most 20 characters of number ("-" and 19 digits),
+// then "\r\n": 23 bytes. Anything without a CR in the first 32 bytes can be refused at once,
+// which keeps a header from ever being rescanned more than a few bytes per call.
+constexpr size_t kMaxHeaderLine = 32;
+
+// Redis's string2ll, which decides what Redis itself accepts in request headers: an optional
+// '-', then digits without leading zeros ("0" alone is fine, "-0", "+1", "01" and "" are not),
+// and no overflow. Being exactly as strict keeps us from forwarding what Redis would refuse.
+bool parseStrictInt(const char* p, size_t n, int64_t* out) noexcept {
+  if (n == 0) return false;
+  if (n == 1 && p[0] == '0') {
+    *out = 0;
+    return true;
+  }
+  bool negative = false;
+  if (p[0] == '-') {
+    negative = true;
+    ++p;
+    --n;
+    if (n == 0) return false;
+  }
+  if (p[0] < '1' || p[0] > '9') return false;
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned d = static_cast<unsigned char>(p[i]) - '0';
+    if (d > 9) return false;
+    if (v > (UINT64_MAX - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  if (negative) {
+    if (v > static_cast<uint64_t>(INT64_MAX) + 1) return false;
+    *out = static_cast<int64_t>(0 - v);
+  } else {
+    if (v > static_cast<uint64_t>(INT64_MAX)) return false;
+    *out = static_cast<int64_t>(v);
+  }
+  return true;
+}
+
+// Finds the "\r\n" ending the header line that starts at `start`. Complete sets *cr to the
+// offset of the '\r'. A line too long to be a header, or a CR not followed by LF, is an Error.
+ParseStatus findHeaderEnd(const char* data, size_t len, size_t start, size_t* cr) noexcept {
+  const size_t avail = len - start;
+  const size_t window = std::min(avail, kMaxHeaderLine);
+  const void* hit = std::memchr(data + start, '\r', window);
+  if (hit == nullptr) return avail >= kMaxHeaderLine ? ParseStatus::Error : ParseStatus::NeedMore;
+  const size_t at = static_cast<size_t>(static_cast<const char*>(hit) - data);
+  if (at + 1 >= len) return ParseStatus::NeedMore;
+  if (data[at + 1] != '\n') return ParseStatus::Error;
+  *cr = at;
+  return ParseStatus::Complete;
+}
+
+// The separators of Redis's sdssplitargs: isspace() between arguments and after a closing
+// quote, but only these five end an unquoted argument (so "a\vb" is one argument there).
+bool isSpace(char c) noexcept {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+bool endsUnquoted(char c) noexcept {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+int hexValue(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+ArgList& ArgList::operator=(ArgList&& other) noexcept {
+  if (this != &other) {
+    heap_ = std::move(other.heap_);
+    if (!heap_) std::copy_n(other.inline_, other.size_, inline_);
+    size_ = other.size_;
+    capacity_ = other.capacity_;
+    other.size_ = 0;
+    other.capacity_ = kInlineCapacity;
+  }
+  return *this;
+}
+
+void ArgList::clear() noexcept {
+  size_ = 0;
+  if (capacity_ > kKeptHeapCapacity) {
+    heap_.reset();
+    capacity_ = kInlineCapacity;
+  }
+}
+
+bool ArgList::grow() noexcept {
+  // Growth follows arguments actually received, never a declared count: `*1000000\r\n` alone
+  // must not reserve 16 MiB.
+  const size_t capacity = capacity_ * 2;
+  std::unique_ptr<ByteSpan[]> block(new (std::nothrow) ByteSpan[capacity]);
+  if (!block) return false;
+  std::copy_n(data(), size_, block.get());
+  heap_ = std::move(block);
+  capacity_ = capacity;
+  return true;
+}
+
+void RequestParser::reset() noexcept {
+  state_ = State::Start;
+  inline_ = false;
+  pos_ = 0;
+  scanned_ = 0;
+  remaining_ = 0;
+  bulkLength_ = 0;
+  size_ = 0;
+  args_.clear();
+  error_ = {};
+}
+
+ParseStatus RequestParser::complete(size_t size) noexcept {
+  size_ = size;
+  state_ = State::Done;
+  return ParseStatus::Complete;
+}
+
+ParseStatus RequestParser::fail(std::string_view message) noexcept {
+  error_ = message;
+  state_ = State::Failed;
+  return ParseStatus::Error;
+}
+
+ParseStatus RequestParser::failExpectedDollar(char got) noexcept {
+  // Redis prints the byte raw; a CR, LF or NUL there would break our one-line error reply,
+  // so unprintable bytes are shown as \xHH instead.
+  static constexpr char kHex[] = "0123456789abcdef";
+  const auto c = static_cast<unsigned char>(got);
+  char shown[5];
+  size_t n = 0;
+  if (c >= 0x20 && c < 0x7f) {
+    shown[n++] = static_cast<char>(c);
+  } else {
+    shown[n++] = '\\';
+    shown[n++] = 'x';
+    shown[n++] = kHex[c >> 4];
+    shown[n++] = kHex[c & 15];
+  }
+  static constexpr std::string_view kPrefix = "expected '$', got '";
+  char* w = errorBuffer_;
+  std::memcpy(w, kPrefix.data(), kPrefix.size());
+  w += kPrefix.size();
+  std::memcpy(w, shown, n);
+  w += n;
+  *w++ = '\'';
+  return fail(std::string_view(errorBuffer_, static_cast<size_t>(w - errorBuffer_)));
+}
+
+ParseStatus RequestParser::parse(char* request, size_t len) noexcept {
+  switch (state_) {
+    case State::Done:
+      return ParseStatus::Complete;
+    case State::Failed:
+      return ParseStatus::Error;
+    case State::Start:
+      if (len == 0) return ParseStatus::NeedMore;
+      // Redis's rule: a request is multibulk exactly when it starts with '*'.
+      if (request[0] != '*') {
+        inline_ = true;
+        state_ = State::Inline;
+        return parseInline(request, len);
+      }
+      state_ = State::MultibulkHeader;
+      return parseMultibulk(request, len);
+    case State::Inline:
+      return parseInline(request, len);
+    default:
+      return parseMultibulk(request, len);
+  }
+}
+
+ParseStatus RequestParser::parseMultibulk(const char* request, size_t len) noexcept {
+  if (state_ == State::MultibulkHeader) {
+    size_t cr = 0;
+    const ParseStatus st = findHeaderEnd(request, len, 0, &cr);
+    if (st == ParseStatus::NeedMore) return st;
+    int64_t count = 0;
+    if (st == ParseStatus::Error || !parseStrictInt(request + 1, cr - 1, &count) ||
+        (count > 0 && static_cast<uint64_t>(count) > limits_.maxMultibulkCount)) {
+      return fail("invalid multibulk length");
+    }
+    pos_ = cr + 2;
+    // Redis skips `*0` and any negative count without a word; so do we (argc 0).
+    if (count <= 0) return complete(pos_);
+    remaining_ = static_cast<uint64_t>(count);
+    state_ = State::BulkHeader;
+  }
+
+  while (remaining_ > 0) {
+    if (state_ == State::BulkHeader) {
+      if (pos_ >= len) return ParseStatus::NeedMore;
+      // Checked on the first byte, so garbage is refused before its line ends.
+      if (request[pos_] != '$') return failExpectedDollar(request[pos_]);
+      size_t cr = 0;
+      const ParseStatus st = findHeaderEnd(request, len, pos_, &cr);
+      if (st == ParseStatus::NeedMore) return st;
+      int64_t length = 0;
+      if (st == ParseStatus::Error || !parseStrictInt(request + pos_ + 1, cr - pos_ - 1, &length) ||
+          length < 0 || static_cast<uint64_t>(length) > limits_.maxBulkLength) {
+        return fail("invalid bulk length");
+      }
+      bulkLength_ = static_cast<uint64_t>(length);
+      pos_ = cr + 2;
+      state_ = State::BulkData;
+    }
+    // The payload is never looked at, only its length and terminator: waiting for a large
+    // argument costs O(1) per call.
+    if (len - pos_ < bulkLength_ + 2) return ParseStatus::NeedMore;
+    const size_t end = pos_ + bulkLength_;
+    // Redis skips these two bytes unchecked; we insist on CRLF, because a wrong length here
+    // means we would otherwise forward a misframed stream to a backend.
+    if (request[end] != '\r' || request[end + 1] != '\n') return fail("invalid bulk terminator");
+    if (!args_.push({pos_, bulkLength_})) return fail("out of memory");
+    pos_ = end + 2;
+    --remaining_;
+    state_ = State::BulkHeader;
+  }
+  return complete(pos_);
+}
+
+ParseStatus RequestParser::parseInline(char* request, size_t len) noexcept {
+  // The line may be at most maxInlineLength bytes before its '\n'; only new bytes are
+  // searched on each call.
+  const size_t limit = len <= limits_.maxInlineLength ? len : limits_.maxInlineLength + 1;
+  const void* hit = nullptr;
+  if (limit > scanned_) hit = std::memchr(request + scanned_, '\n', limit - scanned_);
+  if (hit == nullptr) {
+    if (len > limits_.maxInlineLength) return fail("too big inline request");
+    scanned_ = len;
+    return ParseStatus::NeedMore;
+  }
+  const size_t newline = static_cast<size_t>(static_cast<const char*>(hit) - request);
+  size_t end = newline;
+  if (end > 0 && request[end - 1] == '\r') --end;
+  // Redis splits the line as a C string: a NUL ends it.
+  if (const void* nul = std::memchr(request, '\0', end)) {
+    end = static_cast<size_t>(static_cast<const char*>(nul) - request);
+  }
+  const ParseStatus st = splitInline(request, end);
+  if (st != ParseStatus::Complete) return st;
+  return complete(newline + 1);
+}
+
+// Redis's sdssplitargs, rewritten to work in place: each argument's unescaped bytes are
+// written from the argument's first byte on. The write cursor never passes the read cursor
+// (quotes and escapes only shrink), so nothing unread is overwritten.
+ParseStatus RequestParser::splitInline(char* s, size_t end) noexcept {
+  size_t r = 0;
+  for (;;) {
+    while (r < end && isSpace(s[r])) ++r;
+    if (r >= end) return ParseStatus::Complete;
+    const size_t start = r;
+    size_t w = r;
+    bool inDouble = false;
+    bool inSingle = false;
+    for (bool done = false; !done;) {
+      if (inDouble) {
+        if (r >= end) return fail("unbalanced quotes in request");
+        const char c = s[r];
+        if (c == '\\' && r + 3 < end && s[r + 1] == 'x' && hexValue(s[r + 2]) >= 0 &&
+            hexValue(s[r + 3]) >= 0) {
+          s[w++] = static_cast<char>(hexValue(s[r + 2]) * 16 + hexValue(s[r + 3]));
+          r += 4;
+        } else if (c == '\\' && r + 1 < end) {
+          char e = s[r + 1];
+          switch (e) {
+            case 'n': e = '\n'; break;
+            case 'r': e = '\r'; break;
+            case 't': e = '\t'; break;
+            case 'b': e = '\b'; break;
+            case 'a': e = '\a'; break;
+            default: break;
+          }
+          s[w++] = e;
+          r += 2;
+        } else if (c == '"') {
+          // Redis: a closing quote must be followed by a space or the end of the line.
+          if (r + 1 < end && !isSpace(s[r + 1])) return fail("unbalanced quotes in request");
+          ++r;
+          done = true;
+        } else {
+          s[w++] = c;
+          ++r;
+        }
+      } else if (inSingle) {
+        if (r >= end) return fail("unbalanced quotes in request");
+        const char c = s[r];
+        if (c == '\\' && r + 1 < end && s[r + 1] == '\'') {
+          s[w++] = '\'';
+          r += 2;
+        } else if (c == '\'') {
+          if (r + 1 < end && !isSpace(s[r + 1])) return fail("unbalanced quotes in request");
+          ++r;
+          done = true;
+        } else {
+          s[w++] = c;
+          ++r;
+        }
+      } else if (r >= end || endsUnquoted(s[r])) {
+        done = true;
+      } else if (s[r] == '"') {
+        inDouble = true;  // a quote may open mid-argument: foo"bar" is foobar, as in Redis
+        ++r;
+      } else if (s[r] == '\'') {
+        inSingle = true;
+        ++r;
+      } else {
+        s[w++] = s[r++];
+      }
+    }
+    if (!args_.push({start, w - start})) return fail("out of memory");
+  }
+}
+
+void appendMultibulk(std::string& out, const char* request, std::span<const ByteSpan> args) {
+  // "*N\r\n" and each "$len\r\n...\r\n": 20 digits + 3 bytes per header at most.
+  size_t total = 23;
+  for (const ByteSpan& a : args) total += 25 + a.length;
+  out.reserve(out.size() + total);
+  appendArrayHeader(out, args.size());
+  for (const ByteSpan& a : args) appendBulk(out, std::string_view(request + a.offset, a.length));
+}
+
+}  // namespace backends::resp

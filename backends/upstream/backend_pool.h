@@ -1,0 +1,52 @@
+// backend_pool.h: a worker's connections to one backend server (server_connections of them,
+// twemproxy's setting). Requests are spread over the connections by least in-flight count, so
+// one slow reply does not hold up the requests behind it when there is another connection.
+// Owned by one worker thread; never shared.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "backends/upstream/upstream_conn.h"
+
+namespace backends::upstream {
+
+class BackendPool {
+ public:
+  using FramerFactory = std::unique_ptr<ReplyFramer> (*)();
+
+  BackendPool(uv_loop_t* loop, io::FlushScheduler& flusher, Endpoint endpoint, Options options,
+              uint32_t connections, FramerFactory makeFramer)
+      : endpoint_(std::move(endpoint)) {
+    if (connections == 0) connections = 1;
+    for (uint32_t i = 0; i < connections; ++i)
+      conns_.push_back(new UpstreamConn(loop, flusher, endpoint_, options, makeFramer()));
+  }
+  BackendPool(const BackendPool&) = delete;
+  BackendPool& operator=(const BackendPool&) = delete;
+  // Connections close themselves: what they owe fails, then they delete themselves.
+  ~BackendPool() {
+    for (UpstreamConn* c : conns_) c->close();
+  }
+
+  UpstreamConn& pick() {
+    if (conns_.size() == 1) return *conns_[0];
+    UpstreamConn* best = conns_[0];
+    for (UpstreamConn* c : conns_)
+      if (c->inflight() < best->inflight()) best = c;
+    return *best;
+  }
+
+  void connectAll() {
+    for (UpstreamConn* c : conns_) c->connectNow();
+  }
+
+  const Endpoint& endpoint() const { return endpoint_; }
+  const std::vector<UpstreamConn*>& connections() const { return conns_; }
+
+ private:
+  Endpoint endpoint_;
+  std::vector<UpstreamConn*> conns_;
+};
+
+}  // namespace backends::upstream

@@ -1,0 +1,343 @@
+#include "backends/upstream/upstream_conn.h"
+
+#include <cstring>
+
+namespace backends::upstream {
+
+// One socket's worth of state. A new Socket is made for every connection attempt, so a broken
+// socket can finish closing (its handle, pending writes and buffers) while the next one connects.
+struct UpstreamConn::Socket {
+  explicit Socket(UpstreamConn* o) : out(this, &UpstreamConn::onWriteDone), owner(o) {}
+
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h{};
+  uv_connect_t connectReq{};
+  io::OutputQueue out;
+  io::Buffer in;
+  UpstreamConn* owner;  // nullptr once detached: callbacks still in flight are ignored
+  bool handleInitialised = false;
+};
+
+namespace {
+
+std::string errorText(int status) { return uv_strerror(status); }
+
+}  // namespace
+
+UpstreamConn::UpstreamConn(uv_loop_t* loop, io::FlushScheduler& flusher, Endpoint endpoint, Options options,
+                           std::unique_ptr<ReplyFramer> framer)
+    : loop_(loop), flusher_(flusher), endpoint_(std::move(endpoint)), options_(std::move(options)),
+      framer_(std::move(framer)) {
+  timer_.data = this;
+  // uv_timer_init cannot fail for a valid loop; checked anyway to honour the rule.
+  if (uv_timer_init(loop_, &timer_) < 0) std::abort();
+}
+
+UpstreamConn::~UpstreamConn() = default;
+
+uint64_t UpstreamConn::send(const char* data, size_t len, ReplySink* sink, uint64_t cookie, uint32_t hint) {
+  if (state_ == State::Closed) {
+    lastError_ = "backend " + endpoint_.label + " removed";
+    return 0;
+  }
+  if (state_ == State::Idle) {
+    if (uv_now(loop_) < backoffUntilMs_) return 0;  // fail fast: lastError_ says why
+    startConnect();
+    if (state_ == State::Idle) return 0;  // could not even start
+  }
+  socket_->out.append(data, len);
+  stats_.requests++;
+  stats_.bytesOut += len;
+  const bool wasEmpty = fifo_.empty();
+  fifo_.push_back({sink, cookie, hint, false, uv_now(loop_)});
+  if (state_ == State::Ready) {
+    flusher_.schedule(this);
+    if (wasEmpty) armTimer();
+  }
+  return headSeq_ + fifo_.size() - 1;
+}
+
+void UpstreamConn::cancel(uint64_t seq) {
+  if (seq < headSeq_ || seq >= headSeq_ + fifo_.size()) return;
+  fifo_[seq - headSeq_].sink = nullptr;
+}
+
+void UpstreamConn::connectNow() {
+  if (state_ == State::Idle && uv_now(loop_) >= backoffUntilMs_) startConnect();
+}
+
+void UpstreamConn::startConnect() {
+  socket_ = new Socket(this);
+  connectStartedMs_ = uv_now(loop_);
+  state_ = State::Resolving;
+  stats_.connects++;
+  // Handshake first: the FIFO is empty whenever a socket is born, so it leads the stream.
+  if (!options_.handshake.empty()) {
+    socket_->out.append(options_.handshake.data(), options_.handshake.size());
+    for (uint32_t i = 0; i < options_.handshakeReplies; ++i) fifo_.push_back({nullptr, 0, 0, true, uv_now(loop_)});
+  }
+  armTimer();
+  if (!endpoint_.path.empty()) {
+    int rc = uv_pipe_init(loop_, &socket_->h.pipe, 0);
+    if (rc < 0) {
+      delete socket_;
+      socket_ = nullptr;
+      state_ = State::Idle;
+      fail("cannot create socket: " + errorText(rc), false);
+      return;
+    }
+    socket_->handleInitialised = true;
+    socket_->h.handle.data = socket_;
+    state_ = State::Connecting;
+    socket_->connectReq.data = socket_;
+    uv_pipe_connect(&socket_->connectReq, &socket_->h.pipe, endpoint_.path.c_str(), &UpstreamConn::onConnectCb);
+    return;
+  }
+  sockaddr_storage addr{};
+  if (uv_ip4_addr(endpoint_.host.c_str(), endpoint_.port, reinterpret_cast<sockaddr_in*>(&addr)) == 0 ||
+      uv_ip6_addr(endpoint_.host.c_str(), endpoint_.port, reinterpret_cast<sockaddr_in6*>(&addr)) == 0) {
+    connectResolved(reinterpret_cast<sockaddr*>(&addr));
+    return;
+  }
+  // A host name: resolve it now, so that DNS changes are followed at each reconnect.
+  resolving_ = new uv_getaddrinfo_t;
+  resolving_->data = this;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  const std::string port = std::to_string(endpoint_.port);
+  const int rc = uv_getaddrinfo(loop_, resolving_, &UpstreamConn::onResolvedCb, endpoint_.host.c_str(), port.c_str(), &hints);
+  if (rc < 0) {
+    delete resolving_;
+    resolving_ = nullptr;
+    fail("cannot resolve " + endpoint_.host + ": " + errorText(rc), false);
+  }
+}
+
+void UpstreamConn::onResolvedCb(uv_getaddrinfo_t* req, int status, addrinfo* res) {
+  auto* self = static_cast<UpstreamConn*>(req->data);
+  if (self != nullptr) {
+    self->resolving_ = nullptr;
+    if (status < 0 || res == nullptr) self->fail("cannot resolve " + self->endpoint_.host + ": " + errorText(status), false);
+    else self->connectResolved(res->ai_addr);
+  }
+  uv_freeaddrinfo(res);
+  delete req;
+}
+
+void UpstreamConn::connectResolved(const sockaddr* addr) {
+  int rc = uv_tcp_init(loop_, &socket_->h.tcp);
+  if (rc == 0) {
+    socket_->handleInitialised = true;
+    socket_->h.handle.data = socket_;
+    uv_tcp_nodelay(&socket_->h.tcp, 1);  // requests are whole messages: never wait for Nagle
+    if (options_.tcpKeepalive) uv_tcp_keepalive(&socket_->h.tcp, 1, 60);
+    socket_->connectReq.data = socket_;
+    state_ = State::Connecting;
+    rc = uv_tcp_connect(&socket_->connectReq, &socket_->h.tcp, addr, &UpstreamConn::onConnectCb);
+  } else {
+    delete socket_;  // the handle was never initialised: nothing to close
+    socket_ = nullptr;
+  }
+  if (rc < 0) fail("connect failed: " + errorText(rc), false);
+}
+
+void UpstreamConn::onConnectCb(uv_connect_t* req, int status) {
+  auto* sock = static_cast<Socket*>(req->data);
+  if (sock->owner == nullptr) return;  // detached while connecting
+  sock->owner->onConnected(status);
+}
+
+void UpstreamConn::onConnected(int status) {
+  if (status < 0) {
+    fail("connect failed: " + errorText(status), false);
+    return;
+  }
+  const int rc = uv_read_start(&socket_->h.stream, &UpstreamConn::onAllocCb, &UpstreamConn::onReadCb);
+  if (rc < 0) {
+    fail("cannot read: " + errorText(rc), false);
+    return;
+  }
+  state_ = State::Ready;
+  backoffMs_ = 0;
+  lastError_.clear();
+  flusher_.schedule(this);
+  armTimer();
+}
+
+void UpstreamConn::onAllocCb(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* sock = static_cast<Socket*>(h->data);
+  size_t avail = 0;
+  char* p = sock->in.writable(64 * 1024, &avail);
+  *buf = uv_buf_init(p, p ? static_cast<unsigned>(avail) : 0);
+}
+
+void UpstreamConn::onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
+  auto* sock = static_cast<Socket*>(s->data);
+  if (sock->owner == nullptr) return;
+  if (nread > 0) sock->in.commit(static_cast<size_t>(nread));
+  sock->owner->onRead(nread);
+}
+
+void UpstreamConn::onRead(ssize_t nread) {
+  if (nread < 0) {
+    fail(nread == UV_EOF ? std::string("connection closed by backend") : "read failed: " + errorText(static_cast<int>(nread)), false);
+    return;
+  }
+  stats_.bytesIn += static_cast<uint64_t>(nread);
+  Socket* const sock = socket_;
+  io::Buffer& in = sock->in;
+  while (!in.empty()) {
+    if (fifo_.empty()) {
+      fail("backend sent bytes nobody asked for", false);
+      return;
+    }
+    const Entry head = fifo_.front();
+    const Frame f = framer_->frame(in.readable(), in.readableSize(), head.hint);
+    if (f.status == FrameStatus::NeedMore) break;
+    if (f.status == FrameStatus::Error) {
+      fail("unparseable reply from backend", false);
+      return;
+    }
+    framer_->reset();
+    fifo_.pop_front();
+    headSeq_++;
+    stats_.replies++;
+    if (f.isError) stats_.errorReplies++;
+    if (head.handshake) {
+      if (f.isError) {
+        const std::string text(in.readable(), f.length > 2 ? f.length - 2 : f.length);
+        fail("handshake refused: " + text, false);
+        return;
+      }
+    } else if (head.sink != nullptr) {
+      head.sink->onReply(head.cookie, in.readable(), f.length, f.isError);
+      if (socket_ != sock) return;  // the sink closed or failed us; the socket is gone
+    }
+    in.consume(f.length);
+  }
+  armTimer();
+}
+
+void UpstreamConn::flushNow() {
+  if (state_ != State::Ready || socket_ == nullptr) return;
+  const int rc = socket_->out.flush(&socket_->h.stream);
+  if (rc < 0) fail("write failed: " + errorText(rc), false);
+}
+
+void UpstreamConn::onWriteDone(void* owner, int status) {
+  auto* sock = static_cast<Socket*>(owner);
+  UpstreamConn* self = sock->owner;
+  if (self == nullptr) return;
+  if (status < 0) {
+    self->fail("write failed: " + errorText(status), false);
+    return;
+  }
+  if (!sock->out.pendingBuffer().empty()) self->flusher_.schedule(self);
+}
+
+void UpstreamConn::fail(std::string_view why, bool timedOut) {
+  lastError_ = std::string(why);
+  dropSocket();
+  if (state_ != State::Closed) state_ = State::Idle;
+  // Back off before the next attempt; sends in the meantime are refused at once.
+  backoffMs_ = backoffMs_ == 0 ? options_.minBackoffMs : std::min(backoffMs_ * 2, options_.maxBackoffMs);
+  backoffUntilMs_ = uv_now(loop_) + static_cast<uint64_t>(backoffMs_);
+  // Fail what is owed. Entries are popped before their sink runs: a sink may cancel or send.
+  const std::string message = "backend " + endpoint_.label + ": " + lastError_;
+  while (!fifo_.empty()) {
+    const Entry e = fifo_.front();
+    fifo_.pop_front();
+    headSeq_++;
+    if (e.handshake) continue;
+    stats_.failures++;
+    if (timedOut) stats_.timeouts++;
+    if (e.sink != nullptr) e.sink->onFailure(e.cookie, message);
+  }
+  if (state_ != State::Closed) armTimer();
+}
+
+void UpstreamConn::dropSocket() {
+  flusher_.cancel(this);
+  if (resolving_ != nullptr) {
+    resolving_->data = nullptr;  // its callback frees it
+    resolving_ = nullptr;
+  }
+  if (socket_ == nullptr) return;
+  Socket* sock = socket_;
+  socket_ = nullptr;
+  sock->owner = nullptr;
+  framer_->reset();
+  if (!sock->handleInitialised) {
+    delete sock;
+    return;
+  }
+  uv_close(&sock->h.handle, [](uv_handle_t* h) { delete static_cast<Socket*>(h->data); });
+}
+
+void UpstreamConn::armTimer() {
+  if (state_ == State::Closed) return;
+  uint64_t deadline = 0;
+  if (state_ == State::Resolving || state_ == State::Connecting) {
+    if (options_.connectTimeoutMs >= 0) deadline = connectStartedMs_ + static_cast<uint64_t>(options_.connectTimeoutMs);
+  } else if (state_ == State::Ready) {
+    if (options_.replyTimeoutMs >= 0 && !fifo_.empty())
+      deadline = fifo_.front().sentAtMs + static_cast<uint64_t>(options_.replyTimeoutMs);
+  } else if (state_ == State::Idle && backoffUntilMs_ > 0) {
+    deadline = backoffUntilMs_;  // reconnect in the background
+  }
+  if (deadline == 0) {
+    uv_timer_stop(&timer_);
+    return;
+  }
+  const uint64_t now = uv_now(loop_);
+  uv_timer_start(&timer_, &UpstreamConn::onTimerCb, deadline > now ? deadline - now : 0, 0);
+}
+
+void UpstreamConn::onTimerCb(uv_timer_t* t) { static_cast<UpstreamConn*>(t->data)->onTimer(); }
+
+void UpstreamConn::onTimer() {
+  const uint64_t now = uv_now(loop_);
+  switch (state_) {
+    case State::Resolving:
+    case State::Connecting:
+      if (options_.connectTimeoutMs >= 0 && now >= connectStartedMs_ + static_cast<uint64_t>(options_.connectTimeoutMs)) {
+        fail("connect timed out after " + std::to_string(options_.connectTimeoutMs) + " ms", true);
+        return;
+      }
+      break;
+    case State::Ready:
+      if (options_.replyTimeoutMs >= 0 && !fifo_.empty() &&
+          now >= fifo_.front().sentAtMs + static_cast<uint64_t>(options_.replyTimeoutMs)) {
+        // The stream is out of step once a reply is abandoned: drop the socket, as twemproxy does.
+        fail("no reply within " + std::to_string(options_.replyTimeoutMs) + " ms", true);
+        return;
+      }
+      break;
+    case State::Idle:
+      if (now >= backoffUntilMs_) {
+        startConnect();
+        return;
+      }
+      break;
+    case State::Closed:
+      return;
+  }
+  armTimer();
+}
+
+void UpstreamConn::close() {
+  if (state_ == State::Closed) return;
+  state_ = State::Closed;
+  fail("backend removed from the configuration", false);
+  uv_timer_stop(&timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &UpstreamConn::onTimerClosed);
+}
+
+void UpstreamConn::onTimerClosed(uv_handle_t* h) { delete static_cast<UpstreamConn*>(h->data); }
+
+}  // namespace backends::upstream

@@ -1,0 +1,158 @@
+// upstream_conn.h: one pipelined connection to one backend server.
+//
+// Data flow: the proxy send()s complete request bytes with a ReplySink and a cookie; the bytes
+// are appended to the socket's output queue and leave in one batched write per loop turn. The
+// connection keeps a FIFO of what it owes: replies come back in request order, the framer
+// finds where each ends, and the head entry's sink gets the reply bytes (valid only during the
+// callback). A cancelled entry (client gone) stays in the FIFO and its reply is dropped, so
+// the stream stays in step.
+//
+// Failures: a refused connect, a closed or broken socket, a framing error or a reply timeout
+// fails every entry owed (each sink gets onFailure with a message naming the backend and the
+// cause), closes the socket and reconnects in the background with exponential backoff. While
+// backing off, send() refuses at once so callers can answer an error without waiting.
+//
+// Lifetime: the owner calls close(); the object deletes itself once its handles have closed.
+// Sinks get exactly one callback per accepted send unless they cancel() first.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "backends/io/flush_scheduler.h"
+#include "backends/io/output_queue.h"
+
+namespace backends::upstream {
+
+struct Endpoint {
+  std::string host;   // literal address or name (resolved at each connect)
+  uint16_t port = 0;
+  std::string path;   // unix socket, instead of host:port
+  std::string label;  // how messages name the backend
+};
+
+struct Options {
+  int connectTimeoutMs = -1;  // -1: none
+  int replyTimeoutMs = -1;    // -1: none
+  std::string handshake;      // bytes sent first on every new socket (AUTH, SELECT, HELLO)
+  uint32_t handshakeReplies = 0;
+  bool tcpKeepalive = false;
+  int minBackoffMs = 50;      // after a failure, refuse sends for this long, doubling
+  int maxBackoffMs = 2000;
+};
+
+enum class FrameStatus : uint8_t { Complete, NeedMore, Error };
+struct Frame {
+  FrameStatus status = FrameStatus::NeedMore;
+  size_t length = 0;      // Complete: bytes of the reply
+  bool isError = false;   // Complete: an error reply (-ERR, SERVER_ERROR, ...)
+};
+
+// Finds where one reply ends. Resumable: called again with the same start and more bytes
+// after NeedMore; reset() after each Complete. `hint` is what send() was given for the
+// request this reply answers (memcached replies are framed according to their request).
+class ReplyFramer {
+ public:
+  virtual ~ReplyFramer() = default;
+  virtual Frame frame(const char* data, size_t len, uint32_t hint) = 0;
+  virtual void reset() = 0;
+};
+
+class ReplySink {
+ public:
+  virtual void onReply(uint64_t cookie, const char* data, size_t len, bool isError) = 0;
+  virtual void onFailure(uint64_t cookie, std::string_view why) = 0;
+
+ protected:
+  ~ReplySink() = default;
+};
+
+struct ConnStats {
+  uint64_t requests = 0;
+  uint64_t replies = 0;
+  uint64_t errorReplies = 0;
+  uint64_t failures = 0;  // requests failed by the connection (refused, closed, timeout)
+  uint64_t timeouts = 0;
+  uint64_t connects = 0;
+  uint64_t bytesOut = 0;
+  uint64_t bytesIn = 0;
+};
+
+class UpstreamConn final : private io::Flushable {
+ public:
+  UpstreamConn(uv_loop_t* loop, io::FlushScheduler& flusher, Endpoint endpoint, Options options,
+               std::unique_ptr<ReplyFramer> framer);
+  UpstreamConn(const UpstreamConn&) = delete;
+  UpstreamConn& operator=(const UpstreamConn&) = delete;
+
+  // Queues a request. Returns its sequence number (for cancel), or 0 when the backend is
+  // backing off after a failure: then nothing was queued and lastError() says why.
+  [[nodiscard]] uint64_t send(const char* data, size_t len, ReplySink* sink, uint64_t cookie, uint32_t hint);
+  // The sink of request `seq` is forgotten; its reply will be read and dropped.
+  void cancel(uint64_t seq);
+  // Starts connecting now (preconnect) instead of at the first send.
+  void connectNow();
+  // Fails what is owed, closes, and deletes this object once its handles have closed.
+  void close();
+
+  const Endpoint& endpoint() const { return endpoint_; }
+  const std::string& lastError() const { return lastError_; }
+  size_t inflight() const { return fifo_.size(); }
+  bool connected() const { return state_ == State::Ready; }
+  const ConnStats& stats() const { return stats_; }
+
+ private:
+  struct Socket;
+  struct Entry {
+    ReplySink* sink;  // nullptr: cancelled, or a handshake reply
+    uint64_t cookie;
+    uint32_t hint;
+    bool handshake;
+    uint64_t sentAtMs;
+  };
+  enum class State : uint8_t { Idle, Resolving, Connecting, Ready, Closed };
+
+  ~UpstreamConn();
+  void flushNow() override;
+  void startConnect();
+  void connectResolved(const sockaddr* addr);
+  void onConnected(int status);
+  void onRead(ssize_t nread);
+  void fail(std::string_view why, bool timedOut);
+  void dropSocket();
+  void armTimer();
+  void onTimer();
+
+  static void onResolvedCb(uv_getaddrinfo_t* req, int status, addrinfo* res);
+  static void onConnectCb(uv_connect_t* req, int status);
+  static void onAllocCb(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void onWriteDone(void* owner, int status);
+  static void onTimerCb(uv_timer_t* t);
+  static void onTimerClosed(uv_handle_t* h);
+
+  uv_loop_t* loop_;
+  io::FlushScheduler& flusher_;
+  Endpoint endpoint_;
+  Options options_;
+  std::unique_ptr<ReplyFramer> framer_;
+  State state_ = State::Idle;
+  Socket* socket_ = nullptr;        // the current socket, owned until its close callback
+  uv_getaddrinfo_t* resolving_ = nullptr;
+  uv_timer_t timer_{};              // connect timeout, reply timeout and reconnect, one at a time
+  bool timerClosed_ = false;
+  std::deque<Entry> fifo_;
+  uint64_t headSeq_ = 1;            // sequence number of fifo_.front()
+  uint64_t backoffUntilMs_ = 0;
+  int backoffMs_ = 0;
+  uint64_t connectStartedMs_ = 0;
+  std::string lastError_;
+  ConnStats stats_;
+};
+
+}  // namespace backends::upstream

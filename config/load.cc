@@ -1,0 +1,830 @@
+// load.cc: YAML text -> validated Topology.
+//
+// Flow: the whole file is parsed by yaml-cpp into a node tree (syntax errors stop here), then
+// walked pool by pool. Each pool key is looked up in kPoolKeys, one row per key naming its
+// parser and its help line, so a new key is one row. A parser checks the value's YAML type and
+// text and writes one Pool field; the checks that involve several keys (protocol vs redis, the
+// hash default for vnode, ring size) run once the pool's keys are all read, and the checks
+// across pools (listen addresses) once the file is read. The first problem found becomes the
+// LoadError; nothing is half-applied because `out` is assigned only on success.
+//
+// Meanings and defaults are twemproxy 0.5.0's (src/nc_conf.[ch]) except where a comment says
+// otherwise. yaml-cpp exceptions are caught here and nowhere else.
+#include "config/load.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string_view>
+#include <utility>
+
+#include "ring/key_hash.h"
+
+namespace config {
+namespace {
+
+// twemproxy (and libmemcached before it) leaves the port out of a server's ketama identity
+// when it is memcached's default port.
+constexpr uint16_t kLibmemcachedPort = 11211;
+
+// Most ring entries one pool may need (vnode: weights x vnodes; modula: total weight). Past
+// this a pool would spend hundreds of MB on its ring: surely a typo, or a ketama weight such as
+// 100000 carried over to a distribution where weights cost memory.
+constexpr uint64_t kMaxRingEntries = uint64_t{1} << 24;
+
+// sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+constexpr size_t kMaxUnixPath = 107;
+
+constexpr std::string_view kHashNames =
+    "one_at_a_time, md5, crc16, crc32, crc32a, fnv1_64, fnv1a_64, fnv1_32, fnv1a_32, hsieh, "
+    "murmur, jenkins, xxh3";
+
+constexpr std::string_view kServerFormat =
+    "expected \"host:port:weight [name]\" or \"/path/to.sock:weight [name]\", "
+    "e.g. 127.0.0.1:6379:1 or 10.0.0.5:6379:1 cache-a";
+
+// ---------------------------------------------------------------------------------------------
+// Small text helpers.
+
+std::string quoted(std::string_view text) {
+  std::string out = "'";
+  out.append(text);
+  out += "'";
+  return out;
+}
+
+bool hasSpace(std::string_view text) {
+  return std::any_of(text.begin(), text.end(), [](char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+  });
+}
+
+// Digits only (twemproxy accepts no sign, no spaces, no hex). Saturates at UINT64_MAX so that a
+// range check reports an overlong number as too large; nullopt when not a number at all.
+std::optional<uint64_t> parseDigits(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    value = value > (UINT64_MAX - digit) / 10 ? UINT64_MAX : value * 10 + digit;
+  }
+  return value;
+}
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// Hosts are DNS names or literals; names compare without case.
+bool sameAddress(const Endpoint& a, const Endpoint& b) {
+  if (a.isUnix() || b.isUnix()) return a.isUnix() && b.isUnix() && a.path == b.path;
+  return a.port == b.port && equalsIgnoreCase(a.host, b.host);
+}
+
+// 1-based line of a node; yaml-cpp marks are 0-based, and a node that is not in the document
+// has no mark at all.
+int lineOf(const YAML::Node& node, int fallback) {
+  const YAML::Mark mark = node.Mark();
+  return mark.line < 0 ? fallback : mark.line + 1;
+}
+
+std::string_view yamlKind(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Null: return "empty";
+    default: return "a single value";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Addresses.
+
+struct HostPort {
+  std::string_view host;  // as written, brackets included: ketama identities use this text
+  std::string_view port;  // as written
+};
+
+// "host:port", "[v6]:port", or (as twemproxy, which splits at the last colon) "v6::1:port".
+bool parseHostPort(std::string_view text, Endpoint& ep, HostPort& raw, std::string& why) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos) {
+    why = quoted(text) + " has no port; expected host:port, e.g. 127.0.0.1:22121";
+    return false;
+  }
+  raw.host = text.substr(0, colon);
+  raw.port = text.substr(colon + 1);
+  std::string_view host = raw.host;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty()) {
+    why = quoted(text) + " has no host; expected host:port, e.g. 127.0.0.1:22121";
+    return false;
+  }
+  if (hasSpace(host) || host.find_first_of("[]") != std::string_view::npos) {
+    why = "host " + quoted(raw.host) + " is not a host name or address";
+    return false;
+  }
+  const std::optional<uint64_t> port = parseDigits(raw.port);
+  if (!port) {
+    why = "port " + quoted(raw.port) + " is not a number; expected 1 to 65535";
+    return false;
+  }
+  if (*port < 1 || *port > 65535) {
+    why = "port " + std::string(raw.port) + " is out of range; expected 1 to 65535";
+    return false;
+  }
+  ep.host = std::string(host);
+  ep.port = static_cast<uint16_t>(*port);
+  ep.path.clear();
+  return true;
+}
+
+bool checkUnixPath(std::string_view path, std::string& why) {
+  if (hasSpace(path)) {
+    why = "socket path " + quoted(path) + " contains white space";
+    return false;
+  }
+  if (path.size() > kMaxUnixPath) {
+    why = "socket path is " + std::to_string(path.size()) + " bytes; unix socket paths hold at most " +
+          std::to_string(kMaxUnixPath);
+    return false;
+  }
+  return true;
+}
+
+// "host:port:weight [name]" or "/path:weight [name]", parsed from the end as twemproxy does.
+bool parseServer(std::string_view text, Server& server, std::string& why) {
+  std::string_view rest = text;
+  const size_t space = rest.rfind(' ');
+  if (space != std::string_view::npos) {
+    server.name = std::string(rest.substr(space + 1));
+    rest = rest.substr(0, space);
+    if (server.name.empty()) {
+      why = quoted(text) + " ends in a space but has no name after it; " + std::string(kServerFormat);
+      return false;
+    }
+  }
+  const size_t weightColon = rest.rfind(':');
+  const bool isUnix = !rest.empty() && rest.front() == '/';
+  const bool tcpShape = weightColon != std::string_view::npos &&
+                        rest.substr(0, weightColon).find(':') != std::string_view::npos;
+  if (rest.empty() || weightColon == std::string_view::npos || (!isUnix && !tcpShape)) {
+    const bool onlyWeightMissing = isUnix || weightColon != std::string_view::npos;
+    why = quoted(text) + (onlyWeightMissing ? " has no weight (add :1 for equal weights); "
+                                            : " is missing its port and weight; ") +
+          std::string(kServerFormat);
+    return false;
+  }
+  const std::string_view weightText = rest.substr(weightColon + 1);
+  const std::string_view address = rest.substr(0, weightColon);
+  const std::optional<uint64_t> weight = parseDigits(weightText);
+  if (!weight) {
+    why = "weight " + quoted(weightText) + " is not a number; expected a whole number, 1 or more";
+    return false;
+  }
+  if (*weight == 0) {
+    why = "weight is 0; expected a whole number, 1 or more (remove the server to give it no keys)";
+    return false;
+  }
+  if (*weight > INT32_MAX) {
+    why = "weight " + std::string(weightText) + " is too large; expected at most " +
+          std::to_string(INT32_MAX);
+    return false;
+  }
+  server.weight = static_cast<uint32_t>(*weight);
+
+  if (isUnix) {
+    if (!checkUnixPath(address, why)) return false;
+    server.endpoint.path = std::string(address);
+    // twemproxy names an unnamed unix server "path:" (the colon before the weight stays in),
+    // and ketama hashes that text; kept so that ketama places keys exactly as twemproxy does.
+    server.identity = server.name.empty() ? server.endpoint.path + ":" : server.name;
+  } else {
+    HostPort raw;
+    if (!parseHostPort(address, server.endpoint, raw, why)) return false;
+    if (!server.name.empty()) {
+      server.identity = server.name;
+    } else if (server.endpoint.port == kLibmemcachedPort) {
+      server.identity = std::string(raw.host);
+    } else {
+      server.identity = std::string(address);
+    }
+  }
+  server.label = server.name.empty() ? server.endpoint.str() : server.name;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting, and the state of one pool while its keys are read.
+
+class Reporter {
+ public:
+  Reporter(const std::string& file, LoadError& error) : file_(file), error_(error) {}
+  bool fail(int line, std::string key, std::string message) {
+    error_.file = file_;
+    error_.line = line;
+    error_.key = std::move(key);
+    error_.message = std::move(message);
+    return false;
+  }
+
+ private:
+  const std::string& file_;
+  LoadError& error_;
+};
+
+struct PoolDraft {
+  Pool pool;
+  std::map<std::string, int, std::less<>> given;  // key -> line where it was set
+
+  int lineOf(std::string_view key) const {
+    auto it = given.find(key);
+    return it == given.end() ? 0 : it->second;
+  }
+  bool has(std::string_view key) const { return given.find(key) != given.end(); }
+};
+
+// One `key: value` being applied to a pool.
+struct Field {
+  Reporter& report;
+  PoolDraft& draft;
+  const YAML::Node& value;
+  std::string key;  // full path, e.g. "alpha.hash"
+  std::string_view help;
+  int line;  // of the value, or of the key when the value is empty
+
+  bool fail(std::string message) const { return report.fail(line, key, std::move(message)); }
+
+  // The value as text, or nullopt after reporting that it is missing or not a single value.
+  std::optional<std::string> scalar() const {
+    if (value.IsScalar()) return value.Scalar();
+    if (value.IsNull()) {
+      fail("has no value; expected " + std::string(help));
+    } else {
+      fail("is " + std::string(yamlKind(value)) + "; expected a single value: " + std::string(help));
+    }
+    return std::nullopt;
+  }
+};
+
+using Parser = bool (*)(Field&);
+
+struct KeySpec {
+  std::string_view name;
+  Parser parse;
+  std::string_view help;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Value parsers, generic then per key.
+
+template <auto Member, uint64_t Min, uint64_t Max>
+bool setNumber(Field& f) {
+  const std::optional<std::string> text = f.scalar();
+  if (!text) return false;
+  const std::optional<uint64_t> n = parseDigits(*text);
+  const std::string range = "a whole number from " + std::to_string(Min) + " to " + std::to_string(Max);
+  if (!n) return f.fail(quoted(*text) + " is not a whole number; expected " + range);
+  if (*n < Min || *n > Max) return f.fail(*text + " is out of range; expected " + range);
+  using T = std::remove_reference_t<decltype(f.draft.pool.*Member)>;
+  f.draft.pool.*Member = static_cast<T>(*n);
+  return true;
+}
+
+template <auto Member>
+bool setBool(Field& f) {
+  const std::optional<std::string> text = f.scalar();
+  if (!text) return false;
+  // Exactly twemproxy's two spellings: "yes", "on" or "True" would mean something in YAML 1.1
+  // but be rejected by nutcracker, and a file should mean the same to both.
+  if (*text == "true") {
+    f.draft.pool.*Member = true;
+  } else if (*text == "false") {
+    f.draft.pool.*Member = false;
+  } else {
+    return f.fail(quoted(*text) + " is not a boolean; expected true or false");
+  }
+  return true;
+}
+
+template <typename E, size_t N>
+bool setChoice(Field& f, const std::pair<std::string_view, E> (&choices)[N], E Pool::*member) {
+  const std::optional<std::string> text = f.scalar();
+  if (!text) return false;
+  std::string accepted;
+  for (const auto& [name, value] : choices) {
+    if (*text == name) {
+      f.draft.pool.*member = value;
+      return true;
+    }
+    accepted += accepted.empty() ? "" : ", ";
+    accepted += name;
+  }
+  return f.fail(quoted(*text) + " is not accepted; expected one of " + accepted);
+}
+
+constexpr std::pair<std::string_view, ring::Distribution> kDistributions[] = {
+    {"ketama", ring::Distribution::Ketama},
+    {"modula", ring::Distribution::Modula},
+    {"random", ring::Distribution::Random},
+    {"vnode", ring::Distribution::Vnode},
+};
+constexpr std::pair<std::string_view, Protocol> kProtocols[] = {
+    {"redis", Protocol::Redis},
+    {"memcache", Protocol::Memcache},
+};
+constexpr std::pair<std::string_view, TransactionMode> kTransactionModes[] = {
+    {"per_server", TransactionMode::PerServer},
+    {"strict", TransactionMode::Strict},
+};
+
+bool setListen(Field& f) {
+  const std::optional<std::string> text = f.scalar();
+  if (!text) return false;
+  std::string_view value = *text;
+  Endpoint& ep = f.draft.pool.listen;
+  std::string why;
+  if (!value.empty() && value.front() == '/') {
+    // "/path" or "/path MODE", split at the last space as twemproxy does.
+    const size_t space = value.rfind(' ');
+    std::string_view path = value;
+    if (space != std::string_view::npos) {
+      path = value.substr(0, space);
+      const std::string_view mode = value.substr(space + 1);
+      const bool octal = !mode.empty() && mode.size() <= 4 &&
+                         mode.find_first_not_of("01234567") == std::string_view::npos;
+      uint32_t perm = 0;
+      for (char c : mode) perm = perm * 8 + static_cast<uint32_t>(c - '0');
+      if (!octal || perm > 0777) {
+        return f.fail("socket mode " + quoted(mode) +
+                      " is not an octal file mode; expected e.g. \"/tmp/pool.sock 0666\" (at most 0777)");
+      }
+      ep.perm = perm;
+    }
+    if (!checkUnixPath(path, why)) return f.fail(why);
+    ep.path = std::string(path);
+    ep.host.clear();
+    ep.port = 0;
+    return true;
+  }
+  HostPort raw;
+  if (!parseHostPort(value, ep, raw, why)) {
+    if (value.find('/') != std::string_view::npos) why += " (a unix socket path must be absolute)";
+    return f.fail(why);
+  }
+  return true;
+}
+
+bool setHash(Field& f) {
+  const std::optional<std::string> text = f.scalar();
+  if (!text) return false;
+  const std::optional<ring::HashKind> kind = ring::hashKindFromName(*text);
+  if (!kind) return f.fail(quoted(*text) + " is not a known hash; expected one of " + std::string(kHashNames));
+  f.draft.pool.hash = *kind;
+  return true;
+}
+
+bool setHashTag(Field& f) {
+  if ((f.value.IsMap() || f.value.IsSequence()) && f.value.size() == 0) {
+    return f.fail("is an empty YAML " + std::string(f.value.IsMap() ? "mapping" : "list") +
+                  ": brackets must be quoted, e.g. hash_tag: \"{}\"");
+  }
+  const std::optional<std::string> text = f.scalar();
+  if (!text) return false;
+  if (text->size() != 2) {
+    return f.fail(quoted(*text) + " is " + std::to_string(text->size()) +
+                  " bytes long; expected exactly two characters, e.g. \"{}\" or \"$$\"");
+  }
+  f.draft.pool.hashTag = *text;
+  return true;
+}
+
+bool setDistribution(Field& f) { return setChoice(f, kDistributions, &Pool::distribution); }
+bool setProtocol(Field& f) { return setChoice(f, kProtocols, &Pool::protocol); }
+bool setTransactions(Field& f) { return setChoice(f, kTransactionModes, &Pool::transactions); }
+
+bool setTimeout(Field& f) {
+  if (!setNumber<&Pool::timeoutMs, 0, INT_MAX>(f)) return false;
+  // twemproxy arms no timer for a timeout <= 0, so 0 also means "wait forever".
+  if (f.draft.pool.timeoutMs == 0) f.draft.pool.timeoutMs = -1;
+  return true;
+}
+
+bool setRedisAuth(Field& f) {
+  const std::optional<std::string> text = f.scalar();
+  if (!text) return false;
+  if (text->empty()) return f.fail("is empty; expected the password, or remove the key");
+  f.draft.pool.redisAuth = *text;
+  return true;
+}
+
+bool setServers(Field& f) {
+  if (!f.value.IsSequence()) {
+    return f.fail((f.value.IsNull() ? std::string("has no servers") : "is " + std::string(yamlKind(f.value))) +
+                  "; expected a list of servers, one \"- host:port:weight [name]\" per line");
+  }
+  if (f.value.size() == 0) return f.fail("is an empty list; a pool needs at least one server");
+  std::vector<Server>& servers = f.draft.pool.servers;
+  servers.clear();
+  std::map<std::string, size_t, std::less<>> byName, byIdentity;
+  int previousLine = f.line;
+  for (size_t i = 0; i < f.value.size(); ++i) {
+    const YAML::Node item = f.value[i];
+    const std::string key = f.key + "[" + std::to_string(i) + "]";
+    // yaml-cpp marks an empty item at the token after it; the line after the previous item is
+    // where the empty "-" almost always is.
+    const int line = item.IsNull() ? previousLine + 1 : lineOf(item, previousLine);
+    previousLine = line;
+    auto fail = [&](std::string message) { return f.report.fail(line, key, std::move(message)); };
+    if (!item.IsScalar()) {
+      return fail("is " + std::string(yamlKind(item)) + "; " + std::string(kServerFormat));
+    }
+    Server server;
+    server.line = line;
+    std::string why;
+    if (!parseServer(item.Scalar(), server, why)) return fail(why);
+    auto where = [&](size_t j) {
+      return f.key + "[" + std::to_string(j) + "] (line " + std::to_string(servers[j].line) + ")";
+    };
+    for (size_t j = 0; j < servers.size(); ++j) {
+      if (sameAddress(servers[j].endpoint, server.endpoint)) {
+        return fail("address " + server.endpoint.str() + " is already used by " + where(j) +
+                    "; each server may appear once in a pool");
+      }
+    }
+    if (!server.name.empty()) {
+      if (auto it = byName.find(server.name); it != byName.end()) {
+        return fail("name " + quoted(server.name) + " is already used by " + where(it->second) +
+                    "; server names must be unique in a pool");
+      }
+      byName.emplace(server.name, servers.size());
+    }
+    if (auto it = byIdentity.find(server.identity); it != byIdentity.end()) {
+      return fail("ring identity " + quoted(server.identity) + " is the same as " + where(it->second) +
+                  "'s, so both would get the same keys; give one of them a distinct name");
+    }
+    byIdentity.emplace(server.identity, servers.size());
+    servers.push_back(std::move(server));
+  }
+  return true;
+}
+
+static_assert(ring::kDefaultVnodes == 1024, "update the vnodes help line");
+
+// Every key a pool accepts. Order is the order `poolKeys()` lists them in.
+constexpr KeySpec kPoolKeys[] = {
+    // twemproxy 0.5.0 keys.
+    {"listen", setListen,
+     "host:port, or an absolute unix socket path with an optional octal mode, e.g. "
+     "\"/var/run/pool.sock 0666\" (required)"},
+    {"hash", setHash,
+     "one of one_at_a_time, md5, crc16, crc32, crc32a, fnv1_64, fnv1a_64, fnv1_32, fnv1a_32, "
+     "hsieh, murmur, jenkins, xxh3 (default fnv1a_64; xxh3 with distribution vnode)"},
+    {"hash_tag", setHashTag,
+     "two characters in quotes, e.g. \"{}\": only the part of a key between them is hashed "
+     "(default: the whole key)"},
+    {"distribution", setDistribution, "ketama, modula, random or vnode (default ketama)"},
+    {"timeout", setTimeout,
+     "milliseconds to wait for a server to connect or answer (default: wait forever)"},
+    {"backlog", setNumber<&Pool::backlog, 0, INT_MAX>, "the listen socket's backlog (default 512)"},
+    {"client_connections", setNumber<&Pool::clientConnections, 0, INT_MAX>,
+     "most client connections at once (default 0: unlimited)"},
+    {"redis", setBool<&Pool::redis>, "true or false: the pool speaks redis, not memcache (default false)"},
+    {"redis_auth", setRedisAuth, "password sent with AUTH on each server connection (redis pools only)"},
+    {"redis_db", setNumber<&Pool::redisDb, 0, INT_MAX>,
+     "database number selected on each server connection (default 0)"},
+    {"preconnect", setBool<&Pool::preconnect>,
+     "true or false: connect to every server at start (default false)"},
+    {"auto_eject_hosts", setBool<&Pool::autoEjectHosts>,
+     "true or false: take a failing server out of the ring for a while (default false)"},
+    {"server_connections", setNumber<&Pool::serverConnections, 1, INT_MAX>,
+     "connections to each server, 1 or more (default 1)"},
+    {"server_retry_timeout", setNumber<&Pool::serverRetryTimeoutMs, 0, INT_MAX>,
+     "milliseconds before an ejected server is tried again (default 30000)"},
+    {"server_failure_limit", setNumber<&Pool::serverFailureLimit, 0, INT_MAX>,
+     "consecutive failures that eject a server (default 2)"},
+    {"tcpkeepalive", setBool<&Pool::tcpKeepalive>,
+     "true or false: TCP keepalive on server connections (default false)"},
+    {"servers", setServers,
+     "list of \"host:port:weight [name]\" or \"/path/to.sock:weight [name]\" (required)"},
+    // ringproxy keys.
+    {"protocol", setProtocol, "redis or memcache (default: redis when redis: true, else memcache)"},
+    {"vnodes", setNumber<&Pool::vnodes, 1, 65536>,
+     "points per unit of weight on the native ring, 1 to 65536 (distribution vnode only; default 1024)"},
+    {"transactions", setTransactions,
+     "per_server or strict: how MULTI/EXEC over keys on several servers is handled (default per_server)"},
+};
+
+const KeySpec* findKey(std::string_view name) {
+  for (const KeySpec& spec : kPoolKeys) {
+    if (spec.name == name) return &spec;
+  }
+  return nullptr;
+}
+
+std::string unknownKeyMessage(std::string_view name) {
+  std::string message = "unknown key " + quoted(name);
+  const KeySpec* best = nullptr;
+  size_t bestDistance = 3;  // suggest only near misses
+  for (const KeySpec& spec : kPoolKeys) {
+    const size_t d = editDistance(name, spec.name);
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = &spec;
+    }
+  }
+  if (best != nullptr) return message + "; did you mean " + quoted(best->name) + "?";
+  message += "; accepted keys:";
+  for (const KeySpec& spec : kPoolKeys) {
+    message += " ";
+    message += spec.name;
+  }
+  return message;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pools and the file.
+
+std::string_view distributionName(ring::Distribution d) {
+  for (const auto& [name, value] : kDistributions) {
+    if (value == d) return name;
+  }
+  return "?";
+}
+
+// The checks that involve several keys of one pool, and the defaults that depend on others.
+bool finishPool(Reporter& report, PoolDraft& draft) {
+  Pool& pool = draft.pool;
+  const std::string& name = pool.name;
+  if (!draft.has("listen")) {
+    return report.fail(pool.line, name + ".listen",
+                       "is missing; every pool needs listen: host:port or listen: /path/to.sock");
+  }
+  if (!draft.has("servers")) {
+    return report.fail(pool.line, name + ".servers",
+                       "is missing; every pool needs a list of servers, e.g. - 127.0.0.1:6379:1");
+  }
+
+  if (draft.has("protocol")) {
+    const bool protocolSaysRedis = pool.protocol == Protocol::Redis;
+    if (draft.has("redis") && pool.redis != protocolSaysRedis) {
+      return report.fail(draft.lineOf("protocol"), name + ".protocol",
+                         std::string(protocolSaysRedis ? "redis" : "memcache") + " contradicts redis: " +
+                             (pool.redis ? "true" : "false") + " (line " +
+                             std::to_string(draft.lineOf("redis")) +
+                             "); remove one of the two or make them agree");
+    }
+  } else {
+    pool.protocol = pool.redis ? Protocol::Redis : Protocol::Memcache;
+  }
+  pool.redis = pool.protocol == Protocol::Redis;
+  if (draft.has("redis_auth") && !pool.redis) {
+    return report.fail(draft.lineOf("redis_auth"), name + ".redis_auth",
+                       "is only valid for a redis pool; add redis: true (or protocol: redis)");
+  }
+
+  const bool vnode = pool.distribution == ring::Distribution::Vnode;
+  if (!draft.has("hash")) pool.hash = vnode ? ring::HashKind::Xxh3 : ring::HashKind::Fnv1a_64;
+  if (vnode && (pool.hash == ring::HashKind::Crc16 || pool.hash == ring::HashKind::Crc32)) {
+    const bool crc16 = pool.hash == ring::HashKind::Crc16;
+    return report.fail(draft.lineOf("hash"), name + ".hash",
+                       std::string(crc16 ? "crc16 gives only 16 bits" : "crc32 (twemproxy's) gives only 15 bits") +
+                           ", too few to spread keys over distribution vnode's points; use xxh3 (the "
+                           "default for vnode) or a full 32-bit hash such as crc32a, murmur or fnv1a_64");
+  }
+  if (draft.has("vnodes") && !vnode) {
+    return report.fail(draft.lineOf("vnodes"), name + ".vnodes",
+                       "only applies to distribution: vnode, and this pool uses " +
+                           std::string(distributionName(pool.distribution)) +
+                           "; remove it or set distribution: vnode");
+  }
+
+  uint64_t totalWeight = 0;
+  for (const Server& s : pool.servers) totalWeight += s.weight;
+  const int serversLine = draft.lineOf("servers");
+  if (totalWeight > UINT32_MAX) {
+    return report.fail(serversLine, name + ".servers",
+                       "weights add up to " + std::to_string(totalWeight) + "; the total must be at most " +
+                           std::to_string(UINT32_MAX));
+  }
+  if (vnode && totalWeight * pool.vnodes > kMaxRingEntries) {
+    const bool vnodesGiven = draft.has("vnodes");
+    return report.fail(vnodesGiven ? draft.lineOf("vnodes") : serversLine,
+                       name + (vnodesGiven ? ".vnodes" : ".servers"),
+                       "total weight " + std::to_string(totalWeight) + " x vnodes " + std::to_string(pool.vnodes) +
+                           " = " + std::to_string(totalWeight * pool.vnodes) + " ring points, more than " +
+                           std::to_string(kMaxRingEntries) + "; scale the weights down or lower vnodes:");
+  }
+  if (pool.distribution == ring::Distribution::Modula && totalWeight > kMaxRingEntries) {
+    return report.fail(serversLine, name + ".servers",
+                       "weights add up to " + std::to_string(totalWeight) +
+                           " and modula keeps one slot per unit of weight; the total must be at most " +
+                           std::to_string(kMaxRingEntries));
+  }
+  return true;
+}
+
+bool loadPool(Reporter& report, const std::string& name, int line, const YAML::Node& settings, Pool& out,
+              int& listenLine) {
+  if (!settings.IsMap()) {
+    return report.fail(line, name,
+                       "is " + std::string(yamlKind(settings)) +
+                           "; expected the pool's settings as indented key: value lines (listen:, servers:, ...)");
+  }
+  PoolDraft draft;
+  draft.pool.name = name;
+  draft.pool.line = line;
+  for (auto it = settings.begin(); it != settings.end(); ++it) {
+    // Copies: `it->` yields a proxy that dies with the full expression. Nodes share their data.
+    const YAML::Node keyNode = it->first;
+    const YAML::Node value = it->second;
+    const int keyLine = lineOf(keyNode, line);
+    if (!keyNode.IsScalar()) {
+      return report.fail(keyLine, name, "has a key that is " + std::string(yamlKind(keyNode)) + "; keys are plain words");
+    }
+    const std::string key = keyNode.Scalar();
+    const std::string path = name + "." + key;
+    const KeySpec* spec = findKey(key);
+    if (spec == nullptr) return report.fail(keyLine, path, unknownKeyMessage(key));
+    if (const int first = draft.lineOf(key); first != 0) {
+      return report.fail(keyLine, path, "is given twice (first on line " + std::to_string(first) + ")");
+    }
+    draft.given.emplace(key, keyLine);
+    Field field{report, draft, value, path, spec->help, value.IsNull() ? keyLine : lineOf(value, keyLine)};
+    if (!spec->parse(field)) return false;
+  }
+  if (!finishPool(report, draft)) return false;
+  listenLine = draft.lineOf("listen");
+  out = std::move(draft.pool);
+  return true;
+}
+
+bool loadDocument(Reporter& report, const std::vector<YAML::Node>& docs, Topology& topology) {
+  const std::string emptyMessage =
+      "the file has no pools; expected one or more pools, each a name followed by indented settings "
+      "(listen:, servers:, ...)";
+  if (docs.empty() || docs.front().IsNull()) return report.fail(1, "", emptyMessage);
+  if (docs.size() > 1) {
+    return report.fail(lineOf(docs[1], 1), "",
+                       "has " + std::to_string(docs.size()) +
+                           " YAML documents (separated by ---); expected exactly one");
+  }
+  const YAML::Node& root = docs.front();
+  if (!root.IsMap()) {
+    return report.fail(lineOf(root, 1), "",
+                       "the top level is " + std::string(yamlKind(root)) +
+                           "; expected pools, each a name followed by indented settings");
+  }
+  std::map<std::string, int, std::less<>> poolLines;
+  std::vector<int> listenLines;
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    const YAML::Node nameNode = it->first;  // a copy: `it->` yields a short-lived proxy
+    const YAML::Node settings = it->second;
+    const int line = lineOf(nameNode, 1);
+    if (!nameNode.IsScalar() || nameNode.Scalar().empty()) {
+      return report.fail(line, "", "a pool name must be a non-empty plain word, not " +
+                                       std::string(yamlKind(nameNode)));
+    }
+    const std::string name = nameNode.Scalar();
+    if (auto seen = poolLines.find(name); seen != poolLines.end()) {
+      return report.fail(line, name,
+                         "pool is defined twice (first on line " + std::to_string(seen->second) +
+                             "); pool names must be unique");
+    }
+    poolLines.emplace(name, line);
+    Pool pool;
+    int listenLine = 0;
+    if (!loadPool(report, name, line, settings, pool, listenLine)) return false;
+    topology.pools.push_back(std::move(pool));
+    listenLines.push_back(listenLine);
+  }
+
+  const auto& pools = topology.pools;
+  for (size_t i = 0; i < pools.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (sameAddress(pools[i].listen, pools[j].listen)) {
+        // Reported at the later pool, in file order, where the fix most likely belongs.
+        return report.fail(listenLines[i], pools[i].name + ".listen",
+                           "address " + pools[i].listen.str() + " is already used by pool " +
+                               quoted(pools[j].name) + " (listen on line " + std::to_string(listenLines[j]) +
+                               "); each pool needs its own listen address");
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string LoadError::str() const {
+  std::string out = file;
+  if (line > 0) out += ":" + std::to_string(line);
+  out += ": ";
+  if (!key.empty()) out += key + ": ";
+  out += message;
+  return out;
+}
+
+std::vector<PoolKeyInfo> poolKeys() {
+  std::vector<PoolKeyInfo> keys;
+  keys.reserve(std::size(kPoolKeys));
+  for (const KeySpec& spec : kPoolKeys) keys.push_back({spec.name, spec.help});
+  return keys;
+}
+
+bool loadTopologyText(const std::string& text, const std::string& file, Topology& out, LoadError& error) {
+  error = LoadError{};
+  Reporter report(file, error);
+  try {
+    std::vector<YAML::Node> docs;
+    try {
+      docs = YAML::LoadAll(text);
+    } catch (const YAML::Exception& e) {
+      return report.fail(e.mark.line < 0 ? 0 : e.mark.line + 1, "", "YAML syntax error: " + e.msg);
+    }
+    Topology topology;
+    topology.file = file;
+    if (!loadDocument(report, docs, topology)) return false;
+    out = std::move(topology);
+    return true;
+  } catch (const YAML::Exception& e) {
+    return report.fail(e.mark.line < 0 ? 0 : e.mark.line + 1, "", "YAML error: " + e.msg);
+  } catch (const std::exception& e) {
+    return report.fail(0, "", std::string("could not load: ") + e.what());
+  } catch (...) {
+    return report.fail(0, "", "could not load: unknown error");
+  }
+}
+
+bool loadTopologyFile(const std::string& path, Topology& out, LoadError& error) {
+  error = LoadError{};
+  auto fail = [&](std::string message) {
+    error.file = path;
+    error.message = std::move(message);
+    return false;
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(std::string("cannot open: ") + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return fail(std::string("cannot read: ") + std::strerror(err));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return fail("is a directory, not a config file");
+  }
+  std::string text;
+  try {
+    char buffer[16384];
+    for (;;) {
+      const ssize_t n = ::read(fd, buffer, sizeof buffer);
+      if (n == 0) break;
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        const int err = errno;
+        ::close(fd);
+        return fail(std::string("cannot read: ") + std::strerror(err));
+      }
+      text.append(buffer, static_cast<size_t>(n));
+    }
+  } catch (const std::exception& e) {
+    ::close(fd);
+    return fail(std::string("cannot read: ") + e.what());
+  }
+  ::close(fd);
+  return loadTopologyText(text, path, out, error);
+}
+
+}  // namespace config

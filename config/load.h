@@ -1,0 +1,39 @@
+// load.h: YAML file -> validated Topology. The only place yaml-cpp is used and its exceptions
+// caught. Accepts twemproxy's nutcracker.yml unmodified, with twemproxy's meaning and defaults,
+// plus ringproxy's own keys. Every error names the file, the line and the key.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/topology.h"
+
+namespace config {
+
+struct LoadError {
+  std::string file;
+  int line = 0;     // 1-based, 0 when unknown (e.g. file unreadable)
+  std::string key;  // e.g. "alpha.servers[2]" or "alpha.hash"
+  std::string message;
+
+  // "FILE:LINE: KEY: MESSAGE" (the format of compilers, so editors can jump to it).
+  std::string str() const;
+};
+
+// Reads and validates a file. Returns false and fills `error` on any problem.
+[[nodiscard]] bool loadTopologyFile(const std::string& path, Topology& out, LoadError& error);
+
+// Same, from text already in memory; `file` is used in messages only.
+[[nodiscard]] bool loadTopologyText(const std::string& text, const std::string& file, Topology& out,
+                                    LoadError& error);
+
+// The keys a pool accepts, in the loader's table order, each with a line saying what it takes
+// and its default: for `ringctl` help and for tests that walk the table.
+struct PoolKeyInfo {
+  std::string_view name;
+  std::string_view help;
+};
+std::vector<PoolKeyInfo> poolKeys();
+
+}  // namespace config

@@ -1,0 +1,40 @@
+// topology.cc: the few behaviours of the plain config values.
+#include "config/topology.h"
+
+#include <utility>
+
+namespace config {
+
+std::string Endpoint::str() const {
+  if (isUnix()) return path;
+  // An IPv6 literal is bracketed so that the port stays readable and the text parses back.
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+ring::RingSpec Pool::ringSpec() const {
+  ring::RingSpec spec;
+  spec.distribution = distribution;
+  spec.hash = hash;
+  spec.hashTag = hashTag;
+  spec.vnodes = distribution == ring::Distribution::Vnode ? vnodes : 0;
+  spec.nodes.reserve(servers.size());
+  for (const Server& server : servers) {
+    ring::NodeSpec node;
+    node.identity = server.identity;
+    node.weight = server.weight;
+    node.address = server.endpoint.str();
+    node.label = server.label;
+    spec.nodes.push_back(std::move(node));
+  }
+  return spec;
+}
+
+const Pool* Topology::findPool(std::string_view name) const {
+  for (const Pool& pool : pools) {
+    if (pool.name == name) return &pool;
+  }
+  return nullptr;
+}
+
+}  // namespace config

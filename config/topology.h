@@ -1,0 +1,74 @@
+// topology.h: the validated, plain-value picture of a config file. config/load turns YAML into
+// a Topology (or a LoadError naming file, line and key); everything after the loader works on
+// these values only and never sees yaml-cpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ring/ring_spec.h"
+
+namespace config {
+
+enum class Protocol : uint8_t { Redis, Memcache };
+
+// How MULTI/EXEC spanning several servers is handled (ringproxy extension).
+enum class TransactionMode : uint8_t { PerServer, Strict };
+
+// A listen or backend address: TCP host:port, or a unix socket path (port 0, path set).
+struct Endpoint {
+  std::string host;     // name or literal address; empty for unix sockets
+  uint16_t port = 0;
+  std::string path;     // unix socket path, empty for TCP
+  uint32_t perm = 0;    // listen only: octal mode for a unix socket ("/tmp/s.sock 0666")
+  bool isUnix() const { return !path.empty(); }
+  std::string str() const;  // "host:port" or the path
+};
+
+struct Server {
+  Endpoint endpoint;
+  uint32_t weight = 1;
+  std::string name;      // configured name, "" when none
+  std::string identity;  // what the ring hashes: name, else host:port, else host when port 11211
+  std::string label;     // how ringctl and logs show it: name, else host:port (or path)
+  int line = 0;          // 1-based line in the file, for messages
+};
+
+struct Pool {
+  std::string name;
+  Endpoint listen;
+  // twemproxy keys, with twemproxy 0.5.0's defaults.
+  ring::HashKind hash = ring::HashKind::Fnv1a_64;
+  std::string hashTag;
+  ring::Distribution distribution = ring::Distribution::Ketama;
+  int timeoutMs = -1;              // -1: wait forever (twemproxy's default)
+  int backlog = 512;
+  uint32_t clientConnections = 0;  // 0: unlimited
+  bool redis = false;
+  std::string redisAuth;
+  int redisDb = 0;
+  bool preconnect = false;
+  bool autoEjectHosts = false;
+  uint32_t serverConnections = 1;
+  int serverRetryTimeoutMs = 30000;
+  uint32_t serverFailureLimit = 2;
+  bool tcpKeepalive = false;
+  // ringproxy extensions.
+  Protocol protocol = Protocol::Memcache;  // follows `redis:` unless `protocol:` is given
+  uint32_t vnodes = ring::kDefaultVnodes;
+  TransactionMode transactions = TransactionMode::PerServer;
+  std::vector<Server> servers;
+  int line = 0;
+
+  ring::RingSpec ringSpec() const;
+};
+
+struct Topology {
+  std::string file;
+  std::vector<Pool> pools;
+
+  const Pool* findPool(std::string_view name) const;
+};
+
+}  // namespace config

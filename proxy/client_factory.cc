@@ -1,0 +1,17 @@
+#include "proxy/client_factory.h"
+
+#include "proxy/redis_session.h"
+
+namespace proxy {
+
+ClientSession* makeSession(Worker& worker, size_t pool, config::Protocol protocol) {
+  switch (protocol) {
+    case config::Protocol::Redis:
+      return new RedisSession(worker, pool);
+    case config::Protocol::Memcache:
+      return nullptr;  // memcached sessions arrive with the memcached protocol issue
+  }
+  return nullptr;
+}
+
+}  // namespace proxy

@@ -1,0 +1,100 @@
+// client_session.h: what every client connection has, whatever its protocol: the socket, the
+// input buffer, the ordered queue of requests, the batched output, back-pressure and closing.
+//
+// Data flow: bytes arrive in in_; the protocol subclass frames requests out of it
+// (processInput), answers local ones, and sends the rest upstream as Requests queued here in
+// arrival order. When a request completes, finished replies at the head of the queue are
+// appended to the output, which leaves in one write per loop turn (FlushScheduler).
+//
+// Back-pressure: a client that pipelines without reading stops being read once it has
+// maxPendingRequests unanswered or maxOutputBytes unsent; it is read again when it drains.
+// Closing: on EOF, QUIT or an unframeable stream the session stops reading, lets what is in
+// flight finish and flush, then closes. A hard close cancels all in-flight requests.
+// Lifetime: the session is deleted in exactly one place, its handle's close callback.
+#pragma once
+
+#include <uv.h>
+
+#include <string_view>
+
+#include "backends/io/buffer.h"
+#include "backends/io/flush_scheduler.h"
+#include "backends/io/output_queue.h"
+#include "proxy/request.h"
+
+namespace proxy {
+
+class Worker;
+
+class ClientSession : public RequestOwner, private backends::io::Flushable {
+ public:
+  ClientSession(Worker& worker, size_t pool);
+  ClientSession(const ClientSession&) = delete;
+  ClientSession& operator=(const ClientSession&) = delete;
+
+  // Accepts a pending connection from `server` and starts reading. On failure the session
+  // closes itself (and is deleted by its close callback).
+  void acceptFrom(uv_stream_t* server, bool unixSocket);
+  // Shutdown: stop reading, finish what is in flight, then close.
+  void beginDrain();
+  // Cancel everything and close now.
+  void closeNow();
+
+  ClientSession* listPrev = nullptr;  // the worker's list of sessions
+  ClientSession* listNext = nullptr;
+
+ protected:
+  virtual ~ClientSession();
+
+  // Frames and dispatches requests from in_. Called after each read and when reading resumes.
+  virtual void processInput() = 0;
+
+  Request* newRequest();
+  void enqueue(Request* r);
+  // Marks `r` complete (its reply in r->reply) and writes out whatever is now ready.
+  void complete(Request* r);
+  // The reply for a request answered without going upstream.
+  void replyLocal(std::string_view bytes);
+  // Writes bytes straight to the output: only for the head of the queue (or an empty queue).
+  void appendOutput(const char* p, size_t n);
+  // Pops the head (which must be complete and written) and writes any complete successors.
+  void popHeadAndDrain();
+  // Stop reading; close once every queued reply has been written.
+  void closeAfterFlush();
+  bool wantsMoreInput() const;
+
+  Worker& worker_;
+  size_t pool_;
+  backends::io::Buffer in_;
+  Request* head_ = nullptr;
+  Request* tail_ = nullptr;
+  size_t pending_ = 0;
+  bool closing_ = false;  // no more input is processed
+
+ private:
+  void flushNow() override;
+  void startReading();
+  void stopReading();
+  void onRead(ssize_t nread);
+  void maybeResume();
+  void maybeFinishClose();
+  void drainCompleted();
+  static void onAllocCb(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void onWriteDone(void* owner, int status);
+  static void onCloseCb(uv_handle_t* h);
+
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h_{};
+  backends::io::OutputQueue out_;
+  bool reading_ = false;
+  bool paused_ = false;     // reading stopped for back-pressure
+  bool handleClosed_ = false;
+  bool closeStarted_ = false;
+};
+
+}  // namespace proxy

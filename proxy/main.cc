@@ -1,0 +1,230 @@
+// ringproxy: the program. Parses the command line (twemproxy's flags plus ours), loads and
+// validates the config, opens the listening sockets, starts the workers, and then waits on
+// the control loop for signals: SIGTERM/SIGINT stop (finishing in-flight work, bounded).
+#include <signal.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/load.h"
+#include "proxy/listen_socket.h"
+#include "proxy/log.h"
+#include "proxy/routing_snapshot.h"
+#include "proxy/worker.h"
+
+#ifndef RINGPROXY_VERSION
+#define RINGPROXY_VERSION "0.1.0"
+#endif
+
+namespace {
+
+const char kUsage[] =
+    "Usage: ringproxy [-?hVdDt] [-v verbosity level] [-o output file]\n"
+    "                 [-c conf file] [-s stats port] [-a stats addr]\n"
+    "                 [-i stats interval] [-p pid file] [-m mbuf size]\n"
+    "                 [--workers N]\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help             : this help\n"
+    "  -V, --version          : show version and exit\n"
+    "  -t, --test-conf        : test configuration for syntax errors and exit (0 valid)\n"
+    "  -d, --daemonize        : run as a daemon\n"
+    "  -D, --describe-stats   : print stats description and exit\n"
+    "  -v, --verbose=N        : log level (default: 5; 3 errors .. 7 debug)\n"
+    "  -o, --output=S         : log file (default: stderr)\n"
+    "  -c, --conf-file=S      : configuration file (default: conf/nutcracker.yml)\n"
+    "  -s, --stats-port=N     : stats port (default: 22222)\n"
+    "  -a, --stats-addr=S     : stats address (default: 127.0.0.1, loopback only)\n"
+    "  -i, --stats-interval=N : stats aggregation interval in msec (default: 30000)\n"
+    "  -p, --pid-file=S       : pid file\n"
+    "  -m, --mbuf-size=N      : accepted for twemproxy compatibility; buffers grow as needed\n"
+    "      --workers=N        : worker threads (default: number of cores)\n";
+
+struct Args {
+  std::string conf = "conf/nutcracker.yml";
+  bool testOnly = false;
+  bool daemonize = false;
+  bool describeStats = false;
+  int verbosity = proxy::log::kNotice;
+  std::string logFile;
+  std::string pidFile;
+  int statsPort = 22222;
+  std::string statsAddr = "127.0.0.1";
+  int workers = 0;
+};
+
+// Accepts "-c FILE", "-cFILE", "--conf-file FILE" and "--conf-file=FILE".
+bool takeValue(int argc, char** argv, int& i, const char* shortName, const char* longName, std::string& out) {
+  const std::string a = argv[i];
+  const std::string s = shortName, l = longName;
+  if (a == s || a == l) {
+    if (i + 1 >= argc) return false;
+    out = argv[++i];
+    return true;
+  }
+  if (a.rfind(l + "=", 0) == 0) {
+    out = a.substr(l.size() + 1);
+    return true;
+  }
+  if (s.size() == 2 && a.size() > 2 && a.rfind(s, 0) == 0 && a[1] != '-') {
+    out = a.substr(2);
+    return true;
+  }
+  return false;
+}
+
+bool parseInt(const std::string& s, int& v) {
+  char* end = nullptr;
+  const long n = std::strtol(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0' || n < 0 || n > 1000000000) return false;
+  v = static_cast<int>(n);
+  return true;
+}
+
+int usageError(const std::string& why) {
+  std::fprintf(stderr, "ringproxy: %s\n\n%s", why.c_str(), kUsage);
+  return 2;
+}
+
+struct Control {
+  std::vector<std::unique_ptr<proxy::Worker>> workers;
+  uv_signal_t sigterm{}, sigint{}, sighup{};
+  bool stopping = false;
+};
+
+void onStopSignal(uv_signal_t* h, int signum) {
+  auto* c = static_cast<Control*>(h->data);
+  if (c->stopping) return;
+  c->stopping = true;
+  LOG_NOTICE("signal %d: no longer accepting connections; finishing in-flight requests", signum);
+  for (auto& w : c->workers) w->requestStop();
+  uv_close(reinterpret_cast<uv_handle_t*>(&c->sigterm), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&c->sigint), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&c->sighup), nullptr);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    std::string v;
+    if (a == "-h" || a == "--help" || a == "-?") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "-V" || a == "--version") {
+      std::printf("This is ringproxy-%s (twemproxy 0.5.0 compatible)\n", RINGPROXY_VERSION);
+      return 0;
+    } else if (a == "-t" || a == "--test-conf") {
+      args.testOnly = true;
+    } else if (a == "-d" || a == "--daemonize") {
+      args.daemonize = true;
+    } else if (a == "-D" || a == "--describe-stats") {
+      args.describeStats = true;
+    } else if (takeValue(argc, argv, i, "-c", "--conf-file", v)) {
+      args.conf = v;
+    } else if (takeValue(argc, argv, i, "-o", "--output", v)) {
+      args.logFile = v;
+    } else if (takeValue(argc, argv, i, "-p", "--pid-file", v)) {
+      args.pidFile = v;
+    } else if (takeValue(argc, argv, i, "-a", "--stats-addr", v)) {
+      args.statsAddr = v;
+    } else if (takeValue(argc, argv, i, "-v", "--verbose", v)) {
+      if (!parseInt(v, args.verbosity)) return usageError("bad verbosity '" + v + "'");
+    } else if (takeValue(argc, argv, i, "-s", "--stats-port", v)) {
+      if (!parseInt(v, args.statsPort) || args.statsPort > 65535) return usageError("bad stats port '" + v + "'");
+    } else if (takeValue(argc, argv, i, "-i", "--stats-interval", v) || takeValue(argc, argv, i, "-m", "--mbuf-size", v)) {
+      // Accepted so twemproxy init scripts work unchanged; stats are live and buffers grow.
+    } else if (takeValue(argc, argv, i, "-w", "--workers", v)) {
+      if (!parseInt(v, args.workers) || args.workers < 1 || args.workers > 1024) return usageError("bad worker count '" + v + "'");
+    } else {
+      return usageError("unknown option '" + a + "'");
+    }
+  }
+
+  proxy::log::setLevel(args.verbosity);
+  if (!args.logFile.empty() && !proxy::log::setFile(args.logFile.c_str())) {
+    std::fprintf(stderr, "ringproxy: cannot open log file %s: %s\n", args.logFile.c_str(), std::strerror(errno));
+    return 1;
+  }
+
+  config::Topology topology;
+  config::LoadError error;
+  if (!config::loadTopologyFile(args.conf, topology, error)) {
+    std::fprintf(stderr, "ringproxy: configuration file '%s' syntax is invalid\n%s\n", args.conf.c_str(), error.str().c_str());
+    return 1;
+  }
+  if (args.testOnly) {
+    std::printf("ringproxy: configuration file '%s' syntax is ok\n", args.conf.c_str());
+    return 0;
+  }
+  for (const auto& pool : topology.pools) {
+    if (pool.protocol == config::Protocol::Memcache) {
+      std::fprintf(stderr, "ringproxy: %s:%d: %s: memcache pools are not served yet by this build\n",
+                   args.conf.c_str(), pool.line, pool.name.c_str());
+      return 1;
+    }
+  }
+
+  const int workers = args.workers > 0 ? args.workers : static_cast<int>(uv_available_parallelism());
+  std::vector<std::vector<int>> fdsByPool;
+  for (const auto& pool : topology.pools) {
+    std::string err;
+    auto fds = proxy::openListenSockets(pool, workers, err);
+    if (fds.empty()) {
+      std::fprintf(stderr, "ringproxy: pool %s: %s\n", pool.name.c_str(), err.c_str());
+      return 1;
+    }
+    fdsByPool.push_back(std::move(fds));
+  }
+
+  if (args.daemonize && daemon(1, args.logFile.empty() ? 1 : 0) != 0) {
+    std::fprintf(stderr, "ringproxy: cannot daemonize: %s\n", std::strerror(errno));
+    return 1;
+  }
+  if (!args.pidFile.empty()) {
+    std::ofstream pf(args.pidFile);
+    pf << getpid() << "\n";
+    if (!pf) LOG_WARN("cannot write pid file %s", args.pidFile.c_str());
+  }
+  signal(SIGPIPE, SIG_IGN);
+
+  auto snapshot = proxy::RoutingSnapshot::build(topology, 1);
+  Control control;
+  proxy::WorkerOptions options;
+  for (int w = 0; w < workers; ++w) {
+    std::vector<int> fds;
+    for (auto& poolFds : fdsByPool) fds.push_back(poolFds[w]);
+    control.workers.push_back(std::make_unique<proxy::Worker>(w, snapshot, std::move(fds), options));
+  }
+  for (auto& w : control.workers) w->start();
+  for (const auto& pool : topology.pools)
+    LOG_NOTICE("pool %s: listening on %s, %zu servers, %s", pool.name.c_str(), pool.listen.str().c_str(),
+               pool.servers.size(), pool.protocol == config::Protocol::Redis ? "redis" : "memcache");
+  LOG_NOTICE("ringproxy %s started, pid %d, %d worker%s", RINGPROXY_VERSION, getpid(), workers, workers == 1 ? "" : "s");
+
+  uv_loop_t* loop = uv_default_loop();
+  for (uv_signal_t* s : {&control.sigterm, &control.sigint, &control.sighup}) {
+    uv_signal_init(loop, s);
+    s->data = &control;
+  }
+  uv_signal_start(&control.sigterm, &onStopSignal, SIGTERM);
+  uv_signal_start(&control.sigint, &onStopSignal, SIGINT);
+  uv_signal_start(&control.sighup, [](uv_signal_t*, int) { LOG_NOTICE("SIGHUP: reload is not available in this build"); }, SIGHUP);
+  uv_run(loop, UV_RUN_DEFAULT);
+  for (auto& w : control.workers) w->join();
+  if (!args.pidFile.empty()) ::unlink(args.pidFile.c_str());
+  for (const auto& pool : topology.pools)
+    if (pool.listen.isUnix()) ::unlink(pool.listen.path.c_str());
+  LOG_NOTICE("ringproxy stopped");
+  uv_loop_close(loop);
+  return 0;
+}

@@ -1,0 +1,382 @@
+#include "proxy/redis_commands.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <iterator>
+
+namespace proxy {
+namespace {
+
+// Arities, key positions and the write flag are Redis 7's (COMMAND INFO). Where 7.2 widened
+// an arity (ZRANK/ZREVRANK ... WITHSCORE) the wider one is listed: a 7.0 backend still
+// refuses the new argument itself, with its own error.
+
+// Key shapes shared by many commands.
+constexpr KeySpec kNoKeys{};
+constexpr KeySpec kKey1{1, 1, 1, 0};        // CMD key ...
+constexpr KeySpec kKeys1To2{1, 2, 1, 0};    // CMD src dst ...
+constexpr KeySpec kKeysAll{1, -1, 1, 0};    // CMD key [key ...]
+constexpr KeySpec kKeyValuePairs{1, -1, 2, 0};  // CMD key value [key value ...]
+constexpr KeySpec kKey2{2, 2, 1, 0};        // CMD SUBCOMMAND key ... (OBJECT, XINFO, XGROUP)
+constexpr KeySpec kKeysFrom2{2, -1, 1, 0};  // BITOP op dst src [src ...]
+constexpr KeySpec kNumkeysAt1{0, 0, 1, 1};  // CMD numkeys key [key ...] ...
+constexpr KeySpec kNumkeysAt2{0, 0, 1, 2};  // EVAL script numkeys key [key ...] arg ...
+constexpr KeySpec kDestNumkeysAt2{1, 1, 1, 2};  // CMD dst numkeys key [key ...] ...
+
+constexpr CommandSpec keyed(std::string_view name, int16_t arity, KeySpec keys, bool write) {
+  return {name, arity, Route::Keyed, keys, write};
+}
+constexpr CommandSpec reads(std::string_view name, int16_t arity, KeySpec keys = kKey1) {
+  return keyed(name, arity, keys, false);
+}
+constexpr CommandSpec writes(std::string_view name, int16_t arity, KeySpec keys = kKey1) {
+  return keyed(name, arity, keys, true);
+}
+constexpr CommandSpec fanout(std::string_view name, int16_t arity, Route route, KeySpec keys,
+                             bool write) {
+  return {name, arity, route, keys, write};
+}
+constexpr CommandSpec local(std::string_view name, int16_t arity, KeySpec keys = kNoKeys) {
+  return {name, arity, Route::Local, keys, false};
+}
+constexpr CommandSpec refused(std::string_view name, int16_t arity, bool write = false) {
+  return {name, arity, Route::Unsupported, kNoKeys, write};
+}
+
+constexpr bool kWrite = true;
+
+// Sorted by name (checked below at compile time).
+constexpr CommandSpec kCommands[] = {
+    refused("acl", -2),
+    writes("append", 3),
+    refused("asking", 1),
+    local("auth", -2),
+    refused("bgrewriteaof", 1),
+    refused("bgsave", -1),
+    reads("bitcount", -2),
+    writes("bitfield", -2),
+    reads("bitfield_ro", -2),
+    writes("bitop", -4, kKeysFrom2),
+    reads("bitpos", -3),
+    refused("blmove", 6, kWrite),
+    refused("blmpop", -5, kWrite),
+    refused("blpop", -3, kWrite),
+    refused("brpop", -3, kWrite),
+    refused("brpoplpush", 4, kWrite),
+    refused("bzmpop", -5, kWrite),
+    refused("bzpopmax", -3, kWrite),
+    refused("bzpopmin", -3, kWrite),
+    local("client", -2),
+    refused("cluster", -2),
+    local("command", -1),
+    refused("config", -2),
+    writes("copy", -3, kKeys1To2),
+    local("dbsize", 1),
+    refused("debug", -2),
+    writes("decr", 2),
+    writes("decrby", 3),
+    fanout("del", -2, Route::FanoutSum, kKeysAll, kWrite),
+    local("discard", 1),
+    reads("dump", 2),
+    local("echo", 2),
+    reads("eval", -3, kNumkeysAt2),
+    reads("eval_ro", -3, kNumkeysAt2),
+    reads("evalsha", -3, kNumkeysAt2),
+    reads("evalsha_ro", -3, kNumkeysAt2),
+    local("exec", 1),
+    fanout("exists", -2, Route::FanoutSum, kKeysAll, false),
+    writes("expire", -3),
+    writes("expireat", -3),
+    reads("expiretime", 2),
+    refused("failover", -1),
+    reads("fcall", -3, kNumkeysAt2),
+    reads("fcall_ro", -3, kNumkeysAt2),
+    refused("flushall", -1, kWrite),
+    refused("flushdb", -1, kWrite),
+    refused("function", -2),
+    writes("geoadd", -5),
+    reads("geodist", -4),
+    reads("geohash", -2),
+    reads("geopos", -2),
+    writes("georadius", -6),
+    reads("georadius_ro", -6),
+    writes("georadiusbymember", -5),
+    reads("georadiusbymember_ro", -5),
+    reads("geosearch", -7),
+    writes("geosearchstore", -8, kKeys1To2),
+    reads("get", 2),
+    reads("getbit", 3),
+    writes("getdel", 2),
+    writes("getex", -2),
+    reads("getrange", 4),
+    writes("getset", 3),
+    writes("hdel", -3),
+    local("hello", -1),
+    reads("hexists", 3),
+    reads("hget", 3),
+    reads("hgetall", 2),
+    writes("hincrby", 4),
+    writes("hincrbyfloat", 4),
+    reads("hkeys", 2),
+    reads("hlen", 2),
+    reads("hmget", -3),
+    writes("hmset", -4),
+    reads("hrandfield", -2),
+    reads("hscan", -3),
+    writes("hset", -4),
+    writes("hsetnx", 4),
+    reads("hstrlen", 3),
+    reads("hvals", 2),
+    writes("incr", 2),
+    writes("incrby", 3),
+    writes("incrbyfloat", 3),
+    local("info", -1),
+    refused("keys", 2),
+    refused("lastsave", 1),
+    refused("latency", -2),
+    reads("lcs", -3, kKeys1To2),
+    reads("lindex", 3),
+    writes("linsert", 5),
+    reads("llen", 2),
+    writes("lmove", 5, kKeys1To2),
+    writes("lmpop", -4, kNumkeysAt1),
+    refused("lolwut", -1),
+    writes("lpop", -2),
+    reads("lpos", -3),
+    writes("lpush", -3),
+    writes("lpushx", -3),
+    reads("lrange", 4),
+    writes("lrem", 4),
+    writes("lset", 4),
+    writes("ltrim", 4),
+    refused("memory", -2),
+    fanout("mget", -2, Route::FanoutMget, kKeysAll, false),
+    refused("migrate", -6, kWrite),
+    refused("module", -2),
+    refused("monitor", 1),
+    refused("move", 3, kWrite),
+    fanout("mset", -3, Route::FanoutMset, kKeyValuePairs, kWrite),
+    writes("msetnx", -3, kKeyValuePairs),
+    local("multi", 1),
+    reads("object", -2, kKey2),
+    writes("persist", 2),
+    writes("pexpire", -3),
+    writes("pexpireat", -3),
+    reads("pexpiretime", 2),
+    writes("pfadd", -2),
+    reads("pfcount", -2, kKeysAll),
+    refused("pfdebug", -3, kWrite),
+    writes("pfmerge", -2, kKeysAll),
+    refused("pfselftest", 1),
+    local("ping", -1),
+    writes("psetex", 4),
+    refused("psubscribe", -2),
+    refused("psync", -3),
+    reads("pttl", 2),
+    refused("publish", 3),
+    refused("pubsub", -2),
+    refused("punsubscribe", -1),
+    local("quit", -1),
+    refused("randomkey", 1),
+    refused("readonly", 1),
+    refused("readwrite", 1),
+    writes("rename", 3, kKeys1To2),
+    writes("renamenx", 3, kKeys1To2),
+    refused("replconf", -1),
+    refused("replicaof", 3),
+    local("reset", 1),
+    writes("restore", -4),
+    refused("restore-asking", -4, kWrite),
+    refused("role", 1),
+    writes("rpop", -2),
+    writes("rpoplpush", 3, kKeys1To2),
+    writes("rpush", -3),
+    writes("rpushx", -3),
+    writes("sadd", -3),
+    refused("save", 1),
+    refused("scan", -2),
+    reads("scard", 2),
+    refused("script", -2),
+    reads("sdiff", -2, kKeysAll),
+    writes("sdiffstore", -3, kKeysAll),
+    local("select", 2),
+    writes("set", -3),
+    writes("setbit", 4),
+    writes("setex", 4),
+    writes("setnx", 3),
+    writes("setrange", 4),
+    refused("shutdown", -1),
+    reads("sinter", -2, kKeysAll),
+    reads("sintercard", -3, kNumkeysAt1),
+    writes("sinterstore", -3, kKeysAll),
+    reads("sismember", 3),
+    refused("slaveof", 3),
+    refused("slowlog", -2),
+    reads("smembers", 2),
+    reads("smismember", -3),
+    writes("smove", 4, kKeys1To2),
+    writes("sort", -2),
+    reads("sort_ro", -2),
+    writes("spop", -2),
+    refused("spublish", 3),
+    reads("srandmember", -2),
+    writes("srem", -3),
+    reads("sscan", -3),
+    refused("ssubscribe", -2),
+    reads("strlen", 2),
+    refused("subscribe", -2),
+    reads("substr", 4),
+    reads("sunion", -2, kKeysAll),
+    writes("sunionstore", -3, kKeysAll),
+    refused("sunsubscribe", -1),
+    refused("swapdb", 3, kWrite),
+    refused("sync", 1),
+    local("time", 1),
+    fanout("touch", -2, Route::FanoutSum, kKeysAll, false),
+    reads("ttl", 2),
+    reads("type", 2),
+    fanout("unlink", -2, Route::FanoutSum, kKeysAll, kWrite),
+    refused("unsubscribe", -1),
+    local("unwatch", 1),
+    refused("wait", 3),
+    local("watch", -2, kKeysAll),
+    writes("xack", -4),
+    writes("xadd", -5),
+    writes("xautoclaim", -6),
+    writes("xclaim", -6),
+    writes("xdel", -3),
+    // A container: Redis flags its subcommands, not XGROUP itself. Every one but HELP writes.
+    writes("xgroup", -2, kKey2),
+    reads("xinfo", -2, kKey2),
+    reads("xlen", 2),
+    reads("xpending", -3),
+    reads("xrange", -4),
+    refused("xread", -4),
+    refused("xreadgroup", -7, kWrite),
+    reads("xrevrange", -4),
+    writes("xsetid", -3),
+    writes("xtrim", -4),
+    writes("zadd", -4),
+    reads("zcard", 2),
+    reads("zcount", 4),
+    reads("zdiff", -3, kNumkeysAt1),
+    writes("zdiffstore", -4, kDestNumkeysAt2),
+    writes("zincrby", 4),
+    reads("zinter", -3, kNumkeysAt1),
+    reads("zintercard", -3, kNumkeysAt1),
+    writes("zinterstore", -4, kDestNumkeysAt2),
+    reads("zlexcount", 4),
+    writes("zmpop", -4, kNumkeysAt1),
+    reads("zmscore", -3),
+    writes("zpopmax", -2),
+    writes("zpopmin", -2),
+    reads("zrandmember", -2),
+    reads("zrange", -4),
+    reads("zrangebylex", -4),
+    reads("zrangebyscore", -4),
+    writes("zrangestore", -5, kKeys1To2),
+    reads("zrank", -3),
+    writes("zrem", -3),
+    writes("zremrangebylex", 4),
+    writes("zremrangebyrank", 4),
+    writes("zremrangebyscore", 4),
+    reads("zrevrange", -4),
+    reads("zrevrangebylex", -4),
+    reads("zrevrangebyscore", -4),
+    reads("zrevrank", -3),
+    reads("zscan", -3),
+    reads("zscore", 3),
+    reads("zunion", -3, kNumkeysAt1),
+    writes("zunionstore", -4, kDestNumkeysAt2),
+};
+
+constexpr bool strictlySorted() {
+  for (size_t i = 1; i < std::size(kCommands); ++i) {
+    if (!(kCommands[i - 1].name < kCommands[i].name)) return false;
+  }
+  return true;
+}
+static_assert(strictlySorted(), "kCommands must be sorted by name, without duplicates");
+
+constexpr size_t longestName() {
+  size_t n = 0;
+  for (const CommandSpec& c : kCommands) n = std::max(n, c.name.size());
+  return n;
+}
+constexpr size_t kMaxNameLength = longestName();
+
+// Parses numkeys as Redis does (string2ll): "0" or a digit 1-9 followed by digits; no sign,
+// spaces or leading zeros. A negative count is simply not a valid one here. Counts above
+// `limit` fail early, so overflow cannot happen.
+bool parseCount(std::string_view s, size_t limit, size_t& out) noexcept {
+  if (s.empty() || s.size() > 20) return false;
+  if (s.size() > 1 && s[0] == '0') return false;
+  size_t n = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<size_t>(c - '0');
+    if (n > limit) return false;
+  }
+  out = n;
+  return true;
+}
+
+}  // namespace
+
+std::span<const CommandSpec> commandTable() noexcept { return kCommands; }
+
+const CommandSpec* findCommand(std::string_view name) noexcept {
+  if (name.empty() || name.size() > kMaxNameLength) return nullptr;
+  char lower[kMaxNameLength];
+  for (size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    lower[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  }
+  const std::string_view key(lower, name.size());
+  const CommandSpec* end = std::end(kCommands);
+  const CommandSpec* it = std::lower_bound(
+      std::begin(kCommands), end, key,
+      [](const CommandSpec& c, std::string_view k) { return c.name < k; });
+  return (it != end && it->name == key) ? it : nullptr;
+}
+
+bool keyIndexes(const CommandSpec& spec, size_t argc, ArgReader arg, std::vector<uint32_t>& out) {
+  const KeySpec& k = spec.keys;
+  if (argc > UINT32_MAX) return false;
+
+  // Validate everything before appending anything.
+  size_t first = 0;
+  size_t fixedCount = 0;
+  const size_t step = k.step > 0 ? static_cast<size_t>(k.step) : 1;
+  if (k.first > 0) {
+    first = static_cast<size_t>(k.first);
+    if (argc <= first) return false;
+    size_t last = first;
+    if (k.last < 0) {
+      const size_t back = static_cast<size_t>(-k.last);
+      if (argc < back + first) return false;
+      last = argc - back;
+      // Each key brings its step-1 companions (MSET's value): a cut-off pair is malformed.
+      if (step > 1 && (argc - first) % step != 0) return false;
+    } else if (k.last > k.first) {
+      last = static_cast<size_t>(k.last);
+      if (argc <= last) return false;
+    }
+    fixedCount = (last - first) / step + 1;
+  }
+
+  size_t numkeysAt = 0;
+  size_t numkeys = 0;
+  if (k.numkeysAt > 0) {
+    numkeysAt = static_cast<size_t>(k.numkeysAt);
+    if (argc <= numkeysAt) return false;
+    if (!parseCount(arg(numkeysAt), argc - numkeysAt - 1, numkeys)) return false;
+  }
+
+  out.reserve(out.size() + fixedCount + numkeys);
+  for (size_t i = 0; i < fixedCount; ++i) out.push_back(static_cast<uint32_t>(first + i * step));
+  for (size_t i = 1; i <= numkeys; ++i) out.push_back(static_cast<uint32_t>(numkeysAt + i));
+  return true;
+}
+
+}  // namespace proxy

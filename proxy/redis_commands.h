@@ -1,0 +1,92 @@
+// redis_commands.h: what the proxy knows about each Redis command, as data. The session looks
+// a command up once per request (case-insensitively) and the entry says how to treat it:
+// answer it locally, forward it by its key(s), split it across shards and merge the replies,
+// or refuse it. Tests iterate over this table.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace proxy {
+
+enum class Route : uint8_t {
+  Local,        // answered by the proxy (PING, ECHO, QUIT, SELECT, AUTH, HELLO, COMMAND, ...)
+  Keyed,        // forwarded to the owner of its key(s); all keys must share one owner
+  FanoutMget,   // MGET: one MGET per owner, array merged in key order
+  FanoutMset,   // MSET: one MSET per owner, +OK when every part succeeded
+  FanoutSum,    // DEL, UNLINK, EXISTS, TOUCH: one per owner, integer replies summed
+  Unsupported,  // known to Redis but not proxyable (KEYS, SCAN, SUBSCRIBE, blocking pops, ...)
+};
+
+// Which arguments are keys. Positions count the command name as 0. A negative `last` counts
+// from the end (-1 = the last argument). With numkeysAt > 0, the argument at that position is
+// a count N and the N arguments after it are keys too (EVAL, ZUNIONSTORE, SINTERCARD, ...).
+struct KeySpec {
+  int8_t first = 0;      // 0: no fixed-position key
+  int8_t last = 0;
+  int8_t step = 1;
+  int8_t numkeysAt = 0;
+};
+
+struct CommandSpec {
+  std::string_view name;  // lower case
+  int16_t arity;          // as Redis: N exactly, -N at least N (command name included)
+  Route route;
+  KeySpec keys;
+  bool write;             // modifies data (for COMMAND INFO flags)
+};
+
+// The whole table, sorted by name.
+std::span<const CommandSpec> commandTable() noexcept;
+
+// Case-insensitive lookup; nullptr for a command Redis does not have (or we do not know).
+// Allocates nothing.
+const CommandSpec* findCommand(std::string_view name) noexcept;
+
+// Whether `argc` arguments (command name included) satisfy the command's arity, as Redis
+// checks it before anything else.
+[[nodiscard]] constexpr bool arityAccepts(const CommandSpec& spec, size_t argc) noexcept {
+  return spec.arity >= 0 ? argc == static_cast<size_t>(spec.arity)
+                         : argc >= static_cast<size_t>(-spec.arity);
+}
+
+// A non-owning reference to a callable `std::string_view(size_t i)` giving argument i as text
+// (e.g. a lambda over the parser's spans). Lighter than std::function: no allocation, one
+// indirect call. Like std::string_view it must not outlive what it refers to: build it in
+// the call's argument list, never store it.
+class ArgReader {
+ public:
+  template <typename F>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, ArgReader> &&
+             std::is_invocable_r_v<std::string_view, const F&, size_t>)
+  ArgReader(const F& f) noexcept  // implicit on purpose: callers pass a lambda
+      : object_(&f), call_([](const void* o, size_t i) -> std::string_view {
+          return (*static_cast<const F*>(o))(i);
+        }) {}
+
+  std::string_view operator()(size_t i) const { return call_(object_, i); }
+
+ private:
+  const void* object_;
+  std::string_view (*call_)(const void*, size_t);
+};
+
+// Collects the indexes of the key arguments of a request with `argc` arguments (command name
+// included): the fixed range of spec.keys first, then the numkeys block. `arg` is read only
+// for the numkeys argument. Returns false, appending nothing, when the request is too short
+// for its key spec, when a step > 1 range (MSET's key/value pairs) does not end on a whole
+// group, or when numkeys is not a non-negative decimal count (as Redis parses it) that fits
+// in the arguments after it. numkeys 0 is accepted (EVAL with no keys); the caller decides
+// what a keyless request means. Keys are appended to `out`, which reserves at most once, so
+// a caller that reuses `out` allocates nothing once its capacity has grown.
+//
+// Optional keys found by keyword (SORT ... STORE dst, GEORADIUS ... STORE dst) are not
+// reported: such requests are routed by their first key, as twemproxy does.
+[[nodiscard]] bool keyIndexes(const CommandSpec& spec, size_t argc, ArgReader arg,
+                              std::vector<uint32_t>& out);
+
+}  // namespace proxy

@@ -1,0 +1,342 @@
+#include "proxy/redis_session.h"
+
+#include <atomic>
+#include <charconv>
+
+#include "proxy/log.h"
+#include "proxy/worker.h"
+
+namespace proxy {
+
+using backends::resp::ParseStatus;
+namespace resp = backends::resp;
+
+namespace {
+
+std::atomic<uint64_t> gNextClientId{1};
+
+// Appends a key or argument as a bulk string, for building sub-requests.
+void appendBulkArg(std::string& out, std::string_view a) {
+  out += '$';
+  char num[24];
+  auto [end, ec] = std::to_chars(num, num + sizeof num, a.size());
+  (void)ec;
+  out.append(num, end);
+  out += "\r\n";
+  out.append(a);
+  out += "\r\n";
+}
+
+void appendMultibulkHeader(std::string& out, size_t n) {
+  out += '*';
+  char num[24];
+  auto [end, ec] = std::to_chars(num, num + sizeof num, n);
+  (void)ec;
+  out.append(num, end);
+  out += "\r\n";
+}
+
+bool parseInt64(std::string_view s, int64_t& v) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+}  // namespace
+
+RedisSession::RedisSession(Worker& worker, size_t pool)
+    : ClientSession(worker, pool),
+      parser_(resp::RequestLimits{worker.limits().maxMultibulkCount, worker.limits().maxRequestBytes, 64 * 1024}),
+      clientId_(gNextClientId.fetch_add(1, std::memory_order_relaxed)) {}
+
+bool RedisSession::authRequired() const {
+  return !authenticated_ && !worker_.snapshot().pools[pool_].config.redisAuth.empty();
+}
+
+void RedisSession::processInput() {
+  while (!closing_ && !in_.empty() && wantsMoreInput()) {
+    char* req = in_.readable();
+    const ParseStatus st = parser_.parse(req, in_.readableSize());
+    if (st == ParseStatus::NeedMore) break;
+    if (st == ParseStatus::Error) {
+      // The stream can no longer be framed: say why, then close this client only.
+      worker_.stats().protocolErrors.add();
+      std::string msg = "ERR Protocol error: ";
+      msg += parser_.errorMessage();
+      replyError(msg);
+      closeAfterFlush();
+      return;
+    }
+    const size_t size = parser_.size();
+    if (parser_.argc() > 0) {
+      worker_.stats().requests.add();
+      dispatch(req);
+    }
+    parser_.reset();
+    in_.consume(size);
+  }
+}
+
+void RedisSession::replyError(std::string_view text) {
+  scratch_.clear();
+  resp::appendError(scratch_, text);
+  worker_.stats().errorsReplied.add();
+  replyLocal(scratch_);
+}
+
+void RedisSession::replyUnknownCommand(const char* req) {
+  // Redis's own wording, which client libraries match on.
+  std::string msg = "ERR unknown command '";
+  const std::string_view name = arg(req, 0);
+  msg.append(name.substr(0, 128));
+  msg += "', with args beginning with: ";
+  for (size_t i = 1; i < argc() && msg.size() < 256; ++i) {
+    msg += '\'';
+    msg.append(arg(req, i).substr(0, 64));
+    msg += "' ";
+  }
+  replyError(msg);
+}
+
+void RedisSession::dispatch(char* req) {
+  const std::string_view name = arg(req, 0);
+  const CommandSpec* spec = findCommand(name);
+  if (spec == nullptr) {
+    replyUnknownCommand(req);
+    return;
+  }
+  if (authRequired() && spec->name != "auth" && spec->name != "hello" && spec->name != "quit") {
+    replyError("NOAUTH Authentication required.");
+    return;
+  }
+  const size_t n = argc();
+  if ((spec->arity > 0 && n != size_t(spec->arity)) || (spec->arity < 0 && n < size_t(-spec->arity))) {
+    replyError("ERR wrong number of arguments for '" + std::string(spec->name) + "' command");
+    return;
+  }
+  const PoolRoute& route = worker_.snapshot().pools[pool_];
+  switch (spec->route) {
+    case Route::Local:
+      runLocal(*spec, req);
+      return;
+    case Route::Unsupported:
+      replyError("ERR ringproxy does not support '" + std::string(spec->name) +
+                 "': it cannot be routed to the one server that owns a key");
+      return;
+    case Route::Keyed:
+      forwardKeyed(*spec, req, route);
+      return;
+    case Route::FanoutMget:
+    case Route::FanoutMset:
+    case Route::FanoutSum:
+      fanout(*spec, req, route);
+      return;
+  }
+}
+
+bool RedisSession::sendTo(Request& r, uint32_t fragment, uint32_t node, const PoolRoute& route, const char* bytes,
+                          size_t len) {
+  auto& backend = worker_.backend(route.nodeBackend[node], protocol_ == resp::Protocol::Resp3);
+  auto& conn = backend.pick();
+  const uint64_t seq = conn.send(bytes, len, &r, fragment, 0);
+  Fragment& f = r.fragment(fragment);
+  f.node = node;
+  if (seq == 0) {
+    f.failed = true;
+    r.error = "ERR backend " + conn.endpoint().label + ": " + conn.lastError();
+    worker_.stats().backendFailures.add();
+    return false;
+  }
+  f.conn = &conn;
+  f.seq = seq;
+  r.waiting++;
+  return true;
+}
+
+void RedisSession::forwardKeyed(const CommandSpec& spec, const char* req, const PoolRoute& route) {
+  keys_.clear();
+  if (!keyIndexes(spec, argc(), [&](size_t i) { return arg(req, i); }, keys_)) {
+    replyError("ERR wrong number of arguments for '" + std::string(spec.name) + "' command");
+    return;
+  }
+  if (keys_.empty()) {
+    replyError("ERR ringproxy cannot route '" + std::string(spec.name) +
+               "' without a key: numkeys must be at least 1 so the proxy knows which server runs it");
+    return;
+  }
+  const uint32_t owner = route.ring.ownerOf(arg(req, keys_[0]));
+  for (size_t i = 1; i < keys_.size(); ++i) {
+    if (route.ring.ownerOf(arg(req, keys_[i])) != owner) {
+      replyError("CROSSSLOT Keys in request don't hash to the same server: '" + std::string(spec.name) +
+                 "' needs all its keys on one server (give them a common hash tag, e.g. {user1}:a and {user1}:b)");
+      return;
+    }
+  }
+  Request* r = newRequest();
+  r->kind = kSingle;
+  const uint32_t frag = r->addFragment();
+  bool sent;
+  if (parser_.isInline()) {  // backends are only ever sent RESP
+    scratch_.clear();
+    resp::appendMultibulk(scratch_, req, parser_.args());
+    sent = sendTo(*r, frag, owner, route, scratch_.data(), scratch_.size());
+  } else {
+    sent = sendTo(*r, frag, owner, route, req, parser_.size());
+  }
+  if (!sent) {
+    std::string err = std::move(r->error);
+    delete r;
+    replyError(err);
+    return;
+  }
+  enqueue(r);
+}
+
+void RedisSession::fanout(const CommandSpec& spec, const char* req, const PoolRoute& route) {
+  keys_.clear();
+  if (!keyIndexes(spec, argc(), [&](size_t i) { return arg(req, i); }, keys_)) {
+    replyError("ERR wrong number of arguments for '" + std::string(spec.name) + "' command");
+    return;
+  }
+  const bool pairs = spec.route == Route::FanoutMset;
+  const std::string_view name = arg(req, 0);
+  Request* r = newRequest();
+  r->kind = spec.route == Route::FanoutMget ? kMget : pairs ? kMset : kSum;
+  fragmentOfNode_.assign(route.ring.nodeCount(), -1);
+  subKeyCounts_.clear();
+  if (r->kind == kMget) {
+    r->keyFragment.resize(keys_.size());
+    r->keyPosition.resize(keys_.size());
+  }
+  // Group the keys by owner, keeping each group in the client's order.
+  for (size_t i = 0; i < keys_.size(); ++i) {
+    const uint32_t node = route.ring.ownerOf(arg(req, keys_[i]));
+    int32_t frag = fragmentOfNode_[node];
+    if (frag < 0) {
+      frag = static_cast<int32_t>(r->addFragment());
+      fragmentOfNode_[node] = frag;
+      r->fragment(frag).node = node;
+      subKeyCounts_.push_back(0);
+      if (subRequests_.size() <= size_t(frag)) subRequests_.emplace_back();
+      subRequests_[frag].clear();
+    }
+    if (r->kind == kMget) {
+      r->keyFragment[i] = static_cast<uint32_t>(frag);
+      r->keyPosition[i] = subKeyCounts_[frag];
+    }
+    subKeyCounts_[frag]++;
+    appendBulkArg(subRequests_[frag], arg(req, keys_[i]));
+    if (pairs) appendBulkArg(subRequests_[frag], arg(req, keys_[i] + 1));
+  }
+  // Send one sub-request per owner: "<CMD> k1 k2 ..." (MSET: k1 v1 k2 v2 ...).
+  bool anySent = false;
+  for (uint32_t frag = 0; frag < r->fragmentCount(); ++frag) {
+    scratch_.clear();
+    appendMultibulkHeader(scratch_, 1 + subKeyCounts_[frag] * (pairs ? 2 : 1));
+    appendBulkArg(scratch_, name);
+    scratch_ += subRequests_[frag];
+    if (sendTo(*r, frag, r->fragment(frag).node, route, scratch_.data(), scratch_.size())) anySent = true;
+  }
+  enqueue(r);
+  if (!anySent) fragmentDone(*r);  // every shard refused: answer now
+}
+
+void RedisSession::onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) {
+  if (r.kind == kSingle) {
+    if (&r == head_) {
+      appendOutput(data, len);  // the common case: straight to the client, no copy kept
+      popHeadAndDrain();
+    } else {
+      r.reply.assign(data, len);
+      r.waiting = 0;
+      complete(&r);
+    }
+    return;
+  }
+  Fragment& f = r.fragment(fragment);
+  r.waiting--;
+  if (isError) {
+    f.failed = true;
+    if (r.error.empty()) r.error.assign(data + 1, len >= 3 ? len - 3 : 0);  // without '-' and CRLF
+  } else if (r.kind == kMget) {
+    f.reply.assign(data, len);
+  } else if (r.kind == kSum) {
+    int64_t v = 0;
+    if (len >= 3 && data[0] == ':' && parseInt64(std::string_view(data + 1, len - 3), v)) {
+      r.sum += v;
+    } else if (r.error.empty()) {
+      r.error = "ERR unexpected reply from backend";
+    }
+  }
+  if (r.waiting == 0) fragmentDone(r);
+}
+
+void RedisSession::onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) {
+  worker_.stats().backendFailures.add();
+  r.waiting--;
+  r.fragment(fragment).failed = true;
+  if (r.error.empty()) r.error = "ERR " + std::string(why);
+  if (r.kind == kSingle) {
+    scratch_.clear();
+    resp::appendError(scratch_, r.error);
+    r.reply = scratch_;
+    complete(&r);
+    return;
+  }
+  if (r.waiting == 0) fragmentDone(r);
+}
+
+void RedisSession::fragmentDone(Request& r) {
+  r.reply.clear();
+  switch (r.kind) {
+    case kMget:
+      mergeMget(r);
+      break;
+    case kSum:
+      // One error if any part failed: a partial count would be a wrong answer.
+      if (!r.error.empty()) resp::appendError(r.reply, r.error);
+      else resp::appendInteger(r.reply, r.sum);
+      break;
+    case kMset:
+      if (!r.error.empty()) resp::appendError(r.reply, r.error);
+      else resp::appendSimpleString(r.reply, "OK");
+      break;
+    default:
+      break;
+  }
+  if (!r.error.empty()) worker_.stats().errorsReplied.add();
+  complete(&r);
+}
+
+void RedisSession::mergeMget(Request& r) {
+  // Each shard answered an array for its keys; put the elements back in the client's order.
+  // A failed shard's keys get per-key error elements, so the other keys still arrive.
+  const uint32_t frags = r.fragmentCount();
+  if (elementSpans_.size() < frags) elementSpans_.resize(frags);
+  for (uint32_t f = 0; f < frags; ++f) {
+    Fragment& frag = r.fragment(f);
+    elementSpans_[f].clear();
+    if (frag.failed) continue;
+    if (resp::splitAggregate(frag.reply.data(), frag.reply.size(), elementSpans_[f]) != ParseStatus::Complete) {
+      frag.failed = true;
+    }
+  }
+  std::string failure;
+  appendMultibulkHeader(r.reply, r.keyFragment.size());
+  for (size_t i = 0; i < r.keyFragment.size(); ++i) {
+    const uint32_t f = r.keyFragment[i];
+    Fragment& frag = r.fragment(f);
+    const auto& spans = elementSpans_[f];
+    if (frag.failed || r.keyPosition[i] >= spans.size()) {
+      if (failure.empty()) {
+        failure = r.error.empty() ? "ERR backend sent a malformed MGET reply" : r.error;
+      }
+      resp::appendError(r.reply, failure);
+      continue;
+    }
+    const resp::ByteSpan s = spans[r.keyPosition[i]];
+    r.reply.append(frag.reply, s.offset, s.length);
+  }
+}
+
+}  // namespace proxy

@@ -1,0 +1,93 @@
+// request.h: one client request in flight, and the fragments it was split into.
+//
+// A session keeps its requests in an ordered queue; replies leave strictly in that order.
+// A request is the ReplySink of each of its fragments: a single-key request has one fragment,
+// a multi-key one (MGET, DEL, ...) one per owning server. The upstream connection calls back
+// with the fragment's index as cookie, and the request hands the bytes to its session, which
+// knows how to merge them for its protocol.
+//
+// Cancel-before-destroy: when the client goes away, the session cancels every fragment still
+// owed (the upstream connection then drops those replies) before deleting the request.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backends/upstream/upstream_conn.h"
+
+namespace proxy {
+
+class Request;
+
+// What a session implements to receive its requests' fragment replies.
+class RequestOwner {
+ public:
+  virtual void onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) = 0;
+  virtual void onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) = 0;
+
+ protected:
+  ~RequestOwner() = default;
+};
+
+struct Fragment {
+  backends::upstream::UpstreamConn* conn = nullptr;  // nullptr once answered
+  uint64_t seq = 0;
+  uint32_t node = 0;        // ring node this fragment went to
+  std::string reply;        // the reply, kept until the whole request can be merged
+  bool failed = false;
+};
+
+class Request final : public backends::upstream::ReplySink {
+ public:
+  explicit Request(RequestOwner* owner) : owner_(owner) {}
+
+  void onReply(uint64_t cookie, const char* data, size_t len, bool isError) override {
+    Fragment& f = fragment(static_cast<uint32_t>(cookie));
+    f.conn = nullptr;
+    owner_->onFragmentReply(*this, static_cast<uint32_t>(cookie), data, len, isError);
+  }
+  void onFailure(uint64_t cookie, std::string_view why) override {
+    Fragment& f = fragment(static_cast<uint32_t>(cookie));
+    f.conn = nullptr;
+    f.failed = true;
+    owner_->onFragmentFailure(*this, static_cast<uint32_t>(cookie), why);
+  }
+
+  // Forget every reply still owed (the client is gone).
+  void cancelAll() {
+    for (uint32_t i = 0; i < fragmentCount(); ++i) {
+      Fragment& f = fragment(i);
+      if (f.conn != nullptr) f.conn->cancel(f.seq);
+      f.conn = nullptr;
+    }
+  }
+
+  // The first fragment lives inline: single-key requests, the common case, allocate no vector.
+  Fragment& fragment(uint32_t i) { return i == 0 ? first_ : more_[i - 1]; }
+  uint32_t fragmentCount() const { return used_; }
+  uint32_t addFragment() {
+    if (used_ > 0) more_.emplace_back();
+    return used_++;
+  }
+
+  Request* next = nullptr;      // the session's queue
+  uint8_t kind = 0;             // the session's notion of what to do with the replies
+  bool complete = false;        // reply is final and may be written when this is the head
+  bool closeAfter = false;      // QUIT: close the connection once this reply is written
+  uint32_t waiting = 0;         // fragments not yet answered
+  std::string reply;            // the final reply bytes, when not written straight through
+  std::vector<uint32_t> keyFragment;  // MGET: for each key, the fragment that carries it
+  std::vector<uint32_t> keyPosition;  // MGET: for each key, its index in that fragment's reply
+  int64_t sum = 0;                    // DEL/EXISTS/...: integers summed so far
+  std::string error;                  // first failure among the fragments
+
+ private:
+  RequestOwner* owner_;
+  Fragment first_;
+  std::vector<Fragment> more_;
+  uint32_t used_ = 0;
+};
+
+}  // namespace proxy

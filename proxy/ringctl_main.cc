@@ -1,0 +1,70 @@
+// ringctl: inspect rings offline (owner, shares, diff, check). Exit codes: 0 ok, 1 bad input
+// (with a message), 2 usage.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "proxy/ringctl_commands.h"
+
+using namespace proxy::ringctl;
+
+namespace {
+
+const char kUsage[] =
+    "usage: ringctl COMMAND [options]\n"
+    "\n"
+    "  owner  -c FILE [--pool NAME] [KEY...]   owner of each key (keys from stdin when none given)\n"
+    "  shares -c FILE [--pool NAME]            each node's points and exact share of the keyspace\n"
+    "  diff OLD.yml NEW.yml [--pool NAME]      share of the keyspace that changes owner, and flows\n"
+    "  check  -c FILE                          validate a config file\n"
+    "\n"
+    "options: --json (machine-readable output), --svg FILE (shares, diff: draw the ring)\n"
+    "exit codes: 0 ok, 1 bad input, 2 usage\n";
+
+int usage(const char* why) {
+  if (why != nullptr) std::fprintf(stderr, "ringctl: %s\n", why);
+  std::fputs(kUsage, stderr);
+  return kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return usage(nullptr);
+  Options o;
+  o.command = argv[1];
+  if (o.command == "-h" || o.command == "--help" || o.command == "help") {
+    std::fputs(kUsage, stdout);
+    return kExitOk;
+  }
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&](std::string& into) {
+      if (i + 1 >= argc) return false;
+      into = argv[++i];
+      return true;
+    };
+    if (a == "-c" || a == "--conf-file") {
+      if (!next(o.configFile)) return usage("-c needs a file");
+    } else if (a == "--pool") {
+      if (!next(o.pool)) return usage("--pool needs a name");
+    } else if (a == "--svg") {
+      if (!next(o.svgFile)) return usage("--svg needs a file");
+    } else if (a == "--json") {
+      o.json = true;
+    } else if (a == "--") {
+      for (++i; i < argc; ++i) o.positional.push_back(argv[i]);
+    } else if (a.size() > 1 && a[0] == '-') {
+      return usage(("unknown option " + a).c_str());
+    } else {
+      o.positional.push_back(a);
+    }
+  }
+  const bool needsConfig = o.command == "owner" || o.command == "shares" || o.command == "check";
+  if (needsConfig && o.configFile.empty()) return usage((o.command + " needs -c FILE").c_str());
+  if (o.command == "owner") return runOwner(o);
+  if (o.command == "shares") return runShares(o);
+  if (o.command == "diff") return runDiff(o);
+  if (o.command == "check") return runCheck(o);
+  return usage(("unknown command " + o.command).c_str());
+}

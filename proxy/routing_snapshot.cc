@@ -1,0 +1,70 @@
+#include "proxy/routing_snapshot.h"
+
+#include <map>
+
+namespace proxy {
+namespace {
+
+// When the pool sets no timeout (twemproxy's default: wait forever), connecting still gives up
+// after this long, so an unreachable backend answers errors instead of hanging its clients.
+constexpr int kDefaultConnectTimeoutMs = 2000;
+
+std::string redisCommand(std::initializer_list<std::string> args) {
+  std::string out = "*" + std::to_string(args.size()) + "\r\n";
+  for (const auto& a : args) out += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+  return out;
+}
+
+BackendSpec backendFor(const config::Pool& pool, const config::Server& server) {
+  BackendSpec b;
+  b.endpoint.host = server.endpoint.host;
+  b.endpoint.port = server.endpoint.port;
+  b.endpoint.path = server.endpoint.path;
+  b.endpoint.label = server.label == server.endpoint.str() ? server.label : server.label + " (" + server.endpoint.str() + ")";
+  b.options.connectTimeoutMs = pool.timeoutMs >= 0 ? pool.timeoutMs : kDefaultConnectTimeoutMs;
+  b.options.replyTimeoutMs = pool.timeoutMs;
+  b.options.tcpKeepalive = pool.tcpKeepalive;
+  if (pool.protocol == config::Protocol::Redis) {
+    // The proxy authenticates and selects the database for its clients (redis_auth, redis_db).
+    if (!pool.redisAuth.empty()) {
+      b.options.handshake += redisCommand({"AUTH", pool.redisAuth});
+      b.options.handshakeReplies++;
+    }
+    if (pool.redisDb != 0) {
+      b.options.handshake += redisCommand({"SELECT", std::to_string(pool.redisDb)});
+      b.options.handshakeReplies++;
+    }
+  }
+  b.connections = pool.serverConnections;
+  b.preconnect = pool.preconnect;
+  b.protocol = pool.protocol;
+  b.key = pool.name + "|" + server.endpoint.str() + "|" + std::to_string(pool.timeoutMs) + "|" + pool.redisAuth + "|" +
+          std::to_string(pool.redisDb) + "|" + std::to_string(pool.serverConnections) + "|" +
+          (pool.protocol == config::Protocol::Redis ? "redis" : "memcache");
+  return b;
+}
+
+}  // namespace
+
+std::shared_ptr<const RoutingSnapshot> RoutingSnapshot::build(const config::Topology& topology, uint64_t generation) {
+  auto snap = std::make_shared<RoutingSnapshot>();
+  snap->generation = generation;
+  snap->file = topology.file;
+  std::map<std::string, uint32_t> byKey;
+  for (const config::Pool& pool : topology.pools) {
+    PoolRoute route{pool, ring::Ring(pool.ringSpec()), {}};
+    std::map<std::string, uint32_t> backendOfAddress;
+    for (const config::Server& server : pool.servers) {
+      BackendSpec spec = backendFor(pool, server);
+      auto [it, fresh] = byKey.emplace(spec.key, static_cast<uint32_t>(snap->backends.size()));
+      if (fresh) snap->backends.push_back(std::move(spec));
+      backendOfAddress[server.endpoint.str()] = it->second;
+    }
+    // The ring may order its nodes differently from the file (twemproxy sorts them by name).
+    for (const ring::NodeSpec& node : route.ring.spec().nodes) route.nodeBackend.push_back(backendOfAddress.at(node.address));
+    snap->pools.push_back(std::move(route));
+  }
+  return snap;
+}
+
+}  // namespace proxy

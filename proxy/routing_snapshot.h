@@ -1,0 +1,45 @@
+// routing_snapshot.h: the immutable routing state every worker reads. Built on the control
+// thread from a validated Topology and published to workers as shared_ptr<const>, so a worker
+// never locks to route a request and a reload swaps the whole picture at once.
+//
+// Backends are listed once per snapshot with a stable `key`: a worker keeps the connections of
+// every backend whose key survives a reload, opens the new ones, and closes the rest once
+// they have answered what they owe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/upstream/upstream_conn.h"
+#include "config/topology.h"
+#include "ring/ring.h"
+
+namespace proxy {
+
+struct BackendSpec {
+  std::string key;  // identity across reloads: pool, endpoint and connection options
+  backends::upstream::Endpoint endpoint;
+  backends::upstream::Options options;
+  uint32_t connections = 1;
+  bool preconnect = false;
+  config::Protocol protocol = config::Protocol::Redis;
+};
+
+struct PoolRoute {
+  config::Pool config;
+  ring::Ring ring;
+  std::vector<uint32_t> nodeBackend;  // ring node index -> index into RoutingSnapshot::backends
+};
+
+struct RoutingSnapshot {
+  uint64_t generation = 0;
+  std::string file;
+  std::vector<PoolRoute> pools;
+  std::vector<BackendSpec> backends;
+
+  static std::shared_ptr<const RoutingSnapshot> build(const config::Topology& topology, uint64_t generation);
+};
+
+}  // namespace proxy

@@ -1,0 +1,72 @@
+// ring.h: an immutable placement built from a RingSpec. The proxy hashes a key once
+// (hashOf) and asks ownerOfHash for the node index; both are lock- and allocation-free.
+//
+// Ketama and Vnode rings are a sorted array of points on the key-position space; a key
+// belongs to the first point at or after its position, wrapping to the first point. A bucket
+// index over the top bits of the position narrows the search to about one point, so lookup is
+// one or two cache lines whatever the ring size. Modula is twemproxy's hash % total weight;
+// Random is twemproxy's uniformly random server.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "ring/key_hash.h"
+#include "ring/ring_spec.h"
+
+namespace ring {
+
+class Ring {
+ public:
+  // Builds the placement. The spec must be valid (config/ validates): at least one node,
+  // weights >= 1, hashTag empty or two characters.
+  explicit Ring(RingSpec spec);
+
+  // The spec as placed: for twemproxy's distributions the nodes are in twemproxy's order
+  // (sorted by identity), so node indexes need not match the order they were given in.
+  const RingSpec& spec() const { return spec_; }
+  size_t nodeCount() const { return spec_.nodes.size(); }
+
+  // The key's hash after the hash-tag rule, as the configured hash function computes it.
+  uint64_t hashOf(std::string_view key) const noexcept {
+    return hashKey(spec_.hash, hashTagSpan(key, spec_.hashTag));
+  }
+
+  // The node index (into spec().nodes, not the order given) that owns a hash value.
+  uint32_t ownerOfHash(uint64_t hash) const noexcept;
+  uint32_t ownerOf(std::string_view key) const noexcept { return ownerOfHash(hashOf(key)); }
+
+  // Where keys land on the point space: position = hash >> keyShift(), in [0, positionMax()].
+  // Ketama points are 32-bit, so a 64-bit hash is shifted down to its top 32 bits.
+  unsigned keyShift() const { return keyShift_; }
+  uint64_t positionMax() const { return positionMax_; }
+
+  // Ketama/Vnode: sorted points and the node owning each. Modula: one entry per unit of
+  // weight in server order (positions are the entry indexes). Random: empty.
+  std::span<const uint64_t> positions() const { return {positions_.data(), positions_.size()}; }
+  std::span<const uint32_t> pointOwners() const { return {owners_.data(), positions_.size()}; }
+  // Points placed for each node.
+  std::vector<size_t> pointsPerNode() const;
+
+  // Bytes held by the lookup structures (points, owners, bucket index).
+  size_t memoryBytes() const;
+
+ private:
+  void buildKetama();
+  void buildVnode();
+  void buildModula();
+  void buildBucketIndex();
+
+  RingSpec spec_;
+  unsigned keyShift_ = 0;
+  uint64_t positionMax_ = 0;
+  std::vector<uint64_t> positions_;
+  std::vector<uint32_t> owners_;  // one per point, plus a sentinel copy of owners_[0] (wrap)
+  std::vector<uint32_t> bucketStart_;  // first point >= bucket's lower bound; size buckets + 1
+  unsigned bucketShift_ = 0;
+};
+
+}  // namespace ring
