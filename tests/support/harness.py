@@ -126,3 +126,201 @@ def start_ringproxy(config_path, listen_port, extra=()):
 
 def run_ringctl(*args, stdin=None):
     return subprocess.run([binary("ringctl"), *args], input=stdin, capture_output=True, text=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw RESP over a socket, for tests where the exact bytes matter (added for the Redis data-path
+# tests; nothing above depends on it).
+
+class ErrorReply(str):
+    """A RESP error reply ("-ERR ..." / "!..."), parsed: the text without '-' and CRLF."""
+
+
+class Incomplete(Exception):
+    """The buffer does not hold a whole reply yet."""
+
+
+def encode_command(*args):
+    """The RESP multibulk encoding of one command; str args are UTF-8 encoded."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif isinstance(a, int):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def parse_reply(buf, pos=0):
+    """Parses one RESP2/RESP3 reply starting at buf[pos]. Returns (value, end). Raises
+    Incomplete when more bytes are needed. Simple strings and bulk strings are bytes, errors
+    ErrorReply, integers int, null None, arrays/sets/pushes lists, maps lists of pairs."""
+    nl = buf.find(b"\r\n", pos)
+    if nl < 0:
+        raise Incomplete()
+    kind, line = buf[pos:pos + 1], bytes(buf[pos + 1:nl])
+    after = nl + 2
+    if kind == b"+":
+        return line, after
+    if kind == b"-":
+        return ErrorReply(line.decode(errors="replace")), after
+    if kind == b":":
+        return int(line), after
+    if kind == b"_":
+        return None, after
+    if kind == b",":
+        return float(line), after
+    if kind == b"#":
+        return line == b"t", after
+    if kind == b"(":
+        return int(line), after
+    if kind in (b"$", b"!", b"="):
+        n = int(line)
+        if n < 0:
+            return None, after
+        if len(buf) < after + n + 2:
+            raise Incomplete()
+        if buf[after + n:after + n + 2] != b"\r\n":
+            raise ValueError(f"bad bulk terminator at {after + n}")
+        data = bytes(buf[after:after + n])
+        return (ErrorReply(data.decode(errors="replace")) if kind == b"!" else data), after + n + 2
+    if kind in (b"*", b"~", b">", b"%", b"|"):
+        n = int(line)
+        if n < 0:
+            return None, after
+        items = []
+        count = n * 2 if kind in (b"%", b"|") else n
+        for _ in range(count):
+            v, after = parse_reply(buf, after)
+            items.append(v)
+        if kind in (b"%", b"|"):
+            items = list(zip(items[0::2], items[1::2]))
+        return items, after
+    raise ValueError(f"unknown RESP type {kind!r} at {pos}: {bytes(buf[pos:pos + 40])!r}")
+
+
+class RawConn:
+    """A plain socket to a RESP server, with a reply reader that keeps the exact bytes."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.pos = 0
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(4 << 20)
+        if not chunk:
+            raise ConnectionError("connection closed by peer")
+        if self.pos > (1 << 20) and self.pos > len(self.buf) // 2:
+            del self.buf[:self.pos]
+            self.pos = 0
+        self.buf += chunk
+
+    def read_raw(self):
+        """The exact bytes of the next reply."""
+        while True:
+            try:
+                _, end = parse_reply(self.buf, self.pos)
+            except Incomplete:
+                self._fill()
+                continue
+            raw = bytes(self.buf[self.pos:end])
+            self.pos = end
+            return raw
+
+    def read(self):
+        """The next reply, parsed."""
+        while True:
+            try:
+                value, end = parse_reply(self.buf, self.pos)
+            except Incomplete:
+                self._fill()
+                continue
+            self.pos = end
+            return value
+
+    def call(self, *args):
+        self.send(encode_command(*args))
+        return self.read()
+
+    def call_raw(self, *args):
+        self.send(encode_command(*args))
+        return self.read_raw()
+
+    def pending(self):
+        """Bytes received but not yet read as replies."""
+        return bytes(self.buf[self.pos:])
+
+    def wait_closed(self, timeout=5.0):
+        """Reads until the peer closes. Returns the bytes that came before the close, or
+        raises TimeoutError if the connection is still open after `timeout` seconds."""
+        data = bytearray(self.buf[self.pos:])
+        self.buf, self.pos = bytearray(), 0
+        old = self.sock.gettimeout()
+        self.sock.settimeout(timeout)
+        deadline = time.time() + timeout
+        try:
+            while True:
+                try:
+                    chunk = self.sock.recv(1 << 20)
+                except ConnectionResetError:
+                    return bytes(data)
+                except socket.timeout:
+                    raise TimeoutError(f"connection still open after {timeout}s; received {bytes(data[:200])!r}")
+                if not chunk:
+                    return bytes(data)
+                data += chunk
+                if time.time() > deadline:
+                    raise TimeoutError(f"connection still open after {timeout}s; received {bytes(data[:200])!r}")
+        finally:
+            try:
+                self.sock.settimeout(old)
+            except OSError:
+                pass
+
+    def close(self, reset=False):
+        """Closes the socket; reset=True sends an RST (SO_LINGER 0) instead of a FIN."""
+        if reset:
+            import struct
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def redis_pool_config(name, listen_port, servers, hash_name="fnv1a_64", distribution="ketama", extra=""):
+    """One twemproxy pool section with `redis: true`. `servers` are "host:port:weight [name]"
+    strings; `extra` is more indented "  key: value\\n" lines."""
+    lines = "".join(f"    - {s}\n" for s in servers)
+    return (f"{name}:\n  listen: 127.0.0.1:{listen_port}\n  hash: {hash_name}\n  distribution: {distribution}\n"
+            f"  redis: true\n{extra}  servers:\n{lines}")
+
+
+def ringctl_owners(config_path, pool, keys):
+    """{key: owner label} from `ringctl owner`, for text keys without newlines."""
+    keys = list(keys)
+    out = run_ringctl("owner", "-c", config_path, "--pool", pool, stdin="\n".join(keys) + "\n")
+    if out.returncode != 0:
+        raise RuntimeError(f"ringctl owner failed: {out.stderr}")
+    owners = {}
+    for line in out.stdout.splitlines():
+        key, label = line.rsplit("\t", 1)
+        owners[key] = label
+    if len(owners) != len(set(keys)):
+        raise RuntimeError(f"ringctl owner answered {len(owners)} keys for {len(set(keys))}")
+    return owners
+
+
+def label_port(label):
+    """The port of an unnamed server label ("127.0.0.1:6379" or "127.0.0.1:6379:1")."""
+    parts = label.split(":")
+    return int(parts[1])
