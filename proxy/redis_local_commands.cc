@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "proxy/redis_session.h"
+#include "proxy/stats.h"
 #include "proxy/worker.h"
 
 namespace proxy {
@@ -35,9 +36,6 @@ void RedisSession::runLocal(const CommandSpec& spec, const char* req) {
   scratch_.clear();
   if (n == "ping") {
     cmdPing(req);
-  } else if (n == "echo") {
-    resp::appendBulk(scratch_, arg(req, 1));
-    replyLocal(scratch_);
   } else if (n == "quit") {
     scratch_ = "+OK\r\n";
     replyLocal(scratch_);
@@ -53,16 +51,102 @@ void RedisSession::runLocal(const CommandSpec& spec, const char* req) {
     cmdCommand(req);
   } else if (n == "client") {
     cmdClient(req);
-  } else if (n == "time") {
-    uv_timeval64_t tv;
-    uv_gettimeofday(&tv);
-    resp::appendArrayHeader(scratch_, 2);
-    resp::appendBulk(scratch_, std::to_string(tv.tv_sec));
-    resp::appendBulk(scratch_, std::to_string(tv.tv_usec));
+  } else if (n == "time" || (n == "echo")) {
+    pureLocalReply(spec, req, scratch_);
     replyLocal(scratch_);
+  } else if (n == "dbsize") {
+    broadcast(kSum, "*1\r\n$6\r\nDBSIZE\r\n", worker_.snapshot().pools[pool_]);
+  } else if (n == "info") {
+    broadcast(kInfo, "*3\r\n$4\r\nINFO\r\n$6\r\nserver\r\n$8\r\nkeyspace\r\n", worker_.snapshot().pools[pool_]);
+  } else if (n == "multi") {
+    cmdMulti();
+  } else if (n == "exec") {
+    cmdExec();
+  } else if (n == "discard") {
+    cmdDiscard();
+  } else if (n == "watch") {
+    cmdWatch(spec, req);
+  } else if (n == "unwatch") {
+    cmdUnwatch(req);
+  } else if (n == "reset") {
+    cmdReset();
   } else {
     replyError("ERR ringproxy does not support '" + std::string(n) + "' yet");
   }
+}
+
+bool RedisSession::pureLocalReply(const CommandSpec& spec, const char* req, std::string& out) {
+  // Commands whose answer depends on nothing but their arguments: they may also be queued
+  // inside MULTI, their reply computed now and placed in the EXEC result.
+  if (spec.name == "ping") {
+    if (argc() > 2) return false;
+    if (argc() == 2) resp::appendBulk(out, arg(req, 1));
+    else resp::appendSimpleString(out, "PONG");
+    return true;
+  }
+  if (spec.name == "echo") {
+    resp::appendBulk(out, arg(req, 1));
+    return true;
+  }
+  if (spec.name == "time") {
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    resp::appendArrayHeader(out, 2);
+    resp::appendBulk(out, std::to_string(tv.tv_sec));
+    resp::appendBulk(out, std::to_string(tv.tv_usec));
+    return true;
+  }
+  return false;
+}
+
+void RedisSession::mergeInfo(Request& r) {
+  // One INFO for the pool: the backends' version, the proxy's own section, and the keyspace
+  // summed over the shards (the pool's redis_db is what the client sees as db0).
+  const config::Pool& pool = worker_.snapshot().pools[pool_].config;
+  const std::string dbPrefix = "db" + std::to_string(pool.redisDb) + ":";
+  std::string version = "unknown";
+  int64_t keys = 0, expires = 0, up = 0;
+  double ttlSum = 0;
+  for (uint32_t f = 0; f < r.fragmentCount(); ++f) {
+    const Fragment& frag = r.fragment(f);
+    if (frag.failed || frag.reply.empty() || frag.reply[0] != '$') continue;
+    up++;
+    std::string_view text(frag.reply);
+    size_t pos = 0;
+    while (pos < text.size()) {
+      size_t eol = text.find('\n', pos);
+      if (eol == std::string_view::npos) eol = text.size();
+      std::string_view line = text.substr(pos, eol - pos);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      pos = eol + 1;
+      if (line.rfind("redis_version:", 0) == 0 && version == "unknown") version = std::string(line.substr(14));
+      if (line.rfind(dbPrefix, 0) == 0) {
+        // db0:keys=N,expires=M,avg_ttl=T
+        int64_t k = 0, e = 0, t = 0;
+        std::sscanf(std::string(line.substr(dbPrefix.size())).c_str(), "keys=%ld,expires=%ld,avg_ttl=%ld", &k, &e, &t);
+        keys += k;
+        expires += e;
+        ttlSum += double(t) * double(k);
+      }
+    }
+  }
+  std::string info;
+  info += "# Server\r\nredis_version:" + version + "\r\nredis_mode:standalone\r\n";
+  info += "process_id:" + std::to_string(uv_os_getpid()) + "\r\n";
+  info += "tcp_port:" + std::to_string(pool.listen.port) + "\r\n";
+  info += "uptime_in_seconds:" + std::to_string(processUptimeSeconds()) + "\r\n";
+  info += "loading:0\r\n\r\n";
+  info += "# Proxy\r\nproxy:ringproxy\r\nproxy_version:" RINGPROXY_VERSION "\r\n";
+  info += "pool:" + pool.name + "\r\n";
+  info += "backends:" + std::to_string(r.fragmentCount()) + "\r\n";
+  info += "backends_answering:" + std::to_string(up) + "\r\n";
+  info += "worker:" + std::to_string(worker_.id()) + "\r\n\r\n";
+  info += "# Keyspace\r\n";
+  if (keys > 0) {
+    info += "db0:keys=" + std::to_string(keys) + ",expires=" + std::to_string(expires) +
+            ",avg_ttl=" + std::to_string(static_cast<int64_t>(ttlSum / double(keys))) + "\r\n";
+  }
+  resp::appendBulk(r.reply, info);
 }
 
 void RedisSession::cmdPing(const char* req) {

@@ -53,6 +53,11 @@ bool RedisSession::authRequired() const {
   return !authenticated_ && !worker_.snapshot().pools[pool_].config.redisAuth.empty();
 }
 
+RedisSession::~RedisSession() {
+  // Requests were cancelled when the session closed; the WATCH connection has nothing owed.
+  if (watchConn_ != nullptr) watchConn_->close();
+}
+
 void RedisSession::processInput() {
   while (!closing_ && !in_.empty() && wantsMoreInput()) {
     char* req = in_.readable();
@@ -102,6 +107,7 @@ void RedisSession::dispatch(char* req) {
   const std::string_view name = arg(req, 0);
   const CommandSpec* spec = findCommand(name);
   if (spec == nullptr) {
+    if (inMulti_) multiAborted_ = true;  // as Redis: a rejected command dooms the EXEC
     replyUnknownCommand(req);
     return;
   }
@@ -111,10 +117,16 @@ void RedisSession::dispatch(char* req) {
   }
   const size_t n = argc();
   if ((spec->arity > 0 && n != size_t(spec->arity)) || (spec->arity < 0 && n < size_t(-spec->arity))) {
+    if (inMulti_) multiAborted_ = true;
     replyError("ERR wrong number of arguments for '" + std::string(spec->name) + "' command");
     return;
   }
   const PoolRoute& route = worker_.snapshot().pools[pool_];
+  if (inMulti_ && spec->name != "exec" && spec->name != "discard" && spec->name != "multi" && spec->name != "watch" &&
+      spec->name != "quit" && spec->name != "reset") {
+    queueInMulti(*spec, req);
+    return;
+  }
   switch (spec->route) {
     case Route::Local:
       runLocal(*spec, req);
@@ -134,16 +146,19 @@ void RedisSession::dispatch(char* req) {
   }
 }
 
-bool RedisSession::sendTo(Request& r, uint32_t fragment, uint32_t node, const PoolRoute& route, const char* bytes,
-                          size_t len) {
-  auto& backend = worker_.backend(route.nodeBackend[node], protocol_ == resp::Protocol::Resp3);
-  auto& conn = backend.pick();
+backends::upstream::UpstreamConn& RedisSession::connFor(uint32_t node, const PoolRoute& route) {
+  if (watchConn_ != nullptr && node == watchNode_) return *watchConn_;
+  return worker_.backend(route.nodeBackend[node], protocol_ == resp::Protocol::Resp3).pick();
+}
+
+bool RedisSession::sendOn(Request& r, uint32_t fragment, uint32_t node, backends::upstream::UpstreamConn& conn,
+                          const char* bytes, size_t len) {
   const uint64_t seq = conn.send(bytes, len, &r, fragment, 0);
   Fragment& f = r.fragment(fragment);
   f.node = node;
   if (seq == 0) {
     f.failed = true;
-    r.error = "ERR backend " + conn.endpoint().label + ": " + conn.lastError();
+    if (r.error.empty()) r.error = "ERR backend " + conn.endpoint().label + ": " + conn.lastError();
     worker_.stats().backendFailures.add();
     return false;
   }
@@ -153,25 +168,42 @@ bool RedisSession::sendTo(Request& r, uint32_t fragment, uint32_t node, const Po
   return true;
 }
 
-void RedisSession::forwardKeyed(const CommandSpec& spec, const char* req, const PoolRoute& route) {
+void RedisSession::broadcast(Kind kind, std::string_view bytes, const PoolRoute& route) {
+  Request* r = newRequest();
+  r->kind = kind;
+  for (uint32_t node = 0; node < route.ring.nodeCount(); ++node) {
+    const uint32_t frag = r->addFragment();
+    sendTo(*r, frag, node, route, bytes.data(), bytes.size());
+  }
+  enqueue(r);
+  if (r->waiting == 0) fragmentDone(*r);
+}
+
+bool RedisSession::singleOwner(const CommandSpec& spec, const char* req, const PoolRoute& route, uint32_t& owner) {
   keys_.clear();
   if (!keyIndexes(spec, argc(), [&](size_t i) { return arg(req, i); }, keys_)) {
     replyError("ERR wrong number of arguments for '" + std::string(spec.name) + "' command");
-    return;
+    return false;
   }
   if (keys_.empty()) {
     replyError("ERR ringproxy cannot route '" + std::string(spec.name) +
                "' without a key: numkeys must be at least 1 so the proxy knows which server runs it");
-    return;
+    return false;
   }
-  const uint32_t owner = route.ring.ownerOf(arg(req, keys_[0]));
+  owner = route.ring.ownerOf(arg(req, keys_[0]));
   for (size_t i = 1; i < keys_.size(); ++i) {
     if (route.ring.ownerOf(arg(req, keys_[i])) != owner) {
       replyError("CROSSSLOT Keys in request don't hash to the same server: '" + std::string(spec.name) +
                  "' needs all its keys on one server (give them a common hash tag, e.g. {user1}:a and {user1}:b)");
-      return;
+      return false;
     }
   }
+  return true;
+}
+
+void RedisSession::forwardKeyed(const CommandSpec& spec, const char* req, const PoolRoute& route) {
+  uint32_t owner = 0;
+  if (!singleOwner(spec, req, route, owner)) return;
   Request* r = newRequest();
   r->kind = kSingle;
   const uint32_t frag = r->addFragment();
@@ -255,10 +287,12 @@ void RedisSession::onFragmentReply(Request& r, uint32_t fragment, const char* da
   }
   Fragment& f = r.fragment(fragment);
   r.waiting--;
-  if (isError) {
+  if (isError && r.kind == kExec) {
+    f.reply.assign(data, len);  // EXEC keeps each server's answer, errors included
+  } else if (isError) {
     f.failed = true;
     if (r.error.empty()) r.error.assign(data + 1, len >= 3 ? len - 3 : 0);  // without '-' and CRLF
-  } else if (r.kind == kMget) {
+  } else if (r.kind == kMget || r.kind == kInfo || r.kind == kExec) {
     f.reply.assign(data, len);
   } else if (r.kind == kSum) {
     int64_t v = 0;
@@ -300,6 +334,12 @@ void RedisSession::fragmentDone(Request& r) {
     case kMset:
       if (!r.error.empty()) resp::appendError(r.reply, r.error);
       else resp::appendSimpleString(r.reply, "OK");
+      break;
+    case kInfo:
+      mergeInfo(r);
+      break;
+    case kExec:
+      mergeExec(r);
       break;
     default:
       break;

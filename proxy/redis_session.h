@@ -25,7 +25,16 @@ class RedisSession final : public ClientSession {
   RedisSession(Worker& worker, size_t pool);
 
  private:
-  enum Kind : uint8_t { kSingle, kMget, kMset, kSum };
+  ~RedisSession() override;
+
+  enum Kind : uint8_t { kSingle, kMget, kMset, kSum, kInfo, kExec };
+
+  // A command queued between MULTI and EXEC: its RESP bytes and the node that owns its keys,
+  // or (node < 0) a reply the proxy computed itself (PING, ECHO, TIME).
+  struct Queued {
+    std::string bytes;
+    int32_t node;
+  };
 
   void processInput() override;
   void dispatch(char* req);
@@ -36,8 +45,21 @@ class RedisSession final : public ClientSession {
   void fanout(const CommandSpec& spec, const char* req, const PoolRoute& route);
   void fragmentDone(Request& r);
   void mergeMget(Request& r);
-  // Sends `bytes` to ring node `node`; false (and an error reply) when the backend refuses.
-  bool sendTo(Request& r, uint32_t fragment, uint32_t node, const PoolRoute& route, const char* bytes, size_t len);
+  // The connection requests for ring node `node` use: this client's WATCH connection when it
+  // watches keys there, else one of the worker's shared connections.
+  backends::upstream::UpstreamConn& connFor(uint32_t node, const PoolRoute& route);
+  // Sends `bytes` on `conn` as fragment `fragment` of `r`; false (and r.error set) when the
+  // backend refuses at once (it is backing off after a failure).
+  bool sendOn(Request& r, uint32_t fragment, uint32_t node, backends::upstream::UpstreamConn& conn, const char* bytes,
+              size_t len);
+  bool sendTo(Request& r, uint32_t fragment, uint32_t node, const PoolRoute& route, const char* bytes, size_t len) {
+    return sendOn(r, fragment, node, connFor(node, route), bytes, len);
+  }
+  // One request to every node of the pool (DBSIZE, INFO).
+  void broadcast(Kind kind, std::string_view bytes, const PoolRoute& route);
+  void mergeInfo(Request& r);
+  // The owner of all of the request's keys; false (and an error reply) if they have several.
+  bool singleOwner(const CommandSpec& spec, const char* req, const PoolRoute& route, uint32_t& owner);
 
   // Local commands (redis_local_commands.cc).
   void runLocal(const CommandSpec& spec, const char* req);
@@ -48,6 +70,19 @@ class RedisSession final : public ClientSession {
   void cmdCommand(const char* req);
   void cmdClient(const char* req);
   void appendCommandInfo(std::string& out, const CommandSpec& spec);
+  bool pureLocalReply(const CommandSpec& spec, const char* req, std::string& out);
+
+  // Transactions (redis_transaction.cc).
+  void cmdMulti();
+  void queueInMulti(const CommandSpec& spec, const char* req);
+  void cmdExec();
+  void cmdDiscard();
+  void cmdWatch(const CommandSpec& spec, const char* req);
+  void cmdUnwatch(const char* req);
+  void cmdReset();
+  void abortMulti(std::string_view error);
+  void mergeExec(Request& r);
+  void releaseWatch();
 
   void replyError(std::string_view text);  // text starts with the code: "ERR ..."
   void replyUnknownCommand(const char* req);
@@ -60,6 +95,12 @@ class RedisSession final : public ClientSession {
   bool authenticated_ = false;
   std::string clientName_;
   uint64_t clientId_;
+  bool inMulti_ = false;
+  bool multiAborted_ = false;
+  int32_t multiNode_ = -1;  // the node of the first queued command (strict mode)
+  std::vector<Queued> queued_;
+  backends::upstream::UpstreamConn* watchConn_ = nullptr;
+  uint32_t watchNode_ = 0;
   // Scratch space reused across requests, so steady traffic allocates nothing here.
   std::string scratch_;
   std::vector<uint32_t> keys_;

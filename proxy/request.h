@@ -82,6 +82,7 @@ class Request final : public backends::upstream::ReplySink {
   std::vector<uint32_t> keyPosition;  // MGET: for each key, its index in that fragment's reply
   int64_t sum = 0;                    // DEL/EXISTS/...: integers summed so far
   std::string error;                  // first failure among the fragments
+  std::vector<std::string> localReplies;  // EXEC: replies the proxy computed for queued commands
 
  private:
   RequestOwner* owner_;

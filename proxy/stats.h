@@ -7,6 +7,9 @@
 
 namespace proxy {
 
+// Seconds since the process started (for INFO and the stats JSON).
+int64_t processUptimeSeconds();
+
 struct Counter {
   std::atomic<uint64_t> value{0};
   void add(uint64_t n = 1) { value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }

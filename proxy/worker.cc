@@ -136,6 +136,16 @@ up::BackendPool& Worker::backend(uint32_t index, bool resp3) {
   return *slot;
 }
 
+up::UpstreamConn* Worker::openDedicated(uint32_t index, bool resp3) {
+  const BackendSpec& spec = snapshot_->backends[index];
+  up::Options opts = spec.options;
+  if (resp3) {
+    opts.handshake = std::string(kHello3) + opts.handshake;
+    opts.handshakeReplies++;
+  }
+  return new up::UpstreamConn(&loop_, flusher_, spec.endpoint, opts, makeRespFramer());
+}
+
 void Worker::startListening(size_t pool, int fd) {
   auto l = std::make_unique<Listener>();
   l->worker = this;

@@ -60,6 +60,9 @@ class Worker {
   // This worker's connections to backend `index` of the current snapshot; RESP3 clients use a
   // second set of connections that speak RESP3.
   backends::upstream::BackendPool& backend(uint32_t index, bool resp3 = false);
+  // A connection to backend `index` for one client alone (WATCH needs one: watched keys
+  // belong to a connection). The caller owns it and ends it with close()/closeWhenIdle().
+  backends::upstream::UpstreamConn* openDedicated(uint32_t index, bool resp3);
   const SessionLimits& limits() const { return options_.limits; }
   WorkerStats& stats() { return stats_; }
   void addSession(ClientSession* s);

@@ -40,7 +40,7 @@ UpstreamConn::UpstreamConn(uv_loop_t* loop, io::FlushScheduler& flusher, Endpoin
 UpstreamConn::~UpstreamConn() = default;
 
 uint64_t UpstreamConn::send(const char* data, size_t len, ReplySink* sink, uint64_t cookie, uint32_t hint) {
-  if (state_ == State::Closed) {
+  if (state_ == State::Closed || closeWhenIdle_) {
     lastError_ = "backend " + endpoint_.label + " removed";
     return 0;
   }
@@ -220,6 +220,10 @@ void UpstreamConn::onRead(ssize_t nread) {
     }
     in.consume(f.length);
   }
+  if (closeWhenIdle_ && fifo_.empty()) {
+    close();
+    return;
+  }
   armTimer();
 }
 
@@ -258,7 +262,12 @@ void UpstreamConn::fail(std::string_view why, bool timedOut) {
     if (timedOut) stats_.timeouts++;
     if (e.sink != nullptr) e.sink->onFailure(e.cookie, message);
   }
-  if (state_ != State::Closed) armTimer();
+  if (state_ == State::Closed) return;
+  if (closeWhenIdle_) {
+    close();  // nothing more is owed, and nothing new may be sent
+    return;
+  }
+  armTimer();
 }
 
 void UpstreamConn::dropSocket() {
@@ -328,6 +337,14 @@ void UpstreamConn::onTimer() {
       return;
   }
   armTimer();
+}
+
+void UpstreamConn::closeWhenIdle() {
+  closeWhenIdle_ = true;
+  // Handshake replies do not count: nothing a client waits for.
+  for (const Entry& e : fifo_)
+    if (!e.handshake) return;
+  close();
 }
 
 void UpstreamConn::close() {

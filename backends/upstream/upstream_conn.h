@@ -99,6 +99,9 @@ class UpstreamConn final : private io::Flushable {
   void connectNow();
   // Fails what is owed, closes, and deletes this object once its handles have closed.
   void close();
+  // Refuses new sends, lets every request already sent get its reply, then close()s. Used
+  // for backends removed by a reload and for a client's dedicated WATCH connection.
+  void closeWhenIdle();
 
   const Endpoint& endpoint() const { return endpoint_; }
   const std::string& lastError() const { return lastError_; }
@@ -145,7 +148,7 @@ class UpstreamConn final : private io::Flushable {
   Socket* socket_ = nullptr;        // the current socket, owned until its close callback
   uv_getaddrinfo_t* resolving_ = nullptr;
   uv_timer_t timer_{};              // connect timeout, reply timeout and reconnect, one at a time
-  bool timerClosed_ = false;
+  bool closeWhenIdle_ = false;
   std::deque<Entry> fifo_;
   uint64_t headSeq_ = 1;            // sequence number of fifo_.front()
   uint64_t backoffUntilMs_ = 0;

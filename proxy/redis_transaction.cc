@@ -1,0 +1,280 @@
+// MULTI / EXEC / DISCARD / WATCH / UNWATCH / RESET for a Redis session.
+//
+// Commands between MULTI and EXEC are queued here, in the proxy (+QUEUED), each checked to
+// have all its keys on one server; a command that cannot be queued is answered with an error
+// and dooms the EXEC (EXECABORT), as Redis does. At EXEC the queue is grouped by server and
+// each group is sent as MULTI ... EXEC on ONE connection in one go (nothing can interleave
+// within a worker's write), so each server runs its part atomically; the per-server EXEC
+// replies are merged back into the client's order.
+//
+// Atomicity across servers is not offered: with `transactions: per_server` (the default) a
+// transaction whose keys span servers commits on each server independently. With
+// `transactions: strict`, queueing a command for a second server is refused with a
+// CROSSSLOT error (Redis Cluster's rule), so EXEC only ever runs on one server.
+//
+// WATCH pins the client to a dedicated backend connection (watched keys belong to a
+// connection) until EXEC, DISCARD or UNWATCH; every command of that client for that server
+// travels on it meanwhile. Watching keys of two servers is refused.
+#include "proxy/redis_session.h"
+#include "proxy/worker.h"
+
+namespace proxy {
+
+namespace resp = backends::resp;
+
+namespace {
+constexpr std::string_view kMultiCmd = "*1\r\n$5\r\nMULTI\r\n";
+constexpr std::string_view kExecCmd = "*1\r\n$4\r\nEXEC\r\n";
+constexpr std::string_view kUnwatch = "*1\r\n$7\r\nUNWATCH\r\n";
+}  // namespace
+
+void RedisSession::abortMulti(std::string_view error) {
+  multiAborted_ = true;
+  replyError(error);
+}
+
+void RedisSession::cmdMulti() {
+  if (inMulti_) {
+    replyError("ERR MULTI calls can not be nested");
+    return;
+  }
+  inMulti_ = true;
+  multiAborted_ = false;
+  multiNode_ = -1;
+  queued_.clear();
+  replyLocal("+OK\r\n");
+}
+
+void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
+  const PoolRoute& route = worker_.snapshot().pools[pool_];
+  Queued q;
+  switch (spec.route) {
+    case Route::Unsupported:
+      abortMulti("ERR ringproxy does not support '" + std::string(spec.name) + "'");
+      return;
+    case Route::Local:
+      if (!pureLocalReply(spec, req, q.bytes)) {
+        abortMulti("ERR ringproxy cannot run '" + std::string(spec.name) + "' inside MULTI");
+        return;
+      }
+      q.node = -1;
+      queued_.push_back(std::move(q));
+      replyLocal("+QUEUED\r\n");
+      return;
+    default:
+      break;
+  }
+  uint32_t node = 0;
+  if (!singleOwner(spec, req, route, node)) {  // replied with the reason
+    multiAborted_ = true;
+    return;
+  }
+  if (watchConn_ != nullptr && node != watchNode_) {
+    abortMulti("CROSSSLOT this transaction watches keys of one server; '" + std::string(spec.name) +
+               "' touches keys of another (use a common hash tag)");
+    return;
+  }
+  if (route.config.transactions == config::TransactionMode::Strict && multiNode_ >= 0 &&
+      static_cast<uint32_t>(multiNode_) != node) {
+    abortMulti("CROSSSLOT Keys in transaction don't hash to the same server (transactions: strict); "
+               "give them a common hash tag, e.g. {user1}:a and {user1}:b");
+    return;
+  }
+  if (multiNode_ < 0) multiNode_ = static_cast<int32_t>(node);
+  if (parser_.isInline()) resp::appendMultibulk(q.bytes, req, parser_.args());
+  else q.bytes.assign(req, parser_.size());
+  q.node = static_cast<int32_t>(node);
+  queued_.push_back(std::move(q));
+  replyLocal("+QUEUED\r\n");
+}
+
+void RedisSession::cmdExec() {
+  if (!inMulti_) {
+    replyError("ERR EXEC without MULTI");
+    return;
+  }
+  inMulti_ = false;
+  if (multiAborted_) {
+    queued_.clear();
+    releaseWatch();
+    replyError("EXECABORT Transaction discarded because of previous errors.");
+    return;
+  }
+  const PoolRoute& route = worker_.snapshot().pools[pool_];
+  Request* r = newRequest();
+  r->kind = kExec;
+  r->keyFragment.assign(queued_.size(), UINT32_MAX);
+  r->keyPosition.assign(queued_.size(), 0);
+  r->localReplies.resize(queued_.size());
+  // Group by server in order of first appearance; each group is one MULTI ... EXEC.
+  fragmentOfNode_.assign(route.ring.nodeCount(), -1);
+  std::vector<uint32_t> nodes;
+  for (const Queued& q : queued_)
+    if (q.node >= 0 && fragmentOfNode_[q.node] < 0) {
+      fragmentOfNode_[q.node] = 0;
+      nodes.push_back(static_cast<uint32_t>(q.node));
+    }
+  for (uint32_t node : nodes) {
+    // One connection for the whole group, so MULTI, the commands and EXEC stay together.
+    backends::upstream::UpstreamConn& conn = connFor(node, route);
+    bool ok = sendOn(*r, r->addFragment(), node, conn, kMultiCmd.data(), kMultiCmd.size());
+    uint32_t position = 0;
+    std::vector<size_t> members;
+    for (size_t i = 0; i < queued_.size() && ok; ++i) {
+      if (queued_[i].node != static_cast<int32_t>(node)) continue;
+      ok = sendOn(*r, r->addFragment(), node, conn, queued_[i].bytes.data(), queued_[i].bytes.size());
+      r->keyPosition[i] = position++;
+      members.push_back(i);
+    }
+    const uint32_t execFrag = r->addFragment();
+    if (ok) sendOn(*r, execFrag, node, conn, kExecCmd.data(), kExecCmd.size());
+    else r->fragment(execFrag).failed = true;
+    for (size_t i : members) r->keyFragment[i] = execFrag;
+  }
+  for (size_t i = 0; i < queued_.size(); ++i)
+    if (queued_[i].node < 0) r->localReplies[i] = std::move(queued_[i].bytes);
+  queued_.clear();
+  releaseWatch();  // the WATCH connection closes once EXEC has been answered
+  enqueue(r);
+  if (r->waiting == 0) fragmentDone(*r);
+}
+
+void RedisSession::mergeExec(Request& r) {
+  const size_t n = r.keyFragment.size();
+  // A null EXEC reply means a watched key changed: nothing ran (WATCH keeps the whole
+  // transaction on one server, so this is exact).
+  std::vector<std::vector<resp::ByteSpan>> spans(r.fragmentCount());
+  std::vector<bool> usable(r.fragmentCount(), false);
+  size_t groups = 0, failedGroups = 0, nullGroups = 0;
+  std::string firstError;
+  for (uint32_t f = 0; f < r.fragmentCount(); ++f) {
+    bool isExec = false;
+    for (size_t i = 0; i < n && !isExec; ++i) isExec = r.keyFragment[i] == f;
+    if (!isExec) continue;
+    groups++;
+    const Fragment& frag = r.fragment(f);
+    resp::ReplyParser p;
+    if (frag.failed || frag.reply.empty()) {
+      failedGroups++;
+      if (firstError.empty()) firstError = r.error.empty() ? "ERR backend did not answer EXEC" : r.error;
+      continue;
+    }
+    if (frag.reply[0] == '-') {
+      failedGroups++;
+      if (firstError.empty()) firstError = frag.reply.substr(1, frag.reply.size() - 3);
+      continue;
+    }
+    if (p.parse(frag.reply.data(), frag.reply.size()) == resp::ParseStatus::Complete && p.frame().isNull()) {
+      nullGroups++;
+      continue;
+    }
+    usable[f] = resp::splitAggregate(frag.reply.data(), frag.reply.size(), spans[f]) == resp::ParseStatus::Complete;
+    if (!usable[f]) {
+      failedGroups++;
+      if (firstError.empty()) firstError = "ERR backend sent a malformed EXEC reply";
+    }
+  }
+  if (groups > 0 && failedGroups == groups) {
+    resp::appendError(r.reply, firstError);
+    return;
+  }
+  if (nullGroups > 0) {
+    resp::appendNullArray(r.reply, protocol_);
+    return;
+  }
+  resp::appendArrayHeader(r.reply, n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t f = r.keyFragment[i];
+    if (f == UINT32_MAX) {
+      r.reply += r.localReplies[i];
+    } else if (!usable[f] || r.keyPosition[i] >= spans[f].size()) {
+      // This server's part failed while others committed: say so for each of its commands.
+      resp::appendError(r.reply, firstError.empty() ? "ERR transaction part failed" : firstError);
+    } else {
+      const resp::ByteSpan s = spans[f][r.keyPosition[i]];
+      r.reply.append(r.fragment(f).reply, s.offset, s.length);
+    }
+  }
+}
+
+void RedisSession::cmdDiscard() {
+  if (!inMulti_) {
+    replyError("ERR DISCARD without MULTI");
+    return;
+  }
+  inMulti_ = false;
+  queued_.clear();
+  releaseWatch();
+  replyLocal("+OK\r\n");
+}
+
+void RedisSession::cmdWatch(const CommandSpec& spec, const char* req) {
+  if (inMulti_) {
+    replyError("ERR WATCH inside MULTI is not allowed");
+    return;
+  }
+  const PoolRoute& route = worker_.snapshot().pools[pool_];
+  uint32_t node = 0;
+  if (!singleOwner(spec, req, route, node)) return;
+  if (watchConn_ != nullptr && node != watchNode_) {
+    replyError("CROSSSLOT ringproxy can only WATCH keys of one server per transaction; these keys belong to "
+               "another server than the ones already watched (use a common hash tag)");
+    return;
+  }
+  if (watchConn_ == nullptr) {
+    watchConn_ = worker_.openDedicated(route.nodeBackend[node], protocol_ == resp::Protocol::Resp3);
+    watchNode_ = node;
+  }
+  Request* r = newRequest();
+  r->kind = kSingle;
+  const uint32_t frag = r->addFragment();
+  scratch_.clear();
+  if (parser_.isInline()) resp::appendMultibulk(scratch_, req, parser_.args());
+  else scratch_.assign(req, parser_.size());
+  if (!sendOn(*r, frag, node, *watchConn_, scratch_.data(), scratch_.size())) {
+    std::string err = std::move(r->error);
+    delete r;
+    releaseWatch();
+    replyError(err);
+    return;
+  }
+  enqueue(r);
+}
+
+void RedisSession::cmdUnwatch(const char*) {
+  if (watchConn_ == nullptr) {
+    replyLocal("+OK\r\n");
+    return;
+  }
+  Request* r = newRequest();
+  r->kind = kSingle;
+  const uint32_t frag = r->addFragment();
+  if (!sendOn(*r, frag, watchNode_, *watchConn_, kUnwatch.data(), kUnwatch.size())) {
+    delete r;
+    releaseWatch();
+    replyLocal("+OK\r\n");  // the connection is gone, and its watches with it
+    return;
+  }
+  enqueue(r);
+  releaseWatch();
+}
+
+void RedisSession::releaseWatch() {
+  if (watchConn_ == nullptr) return;
+  watchConn_->closeWhenIdle();
+  watchConn_ = nullptr;
+}
+
+void RedisSession::cmdReset() {
+  // RESET: back to a fresh connection's state (Redis 6.2).
+  inMulti_ = false;
+  multiAborted_ = false;
+  queued_.clear();
+  releaseWatch();
+  protocol_ = resp::Protocol::Resp2;
+  clientName_.clear();
+  authenticated_ = false;
+  replyLocal("+RESET\r\n");
+}
+
+}  // namespace proxy

@@ -1,0 +1,207 @@
+"""Multi-key commands through ringproxy (2 workers) over 3 redis-servers, ketama fnv1a_64 with
+hash_tag "{}": MGET/MSET/DEL/EXISTS/UNLINK/TOUCH split by owner and merged; every key lands on
+exactly the backend `ringctl owner` names; MSETNX and other multi-key commands whose keys have
+different owners are refused with CROSSSLOT, and work when the keys share a hash tag."""
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+import harness  # noqa: E402
+import redis  # noqa: E402
+from harness import ErrorReply, RawConn  # noqa: E402
+
+
+class RedisMultiKey(unittest.TestCase):
+    WORKERS = 2
+
+    @classmethod
+    def setUpClass(cls):
+        cls.backends = [harness.start_redis() for _ in range(3)]
+        cls.ports = [b.port for b in cls.backends]
+        cls.port = harness.free_port()
+        cls.config = harness.write_config(harness.redis_pool_config(
+            "multi", cls.port, [f"127.0.0.1:{p}:1" for p in cls.ports], hash_name="fnv1a_64",
+            extra='  hash_tag: "{}"\n'))
+        cls.proxy = harness.start_ringproxy(cls.config, cls.port, extra=["--workers", str(cls.WORKERS)])
+        cls.direct = {p: redis.Redis(host="127.0.0.1", port=p) for p in cls.ports}
+        # A key set that has keys on every backend, chosen by the reference placement.
+        candidates = [f"mk:{i}" for i in range(3000)]
+        owners = cls.owners(candidates)
+        by_port = {p: [k for k in candidates if owners[k] == p] for p in cls.ports}
+        for p, ks in by_port.items():
+            assert len(ks) >= 20, f"backend {p} owns only {len(ks)} of 3000 keys"
+        cls.by_port = by_port
+        cls.keys = [k for i in range(20) for p in cls.ports for k in [by_port[p][i]]]  # interleaved owners
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        for b in cls.backends:
+            b.stop()
+        os.unlink(cls.config)
+
+    @classmethod
+    def owners(cls, keys):
+        return {k: harness.label_port(lbl) for k, lbl in harness.ringctl_owners(cls.config, "multi", keys).items()}
+
+    def setUp(self):
+        for d in self.direct.values():
+            d.flushall()
+        self.client = redis.Redis(host="127.0.0.1", port=self.port)
+
+    def tearDown(self):
+        self.client.close()
+        self.assertIsNone(self.proxy.popen.poll(), f"proxy exited: {self.proxy.output()}")
+
+    def placement(self):
+        """{key: port} of every key on every backend, failing if a key is on two."""
+        placed = {}
+        for port, d in self.direct.items():
+            for k in d.keys("*"):
+                k = k.decode()
+                self.assertNotIn(k, placed, f"{k} on two backends")
+                placed[k] = port
+        return placed
+
+    def two_keys_with_different_owners(self):
+        return self.by_port[self.ports[0]][0], self.by_port[self.ports[1]][0]
+
+    # 2 -----------------------------------------------------------------------------------------
+    def test_mset_then_each_key_is_on_its_owner_only(self):
+        values = {k: f"value-of-{k}" for k in self.keys}
+        self.assertTrue(self.client.mset(values))
+        placed = self.placement()
+        self.assertEqual(set(placed), set(self.keys))
+        self.assertEqual(placed, self.owners(self.keys))
+        self.assertEqual(set(placed.values()), set(self.ports))
+        for k, v in values.items():
+            self.assertEqual(self.direct[placed[k]].get(k), v.encode())
+
+    def test_mget_with_missing_and_repeated_keys(self):
+        present = self.keys[:30]
+        self.client.mset({k: f"v:{k}" for k in present})
+        missing = [f"{k}:nope" for k in self.keys[:9]]
+        ask = [present[0], missing[0], present[1], present[2], missing[1], present[0], *present[3:], *missing[2:],
+               present[5]]
+        expected = [None if k in missing else f"v:{k}".encode() for k in ask]
+        self.assertEqual(self.client.mget(ask), expected)
+        self.assertEqual(self.client.mget(missing), [None] * len(missing))
+        self.assertEqual(self.client.mget([present[4]]), [f"v:{present[4]}".encode()])
+        # Exact RESP2 bytes for a small cross-shard MGET.
+        with RawConn(self.port) as c:
+            raw = c.call_raw("MGET", present[0], missing[0], present[1])
+        self.assertEqual(raw, b"*3\r\n$%d\r\nv:%s\r\n$-1\r\n$%d\r\nv:%s\r\n" % (
+            len(present[0]) + 2, present[0].encode(), len(present[1]) + 2, present[1].encode()))
+
+    def test_del_exists_unlink_touch_sum_over_shards(self):
+        ks = self.keys[:45]
+        self.client.mset({k: "x" for k in ks})
+        missing = [f"{k}:missing" for k in ks[:6]]
+        dup = ks[:5]
+        # EXISTS and TOUCH count a repeated key each time, as Redis does.
+        self.assertEqual(self.client.exists(*ks, *missing, *dup), 45 + 5)
+        self.assertEqual(self.client.touch(*ks, *missing, *dup), 45 + 5)
+        # DEL and UNLINK count each removed key once.
+        self.assertEqual(self.client.delete(*ks[:15], *missing, *ks[:3]), 15)
+        self.assertEqual(self.client.unlink(*ks[15:30], *missing[:2], ks[20]), 15)
+        self.assertEqual(self.client.delete(*ks[:30]), 0)
+        self.assertEqual(self.client.exists(*ks), 15)
+        self.assertEqual(self.placement(), {k: p for k, p in self.owners(ks[30:]).items()})
+        # One-key forms, and raw bytes of the merged integer.
+        with RawConn(self.port) as c:
+            self.assertEqual(c.call_raw("EXISTS", ks[40]), b":1\r\n")
+            self.assertEqual(c.call_raw("DEL", ks[40], ks[41], ks[0]), b":2\r\n")
+            self.assertEqual(c.call_raw("TOUCH", ks[42], ks[43], ks[44], ks[42]), b":4\r\n")
+            self.assertEqual(c.call_raw("UNLINK", ks[42], ks[43], ks[44]), b":3\r\n")
+        self.assertEqual(sum(d.dbsize() for d in self.direct.values()), 10)
+
+    def test_msetnx_needs_one_owner(self):
+        a, b = self.two_keys_with_different_owners()
+        with RawConn(self.port) as c:
+            reply = c.call("MSETNX", a, "1", b, "2")
+            self.assertIsInstance(reply, ErrorReply)
+            self.assertTrue(reply.startswith("CROSSSLOT"), reply)
+            self.assertEqual(c.call("PING"), b"PONG")
+        self.assertEqual(self.placement(), {}, "a refused MSETNX must write nothing")
+        # With a common hash tag: all or nothing on one server.
+        self.assertEqual(self.client.msetnx({"{acct7}:a": "1", "{acct7}:b": "2", "{acct7}:c": "3"}), True)
+        self.assertEqual(self.client.msetnx({"{acct7}:c": "new", "{acct7}:d": "4"}), False)
+        self.assertEqual(self.client.mget(["{acct7}:a", "{acct7}:b", "{acct7}:c", "{acct7}:d"]),
+                         [b"1", b"2", b"3", None])
+        placed = self.placement()
+        self.assertEqual(set(placed), {"{acct7}:a", "{acct7}:b", "{acct7}:c"})
+        self.assertEqual(len(set(placed.values())), 1)
+        self.assertEqual(set(placed.values()), {self.owners(["acct7"])["acct7"]})
+
+    # 3 -----------------------------------------------------------------------------------------
+    def test_hash_tagged_keys_share_a_backend(self):
+        keys = [f"{{user{u}}}:{field}" for u in range(40) for field in ("a", "b", "profile", "x:{y}")]
+        self.assertTrue(self.client.mset({k: k for k in keys}))
+        placed = self.placement()
+        self.assertEqual(set(placed), set(keys))
+        for u in range(40):
+            ports = {placed[f"{{user{u}}}:{f}"] for f in ("a", "b", "profile", "x:{y}")}
+            self.assertEqual(len(ports), 1, f"user{u} split over {ports}")
+            # The tag alone decides: the owner of "{userN}:..." is the owner of "userN".
+            self.assertEqual(ports, {self.owners([f"user{u}"])[f"user{u}"]})
+        self.assertGreater(len(set(placed.values())), 1, "40 tags all on one backend")
+        self.assertEqual(placed, self.owners(keys))
+
+    def test_cross_owner_multi_key_commands_get_crossslot(self):
+        x, y = self.two_keys_with_different_owners()
+        # Make sure the two keys really have different owners under the tag rules too.
+        o = self.owners([x, y])
+        self.assertNotEqual(o[x], o[y])
+        self.client.rpush(x, "x1", "x2")
+        self.client.sadd(y, "m")
+        refused = [
+            ("RPOPLPUSH", x, y), ("LMOVE", x, y, "LEFT", "RIGHT"), ("SINTER", x, y), ("SUNION", x, y),
+            ("SINTERSTORE", x, x, y), ("SMOVE", y, x, "m"), ("RENAME", x, y), ("ZUNIONSTORE", x, "2", x, y),
+            ("EVAL", "return 1", "2", x, y), ("PFMERGE", x, y), ("SDIFF", x, y), ("MSETNX", x, "1", y, "2"),
+        ]
+        with RawConn(self.port) as c:
+            for cmd in refused:
+                with self.subTest(cmd=cmd[0]):
+                    reply = c.call(*cmd)
+                    self.assertIsInstance(reply, ErrorReply, cmd)
+                    self.assertTrue(reply.startswith("CROSSSLOT "), reply)
+                    self.assertEqual(c.call("PING"), b"PONG")
+        # Nothing was changed on any backend.
+        self.assertEqual(self.client.lrange(x, 0, -1), [b"x1", b"x2"])
+        self.assertEqual(self.client.smembers(y), {b"m"})
+        self.assertEqual(set(self.placement()), {x, y})
+
+    def test_multi_key_commands_work_under_one_hash_tag(self):
+        src, dst = "{q9}:src", "{q9}:dst"
+        s1, s2, s3 = "{q9}:s1", "{q9}:s2", "{q9}:s3"
+        c = self.client
+        self.assertEqual(c.rpush(src, "a", "b", "c"), 3)
+        self.assertEqual(c.rpoplpush(src, dst), b"c")
+        self.assertEqual(c.lmove(src, dst, "LEFT", "RIGHT"), b"a")
+        self.assertEqual(c.lrange(dst, 0, -1), [b"c", b"a"])
+        self.assertEqual(c.lrange(src, 0, -1), [b"b"])
+        c.sadd(s1, "a", "b", "c", "d")
+        c.sadd(s2, "b", "c", "e")
+        self.assertEqual(c.sinter(s1, s2), {b"b", b"c"})
+        self.assertEqual(c.sunion(s1, s2), {b"a", b"b", b"c", b"d", b"e"})
+        self.assertEqual(c.sdiff(s1, s2), {b"a", b"d"})
+        self.assertEqual(c.sinterstore(s3, [s1, s2]), 2)
+        self.assertEqual(c.smembers(s3), {b"b", b"c"})
+        self.assertTrue(c.smove(s1, s2, "a"))
+        self.assertEqual(c.smembers(s2), {b"a", b"b", b"c", b"e"})
+        self.assertTrue(c.rename(s3, "{q9}:renamed"))
+        self.assertEqual(c.smembers("{q9}:renamed"), {b"b", b"c"})
+        c.zadd("{q9}:z1", {"a": 1, "b": 2})
+        c.zadd("{q9}:z2", {"b": 10, "c": 3})
+        self.assertEqual(c.zunionstore("{q9}:zu", ["{q9}:z1", "{q9}:z2"]), 3)
+        self.assertEqual(c.zrange("{q9}:zu", 0, -1, withscores=True), [(b"a", 1.0), (b"c", 3.0), (b"b", 12.0)])
+        self.assertEqual(c.eval("return {KEYS[1], KEYS[2], ARGV[1]}", 2, src, dst, "arg"),
+                         [src.encode(), dst.encode(), b"arg"])
+        placed = self.placement()
+        self.assertEqual(len(set(placed.values())), 1)
+        self.assertEqual(set(placed.values()), {self.owners(["q9"])["q9"]})
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
