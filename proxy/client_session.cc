@@ -101,6 +101,11 @@ void ClientSession::maybeResume() {
   in_.releaseIfEmpty();
 }
 
+const PoolRoute* ClientSession::poolRoute() const {
+  if (pool_ == kNoPool) return nullptr;
+  return &worker_.snapshot().pools[pool_];
+}
+
 Request* ClientSession::newRequest() { return new Request(this); }
 
 void ClientSession::enqueue(Request* r) {
@@ -197,6 +202,12 @@ void ClientSession::closeAfterFlush() {
 
 void ClientSession::maybeFinishClose() {
   if (head_ == nullptr && out_.idle()) closeNow();
+}
+
+void ClientSession::remapPool(const std::vector<size_t>& remap) {
+  if (pool_ == kNoPool) return;
+  pool_ = pool_ < remap.size() ? remap[pool_] : kNoPool;
+  if (pool_ == kNoPool) beginDrain();
 }
 
 void ClientSession::beginDrain() {

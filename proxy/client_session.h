@@ -15,7 +15,9 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "backends/io/buffer.h"
 #include "backends/io/flush_scheduler.h"
@@ -25,6 +27,7 @@
 namespace proxy {
 
 class Worker;
+struct PoolRoute;
 
 class ClientSession : public RequestOwner, private backends::io::Flushable {
  public:
@@ -40,6 +43,11 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   // Cancel everything and close now.
   void closeNow();
 
+  // A reload renumbered the pools: `remap[old]` is this session's new pool index, or
+  // kNoPool when its pool is gone (the session then finishes what is in flight and closes).
+  static constexpr size_t kNoPool = SIZE_MAX;
+  void remapPool(const std::vector<size_t>& remap);
+
   ClientSession* listPrev = nullptr;  // the worker's list of sessions
   ClientSession* listNext = nullptr;
 
@@ -48,6 +56,9 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
 
   // Frames and dispatches requests from in_. Called after each read and when reading resumes.
   virtual void processInput() = 0;
+
+  // This session's pool in the worker's current snapshot; nullptr once a reload removed it.
+  const PoolRoute* poolRoute() const;
 
   Request* newRequest();
   void enqueue(Request* r);

@@ -14,10 +14,8 @@
 #include <vector>
 
 #include "config/load.h"
-#include "proxy/listen_socket.h"
+#include "proxy/control.h"
 #include "proxy/log.h"
-#include "proxy/routing_snapshot.h"
-#include "proxy/worker.h"
 
 #ifndef RINGPROXY_VERSION
 #define RINGPROXY_VERSION "0.1.0"
@@ -45,7 +43,8 @@ const char kUsage[] =
     "  -i, --stats-interval=N : stats aggregation interval in msec (default: 30000)\n"
     "  -p, --pid-file=S       : pid file\n"
     "  -m, --mbuf-size=N      : accepted for twemproxy compatibility; buffers grow as needed\n"
-    "      --workers=N        : worker threads (default: number of cores)\n";
+    "      --workers=N        : worker threads (default: number of cores)\n"
+    "      --no-watch         : do not reload when the config file changes (SIGHUP still does)\n";
 
 struct Args {
   std::string conf = "conf/nutcracker.yml";
@@ -58,6 +57,7 @@ struct Args {
   int statsPort = 22222;
   std::string statsAddr = "127.0.0.1";
   int workers = 0;
+  bool watchConfig = true;
 };
 
 // Accepts "-c FILE", "-cFILE", "--conf-file FILE" and "--conf-file=FILE".
@@ -91,23 +91,6 @@ bool parseInt(const std::string& s, int& v) {
 int usageError(const std::string& why) {
   std::fprintf(stderr, "ringproxy: %s\n\n%s", why.c_str(), kUsage);
   return 2;
-}
-
-struct Control {
-  std::vector<std::unique_ptr<proxy::Worker>> workers;
-  uv_signal_t sigterm{}, sigint{}, sighup{};
-  bool stopping = false;
-};
-
-void onStopSignal(uv_signal_t* h, int signum) {
-  auto* c = static_cast<Control*>(h->data);
-  if (c->stopping) return;
-  c->stopping = true;
-  LOG_NOTICE("signal %d: no longer accepting connections; finishing in-flight requests", signum);
-  for (auto& w : c->workers) w->requestStop();
-  uv_close(reinterpret_cast<uv_handle_t*>(&c->sigterm), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&c->sigint), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&c->sighup), nullptr);
 }
 
 }  // namespace
@@ -145,6 +128,8 @@ int main(int argc, char** argv) {
       // Accepted so twemproxy init scripts work unchanged; stats are live and buffers grow.
     } else if (takeValue(argc, argv, i, "-w", "--workers", v)) {
       if (!parseInt(v, args.workers) || args.workers < 1 || args.workers > 1024) return usageError("bad worker count '" + v + "'");
+    } else if (a == "--no-watch") {
+      args.watchConfig = false;
     } else {
       return usageError("unknown option '" + a + "'");
     }
@@ -166,24 +151,15 @@ int main(int argc, char** argv) {
     std::printf("ringproxy: configuration file '%s' syntax is ok\n", args.conf.c_str());
     return 0;
   }
-  for (const auto& pool : topology.pools) {
-    if (pool.protocol == config::Protocol::Memcache) {
-      std::fprintf(stderr, "ringproxy: %s:%d: %s: memcache pools are not served yet by this build\n",
-                   args.conf.c_str(), pool.line, pool.name.c_str());
-      return 1;
-    }
-  }
-
-  const int workers = args.workers > 0 ? args.workers : static_cast<int>(uv_available_parallelism());
-  std::vector<std::vector<int>> fdsByPool;
-  for (const auto& pool : topology.pools) {
-    std::string err;
-    auto fds = proxy::openListenSockets(pool, workers, err);
-    if (fds.empty()) {
-      std::fprintf(stderr, "ringproxy: pool %s: %s\n", pool.name.c_str(), err.c_str());
-      return 1;
-    }
-    fdsByPool.push_back(std::move(fds));
+  proxy::ControlOptions options;
+  options.configFile = args.conf;
+  options.workers = args.workers > 0 ? args.workers : static_cast<int>(uv_available_parallelism());
+  options.watchConfig = args.watchConfig;
+  proxy::Control control(options);
+  std::string err;
+  if (!control.prepare(std::move(topology), err)) {
+    std::fprintf(stderr, "ringproxy: %s\n", err.c_str());
+    return 1;
   }
 
   if (args.daemonize && daemon(1, args.logFile.empty() ? 1 : 0) != 0) {
@@ -196,35 +172,10 @@ int main(int argc, char** argv) {
     if (!pf) LOG_WARN("cannot write pid file %s", args.pidFile.c_str());
   }
   signal(SIGPIPE, SIG_IGN);
-
-  auto snapshot = proxy::RoutingSnapshot::build(topology, 1);
-  Control control;
-  proxy::WorkerOptions options;
-  for (int w = 0; w < workers; ++w) {
-    std::vector<int> fds;
-    for (auto& poolFds : fdsByPool) fds.push_back(poolFds[w]);
-    control.workers.push_back(std::make_unique<proxy::Worker>(w, snapshot, std::move(fds), options));
-  }
-  for (auto& w : control.workers) w->start();
-  for (const auto& pool : topology.pools)
-    LOG_NOTICE("pool %s: listening on %s, %zu servers, %s", pool.name.c_str(), pool.listen.str().c_str(),
-               pool.servers.size(), pool.protocol == config::Protocol::Redis ? "redis" : "memcache");
-  LOG_NOTICE("ringproxy %s started, pid %d, %d worker%s", RINGPROXY_VERSION, getpid(), workers, workers == 1 ? "" : "s");
-
-  uv_loop_t* loop = uv_default_loop();
-  for (uv_signal_t* s : {&control.sigterm, &control.sigint, &control.sighup}) {
-    uv_signal_init(loop, s);
-    s->data = &control;
-  }
-  uv_signal_start(&control.sigterm, &onStopSignal, SIGTERM);
-  uv_signal_start(&control.sigint, &onStopSignal, SIGINT);
-  uv_signal_start(&control.sighup, [](uv_signal_t*, int) { LOG_NOTICE("SIGHUP: reload is not available in this build"); }, SIGHUP);
-  uv_run(loop, UV_RUN_DEFAULT);
-  for (auto& w : control.workers) w->join();
+  LOG_NOTICE("ringproxy %s starting, pid %d, %d worker%s", RINGPROXY_VERSION, getpid(), options.workers,
+             options.workers == 1 ? "" : "s");
+  const int rc = control.run();
   if (!args.pidFile.empty()) ::unlink(args.pidFile.c_str());
-  for (const auto& pool : topology.pools)
-    if (pool.listen.isUnix()) ::unlink(pool.listen.path.c_str());
   LOG_NOTICE("ringproxy stopped");
-  uv_loop_close(loop);
-  return 0;
+  return rc;
 }

@@ -55,9 +55,9 @@ void RedisSession::runLocal(const CommandSpec& spec, const char* req) {
     pureLocalReply(spec, req, scratch_);
     replyLocal(scratch_);
   } else if (n == "dbsize") {
-    broadcast(kSum, "*1\r\n$6\r\nDBSIZE\r\n", worker_.snapshot().pools[pool_]);
+    broadcast(kSum, "*1\r\n$6\r\nDBSIZE\r\n", *poolRoute());
   } else if (n == "info") {
-    broadcast(kInfo, "*3\r\n$4\r\nINFO\r\n$6\r\nserver\r\n$8\r\nkeyspace\r\n", worker_.snapshot().pools[pool_]);
+    broadcast(kInfo, "*3\r\n$4\r\nINFO\r\n$6\r\nserver\r\n$8\r\nkeyspace\r\n", *poolRoute());
   } else if (n == "multi") {
     cmdMulti();
   } else if (n == "exec") {
@@ -102,7 +102,12 @@ bool RedisSession::pureLocalReply(const CommandSpec& spec, const char* req, std:
 void RedisSession::mergeInfo(Request& r) {
   // One INFO for the pool: the backends' version, the proxy's own section, and the keyspace
   // summed over the shards (the pool's redis_db is what the client sees as db0).
-  const config::Pool& pool = worker_.snapshot().pools[pool_].config;
+  const PoolRoute* route = poolRoute();
+  if (route == nullptr) {
+    resp::appendError(r.reply, "ERR this pool was removed from the configuration");
+    return;
+  }
+  const config::Pool& pool = route->config;
   const std::string dbPrefix = "db" + std::to_string(pool.redisDb) + ":";
   std::string version = "unknown";
   int64_t keys = 0, expires = 0, up = 0;
@@ -176,7 +181,7 @@ void RedisSession::cmdSelect(const char* req) {
 }
 
 void RedisSession::cmdAuth(const char* req) {
-  const std::string& password = worker_.snapshot().pools[pool_].config.redisAuth;
+  const std::string& password = poolRoute()->config.redisAuth;
   if (argc() > 3) {
     replyError("ERR wrong number of arguments for 'auth' command");
     return;
@@ -218,7 +223,7 @@ void RedisSession::cmdHello(const char* req) {
   for (; i < argc(); ++i) {
     const std::string_view opt = arg(req, i);
     if (equalsIgnoreCase(opt, "AUTH") && i + 2 < argc()) {
-      const std::string& password = worker_.snapshot().pools[pool_].config.redisAuth;
+      const std::string& password = poolRoute()->config.redisAuth;
       const bool ok = !password.empty() && arg(req, i + 1) == "default" && arg(req, i + 2) == password;
       if (!ok) {
         replyError(password.empty() ? "ERR AUTH <password> called without any password configured for the default user. "

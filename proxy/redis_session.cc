@@ -50,7 +50,8 @@ RedisSession::RedisSession(Worker& worker, size_t pool)
       clientId_(gNextClientId.fetch_add(1, std::memory_order_relaxed)) {}
 
 bool RedisSession::authRequired() const {
-  return !authenticated_ && !worker_.snapshot().pools[pool_].config.redisAuth.empty();
+  const PoolRoute* route = poolRoute();
+  return !authenticated_ && route != nullptr && !route->config.redisAuth.empty();
 }
 
 RedisSession::~RedisSession() {
@@ -105,6 +106,11 @@ void RedisSession::replyUnknownCommand(const char* req) {
 
 void RedisSession::dispatch(char* req) {
   const std::string_view name = arg(req, 0);
+  if (poolRoute() == nullptr) {  // a reload removed this client's pool
+    replyError("ERR this pool was removed from the configuration");
+    closeAfterFlush();
+    return;
+  }
   const CommandSpec* spec = findCommand(name);
   if (spec == nullptr) {
     if (inMulti_) multiAborted_ = true;  // as Redis: a rejected command dooms the EXEC
@@ -121,7 +127,7 @@ void RedisSession::dispatch(char* req) {
     replyError("ERR wrong number of arguments for '" + std::string(spec->name) + "' command");
     return;
   }
-  const PoolRoute& route = worker_.snapshot().pools[pool_];
+  const PoolRoute& route = *poolRoute();
   if (inMulti_ && spec->name != "exec" && spec->name != "discard" && spec->name != "multi" && spec->name != "watch" &&
       spec->name != "quit" && spec->name != "reset") {
     queueInMulti(*spec, req);

@@ -46,7 +46,7 @@ void RedisSession::cmdMulti() {
 }
 
 void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
-  const PoolRoute& route = worker_.snapshot().pools[pool_];
+  const PoolRoute& route = *poolRoute();
   Queued q;
   switch (spec.route) {
     case Route::Unsupported:
@@ -100,7 +100,7 @@ void RedisSession::cmdExec() {
     replyError("EXECABORT Transaction discarded because of previous errors.");
     return;
   }
-  const PoolRoute& route = worker_.snapshot().pools[pool_];
+  const PoolRoute& route = *poolRoute();
   Request* r = newRequest();
   r->kind = kExec;
   r->keyFragment.assign(queued_.size(), UINT32_MAX);
@@ -213,7 +213,7 @@ void RedisSession::cmdWatch(const CommandSpec& spec, const char* req) {
     replyError("ERR WATCH inside MULTI is not allowed");
     return;
   }
-  const PoolRoute& route = worker_.snapshot().pools[pool_];
+  const PoolRoute& route = *poolRoute();
   uint32_t node = 0;
   if (!singleOwner(spec, req, route, node)) return;
   if (watchConn_ != nullptr && node != watchNode_) {

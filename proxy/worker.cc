@@ -14,6 +14,8 @@ namespace up = backends::upstream;
 struct Worker::Listener {
   Worker* worker;
   size_t pool;
+  std::string name;    // pool name
+  std::string listen;  // the address it listens on
   bool unixSocket;
   union {
     uv_handle_t handle;
@@ -32,7 +34,7 @@ constexpr std::string_view kHello3 = "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
 
 }  // namespace
 
-Worker::Worker(int id, std::shared_ptr<const RoutingSnapshot> snapshot, std::vector<int> listenFds, WorkerOptions options)
+Worker::Worker(int id, std::shared_ptr<const RoutingSnapshot> snapshot, ListenFds listenFds, WorkerOptions options)
     : id_(id), snapshot_(std::move(snapshot)), initialFds_(std::move(listenFds)), options_(options) {}
 
 Worker::~Worker() = default;
@@ -83,8 +85,7 @@ void Worker::run() {
   stopTimer_.data = this;
   uv_timer_init(&loop_, &stopTimer_);
   if (flusher_.start(&loop_) < 0) LOG_ERROR("worker %d: cannot start flusher", id_);
-  applySnapshot(snapshot_);
-  for (size_t p = 0; p < initialFds_.size(); ++p) startListening(p, initialFds_[p]);
+  applySnapshot(snapshot_, std::move(initialFds_));
   {
     std::lock_guard<std::mutex> lock(mutex_);
     ready_ = true;
@@ -96,42 +97,98 @@ void Worker::run() {
   if (uv_loop_close(&loop_) != 0) LOG_DEBUG("worker %d: loop closed with handles still open", id_);
 }
 
-void Worker::applySnapshot(std::shared_ptr<const RoutingSnapshot> next) {
-  std::unordered_map<std::string, std::unique_ptr<up::BackendPool>> kept;
-  std::vector<up::BackendPool*> byIndex;
-  for (const BackendSpec& spec : next->backends) {
-    auto it = backendsByKey_.find(spec.key);
-    if (it != backendsByKey_.end()) {
-      byIndex.push_back(it->second.get());
-      kept.emplace(spec.key, std::move(it->second));
-      backendsByKey_.erase(it);
+void Worker::publish(std::shared_ptr<const RoutingSnapshot> next, ListenFds newListeners) {
+  auto fds = std::make_shared<ListenFds>(std::move(newListeners));
+  post([next = std::move(next), fds](Worker& w) mutable { w.applySnapshot(std::move(next), std::move(*fds)); });
+}
+
+void Worker::applySnapshot(std::shared_ptr<const RoutingSnapshot> next, ListenFds newListeners) {
+  if (stopping_) {
+    for (auto& [name, fd] : newListeners) ::close(fd);
+    return;
+  }
+  // Backends whose key survives keep their connections; new ones are made; the rest retire
+  // (the pool's destructor lets each connection answer what it owes, then close).
+  auto carry = [&](std::unordered_map<std::string, std::unique_ptr<up::BackendPool>>& byKey, bool makeMissing,
+                   std::vector<up::BackendPool*>& byIndex) {
+    std::unordered_map<std::string, std::unique_ptr<up::BackendPool>> kept;
+    byIndex.assign(next->backends.size(), nullptr);
+    for (size_t i = 0; i < next->backends.size(); ++i) {
+      const BackendSpec& spec = next->backends[i];
+      auto it = byKey.find(spec.key);
+      if (it != byKey.end()) {
+        byIndex[i] = it->second.get();
+        kept.emplace(spec.key, std::move(it->second));
+        byKey.erase(it);
+      } else if (makeMissing) {
+        auto pool = std::make_unique<up::BackendPool>(&loop_, flusher_, spec.endpoint, spec.options, spec.connections,
+                                                      &makeRespFramer);
+        if (spec.preconnect) pool->connectAll();
+        byIndex[i] = pool.get();
+        kept.emplace(spec.key, std::move(pool));
+      }
+    }
+    byKey = std::move(kept);  // the old map's leftovers are destroyed here: retired
+  };
+  carry(backendsByKey_, true, backends_);
+  carry(backends3ByKey_, false, backends3_);
+
+  // Sessions follow their pool by name; clients of a removed pool finish and close.
+  if (snapshot_ && snapshot_ != next) {
+    std::vector<size_t> remap(snapshot_->pools.size(), ClientSession::kNoPool);
+    for (size_t i = 0; i < snapshot_->pools.size(); ++i)
+      for (size_t j = 0; j < next->pools.size(); ++j)
+        if (next->pools[j].config.name == snapshot_->pools[i].config.name) remap[i] = j;
+    for (ClientSession* s = sessions_; s != nullptr;) {
+      ClientSession* nextSession = s->listNext;
+      s->remapPool(remap);
+      s = nextSession;
+    }
+  }
+
+  // Listeners: keep those whose pool still listens at the same address, close the others,
+  // and start the new sockets the control thread opened.
+  std::vector<std::unique_ptr<Listener>> keptListeners;
+  for (auto& l : listeners_) {
+    const RoutingSnapshot& n = *next;
+    size_t found = SIZE_MAX;
+    for (size_t j = 0; j < n.pools.size(); ++j)
+      if (n.pools[j].config.name == l->name && n.pools[j].config.listen.str() == l->listen) found = j;
+    if (found != SIZE_MAX && newListeners.find(l->name) == newListeners.end()) {
+      l->pool = found;
+      keptListeners.push_back(std::move(l));
+    } else {
+      Listener* raw = l.release();
+      uv_close(&raw->h.handle, [](uv_handle_t* h) { delete static_cast<Listener*>(h->data); });
+    }
+  }
+  listeners_ = std::move(keptListeners);
+  snapshot_ = std::move(next);
+  for (auto& [name, fd] : newListeners) {
+    size_t pool = SIZE_MAX;
+    for (size_t j = 0; j < snapshot_->pools.size(); ++j)
+      if (snapshot_->pools[j].config.name == name) pool = j;
+    if (pool == SIZE_MAX) {
+      ::close(fd);
       continue;
     }
-    auto pool = std::make_unique<up::BackendPool>(&loop_, flusher_, spec.endpoint, spec.options, spec.connections,
-                                                  &makeRespFramer);
-    if (spec.preconnect) pool->connectAll();
-    byIndex.push_back(pool.get());
-    kept.emplace(spec.key, std::move(pool));
+    startListening(pool, fd);
   }
-  backendsByKey_.clear();  // what is left was removed: its connections fail what they owe and close
-  backendsByKey_ = std::move(kept);
-  backends_ = std::move(byIndex);
-  backends3_.clear();
-  backends3_.resize(backends_.size());
-  snapshot_ = std::move(next);
 }
 
 up::BackendPool& Worker::backend(uint32_t index, bool resp3) {
   if (!resp3) return *backends_[index];
   // RESP3 clients get their own connections, opened on first use, whose handshake switches
   // the backend to RESP3: their replies then need no translation.
-  auto& slot = backends3_[index];
-  if (!slot) {
+  up::BackendPool*& slot = backends3_[index];
+  if (slot == nullptr) {
     const BackendSpec& spec = snapshot_->backends[index];
     up::Options opts = spec.options;
     opts.handshake = std::string(kHello3) + opts.handshake;
     opts.handshakeReplies++;
-    slot = std::make_unique<up::BackendPool>(&loop_, flusher_, spec.endpoint, opts, spec.connections, &makeRespFramer);
+    auto pool = std::make_unique<up::BackendPool>(&loop_, flusher_, spec.endpoint, opts, spec.connections, &makeRespFramer);
+    slot = pool.get();
+    backends3ByKey_[spec.key] = std::move(pool);
   }
   return *slot;
 }
@@ -150,6 +207,8 @@ void Worker::startListening(size_t pool, int fd) {
   auto l = std::make_unique<Listener>();
   l->worker = this;
   l->pool = pool;
+  l->name = snapshot_->pools[pool].config.name;
+  l->listen = snapshot_->pools[pool].config.listen.str();
   l->unixSocket = snapshot_->pools[pool].config.listen.isUnix();
   int rc = l->unixSocket ? uv_pipe_init(&loop_, &l->h.pipe, 0) : uv_tcp_init(&loop_, &l->h.tcp);
   if (rc == 0) rc = l->unixSocket ? uv_pipe_open(&l->h.pipe, fd) : uv_tcp_open(&l->h.tcp, fd);
@@ -196,7 +255,11 @@ void Worker::removeSession(ClientSession* s) {
 void Worker::beginStop() {
   if (stopping_) return;
   stopping_ = true;
-  for (auto& l : listeners_) uv_close(&l->h.handle, nullptr);
+  for (auto& l : listeners_) {
+    Listener* raw = l.release();
+    uv_close(&raw->h.handle, [](uv_handle_t* h) { delete static_cast<Listener*>(h->data); });
+  }
+  listeners_.clear();
   // Let clients finish what they have in flight, for a bounded time.
   for (ClientSession* s = sessions_; s != nullptr;) {
     ClientSession* next = s->listNext;
@@ -219,9 +282,12 @@ void Worker::maybeFinishStop() {
   stopped_ = true;
   uv_timer_stop(&stopTimer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&stopTimer_), nullptr);
+  for (auto& [key, pool] : backendsByKey_) pool->retireNow();
+  for (auto& [key, pool] : backends3ByKey_) pool->retireNow();
   backends3_.clear();
   backends_.clear();
   backendsByKey_.clear();
+  backends3ByKey_.clear();
   flusher_.close();
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
 }

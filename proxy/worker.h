@@ -40,8 +40,10 @@ struct WorkerOptions {
 
 class Worker {
  public:
-  // `listenFds[p]` is the listening socket for pool p of the initial snapshot.
-  Worker(int id, std::shared_ptr<const RoutingSnapshot> snapshot, std::vector<int> listenFds, WorkerOptions options);
+  // Listening sockets handed to a worker, by pool name.
+  using ListenFds = std::unordered_map<std::string, int>;
+
+  Worker(int id, std::shared_ptr<const RoutingSnapshot> snapshot, ListenFds listenFds, WorkerOptions options);
   ~Worker();
 
   void start();
@@ -51,6 +53,10 @@ class Worker {
 
   // Control thread: runs `fn` on the worker's thread, soon.
   void post(std::function<void(Worker&)> fn);
+  // Control thread: switch to a new snapshot (a reload). `newListeners` holds sockets for
+  // pools that are new or listen somewhere new; pools absent from `next` stop listening and
+  // their clients drain; backends absent from `next` finish their in-flight work and close.
+  void publish(std::shared_ptr<const RoutingSnapshot> next, ListenFds newListeners);
 
   // Worker thread only.
   int id() const { return id_; }
@@ -71,7 +77,7 @@ class Worker {
  private:
   struct Listener;
   void run();
-  void applySnapshot(std::shared_ptr<const RoutingSnapshot> next);
+  void applySnapshot(std::shared_ptr<const RoutingSnapshot> next, ListenFds newListeners);
   void startListening(size_t pool, int fd);
   void onAccept(Listener& l);
   void beginStop();
@@ -80,7 +86,7 @@ class Worker {
 
   int id_;
   std::shared_ptr<const RoutingSnapshot> snapshot_;
-  std::vector<int> initialFds_;
+  ListenFds initialFds_;
   WorkerOptions options_;
   std::thread thread_;
   uv_loop_t loop_{};
@@ -92,7 +98,8 @@ class Worker {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<std::string, std::unique_ptr<backends::upstream::BackendPool>> backendsByKey_;
   std::vector<backends::upstream::BackendPool*> backends_;  // by snapshot backend index
-  std::vector<std::unique_ptr<backends::upstream::BackendPool>> backends3_;  // RESP3 sets, on demand
+  std::unordered_map<std::string, std::unique_ptr<backends::upstream::BackendPool>> backends3ByKey_;
+  std::vector<backends::upstream::BackendPool*> backends3_;  // RESP3 sets, opened on demand
   ClientSession* sessions_ = nullptr;  // intrusive list
   size_t sessionCount_ = 0;
   bool stopping_ = false;

@@ -24,10 +24,16 @@ class BackendPool {
   }
   BackendPool(const BackendPool&) = delete;
   BackendPool& operator=(const BackendPool&) = delete;
-  // Connections close themselves: what they owe fails, then they delete themselves.
+  // Connections close themselves once they have answered what they owe (a reload removed
+  // this backend: in-flight requests finish), or at once after retireNow().
   ~BackendPool() {
-    for (UpstreamConn* c : conns_) c->close();
+    for (UpstreamConn* c : conns_) {
+      if (closeNow_) c->close();
+      else c->closeWhenIdle();
+    }
   }
+  // Shutdown: do not wait for replies still owed.
+  void retireNow() { closeNow_ = true; }
 
   UpstreamConn& pick() {
     if (conns_.size() == 1) return *conns_[0];
@@ -47,6 +53,7 @@ class BackendPool {
  private:
   Endpoint endpoint_;
   std::vector<UpstreamConn*> conns_;
+  bool closeNow_ = false;
 };
 
 }  // namespace backends::upstream

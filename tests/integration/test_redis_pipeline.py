@@ -253,6 +253,36 @@ class RedisPipeline(unittest.TestCase):
             got = [conn.read_raw() for _ in expected]
         self.assertEqual(got, expected)
 
+    def test_pipeline_deeper_than_the_pending_limit(self):
+        # 40000 requests in one write: more than the proxy keeps in flight per client (16K),
+        # so it must pause reading and resume by itself as replies go out.
+        self.client.mset({f"deep:{i}": str(i) for i in range(100)})
+        n = 40000
+        payload = b"".join(encode_command("GET", f"deep:{i % 100}") if i % 3 else encode_command("PING", str(i))
+                           for i in range(n))
+        with RawConn(self.port, timeout=30) as conn:
+            conn.send(payload)
+            for i in range(n):
+                expected = bulk(str(i % 100).encode()) if i % 3 else bulk(str(i).encode())
+                got = conn.read_raw()
+                if got != expected:
+                    self.fail(f"reply {i}: got {got[:80]!r}, expected {expected!r}")
+            self.assertEqual(conn.call("PING"), b"PONG")
+
+    def test_slow_reader_of_large_replies_gets_everything(self):
+        # 150 MiB of replies to a client that reads nothing for a while: the proxy must hold
+        # back (its per-client output limit is 64 MiB) and then deliver every byte in order.
+        value = random.Random(11).randbytes(MIB)
+        self.assertTrue(self.client.set("slow:big", value))
+        self.client.set("slow:small", "tail")
+        with RawConn(self.port, timeout=30) as conn:
+            conn.send(encode_command("GET", "slow:big") * 150 + encode_command("GET", "slow:small"))
+            time.sleep(1.0)
+            for i in range(150):
+                self.assertEqual(conn.read(), value, f"reply {i}")
+            self.assertEqual(conn.read(), b"tail")
+            self.assertEqual(conn.call("PING"), b"PONG")
+
     # 4 -----------------------------------------------------------------------------------------
     def test_large_values_round_trip_exactly(self):
         rng = random.Random(99)

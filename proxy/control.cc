@@ -1,0 +1,238 @@
+#include "proxy/control.h"
+
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include "config/load.h"
+#include "proxy/listen_socket.h"
+#include "proxy/log.h"
+#include "ring/ring_diff.h"
+
+namespace proxy {
+
+namespace {
+
+std::string dirOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// Opens, for every worker, sockets for the pools of `next` that are new or listen elsewhere
+// than in `current` (nullptr: every pool). All or nothing: on failure nothing stays open.
+bool openChangedListeners(const config::Topology* current, const config::Topology& next, int workers,
+                          std::vector<Worker::ListenFds>& out, std::string& error) {
+  out.assign(workers, {});
+  for (const config::Pool& pool : next.pools) {
+    const config::Pool* old = current ? current->findPool(pool.name) : nullptr;
+    if (old != nullptr && old->listen.str() == pool.listen.str()) continue;
+    std::string err;
+    std::vector<int> fds = openListenSockets(pool, workers, err);
+    if (fds.empty()) {
+      error = "pool " + pool.name + ": " + err;
+      for (auto& m : out)
+        for (auto& [name, fd] : m) ::close(fd);
+      out.assign(workers, {});
+      return false;
+    }
+    for (int w = 0; w < workers; ++w) out[w][pool.name] = fds[w];
+  }
+  return true;
+}
+
+bool checkServable(const config::Topology& t, std::string& error) {
+  for (const auto& pool : t.pools) {
+    if (pool.protocol == config::Protocol::Memcache) {
+      error = t.file + ":" + std::to_string(pool.line) + ": " + pool.name +
+              ": memcache pools are not served yet by this build";
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Control::Control(ControlOptions options) : options_(std::move(options)), loop_(nullptr) {}
+
+Control::~Control() = default;
+
+std::string Control::fileDigest(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return std::to_string(std::hash<std::string>{}(ss.str())) + ":" + std::to_string(ss.str().size());
+}
+
+bool Control::prepare(config::Topology topology, std::string& error) {
+  if (!checkServable(topology, error)) return false;
+  if (!openChangedListeners(nullptr, topology, options_.workers, initialFds_, error)) return false;
+  topology_ = std::move(topology);
+  snapshot_ = RoutingSnapshot::build(topology_, 1);
+  loadedDigest_ = fileDigest(options_.configFile);
+  return true;
+}
+
+int Control::run() {
+  loop_ = uv_default_loop();  // created here, after any daemonizing fork
+  for (int w = 0; w < options_.workers; ++w)
+    workers_.push_back(std::make_unique<Worker>(w, snapshot_, std::move(initialFds_[w]), options_.worker));
+  for (auto& w : workers_) w->start();
+  for (const auto& pool : topology_.pools)
+    LOG_NOTICE("pool %s: listening on %s, %zu servers, %s, %s", pool.name.c_str(), pool.listen.str().c_str(),
+               pool.servers.size(), pool.protocol == config::Protocol::Redis ? "redis" : "memcache",
+               std::string(ring::hashKindName(pool.hash)).c_str());
+
+  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
+    uv_signal_init(loop_, s);
+    s->data = this;
+  }
+  uv_signal_start(&sigterm_, [](uv_signal_t* h, int) { static_cast<Control*>(h->data)->requestStop(); }, SIGTERM);
+  uv_signal_start(&sigint_, [](uv_signal_t* h, int) { static_cast<Control*>(h->data)->requestStop(); }, SIGINT);
+  uv_signal_start(&sighup_, [](uv_signal_t* h, int) { static_cast<Control*>(h->data)->reload("SIGHUP"); }, SIGHUP);
+  if (options_.watchConfig) startWatch();
+  uv_run(loop_, UV_RUN_DEFAULT);
+  for (auto& w : workers_) w->join();
+  for (const auto& pool : topology_.pools)
+    if (pool.listen.isUnix()) ::unlink(pool.listen.path.c_str());
+  return 0;
+}
+
+void Control::requestStop() {
+  if (stopping_) return;
+  stopping_ = true;
+  LOG_NOTICE("stopping: no longer accepting connections; finishing in-flight requests");
+  for (auto& w : workers_) w->requestStop();
+  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+  if (watching_) {
+    uv_fs_event_stop(&watch_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&watch_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&debounce_), nullptr);
+    watching_ = false;
+  }
+}
+
+void Control::startWatch() {
+  // Watch the directory, not the file: editors and config managers replace the file by
+  // renaming a new one over it, which a watch on the old inode would miss. Any event in the
+  // directory (debounced) leads to a content check; only a changed file reloads.
+  uv_timer_init(loop_, &debounce_);
+  debounce_.data = this;
+  uv_fs_event_init(loop_, &watch_);
+  watch_.data = this;
+  const std::string dir = dirOf(options_.configFile);
+  const int rc = uv_fs_event_start(
+      &watch_,
+      [](uv_fs_event_t* h, const char*, int, int status) {
+        auto* self = static_cast<Control*>(h->data);
+        if (status < 0 || self->stopping_) return;
+        uv_timer_start(&self->debounce_, [](uv_timer_t* t) { static_cast<Control*>(t->data)->onWatchEvent(); },
+                       static_cast<uint64_t>(self->options_.watchDebounceMs), 0);
+      },
+      dir.c_str(), 0);
+  if (rc < 0) {
+    LOG_WARN("cannot watch %s for config changes (%s); reload with SIGHUP or POST /reload", dir.c_str(), uv_strerror(rc));
+    uv_close(reinterpret_cast<uv_handle_t*>(&watch_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&debounce_), nullptr);
+    return;
+  }
+  watching_ = true;
+}
+
+void Control::onWatchEvent() {
+  const std::string digest = fileDigest(options_.configFile);
+  if (digest == loadedDigest_) return;
+  reload("config file changed");
+}
+
+bool Control::reload(const char* trigger, std::string* errorOut) {
+  if (stopping_) return false;
+  config::Topology next;
+  config::LoadError err;
+  std::string error;
+  const std::string digest = fileDigest(options_.configFile);
+  if (!config::loadTopologyFile(options_.configFile, next, err)) {
+    error = err.str();
+  } else if (checkServable(next, error)) {
+    std::vector<Worker::ListenFds> fds;
+    if (openChangedListeners(&topology_, next, options_.workers, fds, error)) {
+      const uint64_t generation = reloadStats_.generation + 1;
+      auto snap = RoutingSnapshot::build(next, generation);
+      logDiff(*snapshot_, *snap);
+      for (size_t w = 0; w < workers_.size(); ++w) workers_[w]->publish(snap, std::move(fds[w]));
+      snapshot_ = std::move(snap);
+      topology_ = std::move(next);
+      reloadStats_.generation = generation;
+      reloadStats_.reloads++;
+      loadedDigest_ = digest;
+      LOG_NOTICE("reload (%s): generation %lu is live", trigger, static_cast<unsigned long>(generation));
+      return true;
+    }
+  }
+  // A bad file changes nothing: the running topology keeps serving.
+  loadedDigest_ = digest;  // do not retry the same bad content on every directory event
+  reloadStats_.failures++;
+  reloadStats_.lastError = error;
+  LOG_ERROR("reload (%s) failed, still serving generation %lu: %s", trigger,
+            static_cast<unsigned long>(reloadStats_.generation), error.c_str());
+  if (errorOut != nullptr) *errorOut = error;
+  return false;
+}
+
+void Control::logDiff(const RoutingSnapshot& before, const RoutingSnapshot& after) {
+  reloadStats_.lastMoved.clear();
+  for (const PoolRoute& now : after.pools) {
+    const PoolRoute* was = nullptr;
+    for (const PoolRoute& p : before.pools)
+      if (p.config.name == now.config.name) was = &p;
+    if (was == nullptr) {
+      LOG_NOTICE("reload generation %lu: pool %s added, listening on %s with %zu servers",
+                 static_cast<unsigned long>(after.generation), now.config.name.c_str(), now.config.listen.str().c_str(),
+                 now.config.servers.size());
+      continue;
+    }
+    // Nodes by address: added, removed, reweighted (or renamed: a new identity moves keys).
+    std::map<std::string, const ring::NodeSpec*> oldNodes, newNodes;
+    for (const auto& n : was->ring.spec().nodes) oldNodes[n.addressOrIdentity()] = &n;
+    for (const auto& n : now.ring.spec().nodes) newNodes[n.addressOrIdentity()] = &n;
+    size_t added = 0, removed = 0, reweighted = 0, renamed = 0;
+    for (const auto& [addr, n] : newNodes) {
+      auto it = oldNodes.find(addr);
+      if (it == oldNodes.end()) added++;
+      else {
+        if (it->second->weight != n->weight) reweighted++;
+        if (it->second->identity != n->identity) renamed++;
+      }
+    }
+    for (const auto& [addr, n] : oldNodes)
+      if (newNodes.find(addr) == newNodes.end()) removed++;
+    const ring::RingDiff d = ring::diffRings(was->ring, now.ring);
+    reloadStats_.lastMoved.push_back({now.config.name, {d.moved, d.idealMin}});
+    if (!d.applicable) {
+      LOG_NOTICE("reload generation %lu: pool %s: +%zu -%zu ~%zu nodes (%zu renamed); random distribution: keys have "
+                 "no fixed owner",
+                 static_cast<unsigned long>(after.generation), now.config.name.c_str(), added, removed, reweighted,
+                 renamed);
+    } else {
+      LOG_NOTICE("reload generation %lu: pool %s: +%zu -%zu ~%zu nodes (%zu renamed); moved %.4f%% of the keyspace, "
+                 "ideal minimum %.4f%%%s",
+                 static_cast<unsigned long>(after.generation), now.config.name.c_str(), added, removed, reweighted,
+                 renamed, d.moved * 100, d.idealMin * 100, d.exact ? "" : " (estimated: the hash changed)");
+    }
+  }
+  for (const PoolRoute& p : before.pools) {
+    bool kept = false;
+    for (const PoolRoute& q : after.pools) kept = kept || q.config.name == p.config.name;
+    if (!kept)
+      LOG_NOTICE("reload generation %lu: pool %s removed: it stops accepting, its clients finish and close",
+                 static_cast<unsigned long>(after.generation), p.config.name.c_str());
+  }
+}
+
+}  // namespace proxy

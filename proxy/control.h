@@ -1,0 +1,80 @@
+// control.h: the control thread. It owns the configuration and the workers: it loads and
+// validates config files, opens listening sockets, builds routing snapshots and publishes
+// them, and it handles signals (SIGTERM/SIGINT stop, SIGHUP reloads), the config-file watch
+// and the admin endpoints. It never touches a client or backend connection: workers do.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/topology.h"
+#include "proxy/routing_snapshot.h"
+#include "proxy/worker.h"
+
+namespace proxy {
+
+struct ControlOptions {
+  std::string configFile;
+  int workers = 1;
+  bool watchConfig = true;
+  int watchDebounceMs = 200;
+  WorkerOptions worker;
+};
+
+// What reloads have done, for the log, /metrics and ringctl status.
+struct ReloadStats {
+  uint64_t generation = 1;
+  uint64_t reloads = 0;
+  uint64_t failures = 0;
+  std::string lastError;  // file:line: key: message of the last failed reload
+  // Per pool, the share of the keyspace the last reload moved and the ideal minimum.
+  std::vector<std::pair<std::string, std::pair<double, double>>> lastMoved;
+};
+
+class Control {
+ public:
+  explicit Control(ControlOptions options);
+  ~Control();
+
+  // Opens the listeners of `topology` (false with a message when one cannot be opened).
+  bool prepare(config::Topology topology, std::string& error);
+  // Starts the workers and runs the control loop until a stop signal; returns the exit code.
+  int run();
+
+  // Loads the config file again; a bad file changes nothing. Returns false on failure (and
+  // `error` says why). Control thread only.
+  bool reload(const char* trigger, std::string* error = nullptr);
+  void requestStop();
+
+  uv_loop_t* loop() { return loop_; }
+  const ReloadStats& reloadStats() const { return reloadStats_; }
+  const config::Topology& topology() const { return topology_; }
+  std::shared_ptr<const RoutingSnapshot> snapshot() const { return snapshot_; }
+  const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
+
+ private:
+  void startWatch();
+  void onWatchEvent();
+  void logDiff(const RoutingSnapshot& before, const RoutingSnapshot& after);
+  static std::string fileDigest(const std::string& path);
+
+  ControlOptions options_;
+  uv_loop_t* loop_;
+  config::Topology topology_;
+  std::shared_ptr<const RoutingSnapshot> snapshot_;
+  std::vector<Worker::ListenFds> initialFds_;  // per worker
+  std::vector<std::unique_ptr<Worker>> workers_;
+  ReloadStats reloadStats_;
+  std::string loadedDigest_;
+  uv_signal_t sigterm_{}, sigint_{}, sighup_{};
+  uv_fs_event_t watch_{};
+  uv_timer_t debounce_{};
+  bool watching_ = false;
+  bool stopping_ = false;
+};
+
+}  // namespace proxy
