@@ -12,12 +12,19 @@ constexpr size_t kReadChunk = 64 * 1024;
 }  // namespace
 
 ClientSession::ClientSession(Worker& worker, size_t pool)
-    : worker_(worker), pool_(pool), out_(this, &ClientSession::onWriteDone) {
+    : worker_(worker),
+      pool_(pool),
+      stats_(&worker.poolStats(worker.snapshot().pools[pool].config.name)),
+      out_(this, &ClientSession::onWriteDone) {
   h_.handle.data = this;
   worker_.addSession(this);
+  stats_->clientConnections++;
 }
 
-ClientSession::~ClientSession() { worker_.removeSession(this); }
+ClientSession::~ClientSession() {
+  stats_->clientsClosed++;
+  worker_.removeSession(this);
+}
 
 void ClientSession::acceptFrom(uv_stream_t* server, bool unixSocket) {
   int rc = unixSocket ? uv_pipe_init(worker_.loop(), &h_.pipe, 0) : uv_tcp_init(worker_.loop(), &h_.tcp);
@@ -71,8 +78,10 @@ void ClientSession::onRead(ssize_t nread) {
     // close. Any other error: the socket is gone.
     stopReading();
     if (nread == UV_EOF) {
+      stats_->clientEof++;
       closeAfterFlush();
     } else {
+      stats_->clientErr++;
       closeNow();
     }
     in_.releaseIfEmpty();
@@ -142,12 +151,7 @@ void ClientSession::popHeadAndDrain() {
   head_ = r->next;
   if (head_ == nullptr) tail_ = nullptr;
   pending_--;
-  const bool closeAfter = r->closeAfter;
   delete r;
-  if (closeAfter) {
-    closeAfterFlush();
-    return;
-  }
   drainCompleted();
 }
 
@@ -158,12 +162,7 @@ void ClientSession::drainCompleted() {
     head_ = r->next;
     if (head_ == nullptr) tail_ = nullptr;
     pending_--;
-    const bool closeAfter = r->closeAfter;
     delete r;
-    if (closeAfter) {
-      closeAfterFlush();
-      break;
-    }
   }
   if (closing_) maybeFinishClose();
 }

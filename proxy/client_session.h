@@ -23,6 +23,7 @@
 #include "backends/io/flush_scheduler.h"
 #include "backends/io/output_queue.h"
 #include "proxy/request.h"
+#include "proxy/stats.h"
 
 namespace proxy {
 
@@ -76,6 +77,7 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
 
   Worker& worker_;
   size_t pool_;
+  PoolStats* stats_;  // this pool's counters on this worker (outlive every session)
   backends::io::Buffer in_;
   Request* head_ = nullptr;
   Request* tail_ = nullptr;

@@ -4,7 +4,9 @@
 
 #include <cstring>
 #include <fstream>
+#include <chrono>
 #include <functional>
+#include <future>
 #include <map>
 #include <sstream>
 
@@ -97,6 +99,24 @@ int Control::run() {
   uv_signal_start(&sigint_, [](uv_signal_t* h, int) { static_cast<Control*>(h->data)->requestStop(); }, SIGINT);
   uv_signal_start(&sighup_, [](uv_signal_t* h, int) { static_cast<Control*>(h->data)->reload("SIGHUP"); }, SIGHUP);
   if (options_.watchConfig) startWatch();
+  std::string error;
+  if (options_.statsPort > 0) {
+    statsServer_ = std::make_unique<AdminServer>(*this, AdminServer::Mode::StatsPort);
+    if (!statsServer_->start(options_.statsAddr, options_.statsPort, error)) {
+      LOG_WARN("stats port: %s", error.c_str());
+      statsServer_.reset();
+    }
+  }
+  if (options_.adminPort > 0) {
+    adminServer_ = std::make_unique<AdminServer>(*this, AdminServer::Mode::Http);
+    if (!adminServer_->start(options_.adminAddr, options_.adminPort, error)) {
+      LOG_ERROR("admin listener: %s", error.c_str());
+      adminServer_.reset();
+    } else {
+      LOG_NOTICE("admin HTTP on %s:%d (/metrics /stats /status /ring POST /reload)", options_.adminAddr.c_str(),
+                 options_.adminPort);
+    }
+  }
   uv_run(loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
   for (const auto& pool : topology_.pools)
@@ -110,12 +130,27 @@ void Control::requestStop() {
   LOG_NOTICE("stopping: no longer accepting connections; finishing in-flight requests");
   for (auto& w : workers_) w->requestStop();
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+  if (statsServer_) statsServer_->close();
+  if (adminServer_) adminServer_->close();
   if (watching_) {
     uv_fs_event_stop(&watch_);
     uv_close(reinterpret_cast<uv_handle_t*>(&watch_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&debounce_), nullptr);
     watching_ = false;
   }
+}
+
+WorkerReport Control::collectStats() {
+  std::vector<std::future<WorkerReport>> pending;
+  for (auto& w : workers_) {
+    auto promise = std::make_shared<std::promise<WorkerReport>>();
+    pending.push_back(promise->get_future());
+    w->post([promise](Worker& worker) { promise->set_value(worker.report()); });
+  }
+  WorkerReport total;
+  for (auto& f : pending)
+    if (f.wait_for(std::chrono::seconds(2)) == std::future_status::ready) total.merge(f.get());
+  return total;
 }
 
 void Control::startWatch() {

@@ -12,13 +12,19 @@
 #include <vector>
 
 #include "config/topology.h"
+#include "proxy/admin_server.h"
 #include "proxy/routing_snapshot.h"
+#include "proxy/stats.h"
 #include "proxy/worker.h"
 
 namespace proxy {
 
 struct ControlOptions {
   std::string configFile;
+  std::string statsAddr = "127.0.0.1";  // twemproxy's -a (twemproxy binds 0.0.0.0)
+  int statsPort = 22222;                // twemproxy's -s; 0: off
+  std::string adminAddr;                // --admin ADDR:PORT host part; empty: off
+  int adminPort = 0;
   int workers = 1;
   bool watchConfig = true;
   int watchDebounceMs = 200;
@@ -49,6 +55,8 @@ class Control {
   // `error` says why). Control thread only.
   bool reload(const char* trigger, std::string* error = nullptr);
   void requestStop();
+  // Control thread: every worker's counters, summed (waits briefly for each worker).
+  WorkerReport collectStats();
 
   uv_loop_t* loop() { return loop_; }
   const ReloadStats& reloadStats() const { return reloadStats_; }
@@ -74,6 +82,8 @@ class Control {
   uv_fs_event_t watch_{};
   uv_timer_t debounce_{};
   bool watching_ = false;
+  std::unique_ptr<AdminServer> statsServer_;
+  std::unique_ptr<AdminServer> adminServer_;
   bool stopping_ = false;
 };
 

@@ -44,6 +44,7 @@ const char kUsage[] =
     "  -p, --pid-file=S       : pid file\n"
     "  -m, --mbuf-size=N      : accepted for twemproxy compatibility; buffers grow as needed\n"
     "      --workers=N        : worker threads (default: number of cores)\n"
+    "      --admin=ADDR:PORT  : admin HTTP: /metrics /stats /status /ring?pool=P, POST /reload\n"
     "      --no-watch         : do not reload when the config file changes (SIGHUP still does)\n";
 
 struct Args {
@@ -58,6 +59,8 @@ struct Args {
   std::string statsAddr = "127.0.0.1";
   int workers = 0;
   bool watchConfig = true;
+  std::string adminAddr;
+  int adminPort = 0;
 };
 
 // Accepts "-c FILE", "-cFILE", "--conf-file FILE" and "--conf-file=FILE".
@@ -128,6 +131,14 @@ int main(int argc, char** argv) {
       // Accepted so twemproxy init scripts work unchanged; stats are live and buffers grow.
     } else if (takeValue(argc, argv, i, "-w", "--workers", v)) {
       if (!parseInt(v, args.workers) || args.workers < 1 || args.workers > 1024) return usageError("bad worker count '" + v + "'");
+    } else if (takeValue(argc, argv, i, "--admin", "--admin", v)) {
+      // ADDR:PORT, or PORT alone (loopback).
+      const size_t colon = v.rfind(':');
+      const std::string host = colon == std::string::npos ? "127.0.0.1" : v.substr(0, colon);
+      const std::string port = colon == std::string::npos ? v : v.substr(colon + 1);
+      if (!parseInt(port, args.adminPort) || args.adminPort < 1 || args.adminPort > 65535)
+        return usageError("bad --admin address '" + v + "' (ADDR:PORT)");
+      args.adminAddr = host.empty() ? "127.0.0.1" : host;
     } else if (a == "--no-watch") {
       args.watchConfig = false;
     } else {
@@ -155,6 +166,10 @@ int main(int argc, char** argv) {
   options.configFile = args.conf;
   options.workers = args.workers > 0 ? args.workers : static_cast<int>(uv_available_parallelism());
   options.watchConfig = args.watchConfig;
+  options.statsAddr = args.statsAddr;
+  options.statsPort = args.statsPort;
+  options.adminAddr = args.adminAddr;
+  options.adminPort = args.adminPort;
   proxy::Control control(options);
   std::string err;
   if (!control.prepare(std::move(topology), err)) {

@@ -37,10 +37,9 @@ void RedisSession::runLocal(const CommandSpec& spec, const char* req) {
   if (n == "ping") {
     cmdPing(req);
   } else if (n == "quit") {
-    scratch_ = "+OK\r\n";
-    replyLocal(scratch_);
-    if (head_ != nullptr) tail_->closeAfter = true;  // queued behind earlier replies
-    else closeAfterFlush();
+    // Nothing after QUIT runs: earlier replies, then +OK, then the connection closes.
+    replyLocal("+OK\r\n");
+    closeAfterFlush();
   } else if (n == "select") {
     cmdSelect(req);
   } else if (n == "auth") {

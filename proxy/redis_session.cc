@@ -66,7 +66,8 @@ void RedisSession::processInput() {
     if (st == ParseStatus::NeedMore) break;
     if (st == ParseStatus::Error) {
       // The stream can no longer be framed: say why, then close this client only.
-      worker_.stats().protocolErrors.add();
+      stats_->protocolErrors++;
+      stats_->clientErr++;
       std::string msg = "ERR Protocol error: ";
       msg += parser_.errorMessage();
       replyError(msg);
@@ -75,7 +76,7 @@ void RedisSession::processInput() {
     }
     const size_t size = parser_.size();
     if (parser_.argc() > 0) {
-      worker_.stats().requests.add();
+      stats_->requests++;
       dispatch(req);
     }
     parser_.reset();
@@ -86,7 +87,7 @@ void RedisSession::processInput() {
 void RedisSession::replyError(std::string_view text) {
   scratch_.clear();
   resp::appendError(scratch_, text);
-  worker_.stats().errorsReplied.add();
+  stats_->errorsReplied++;
   replyLocal(scratch_);
 }
 
@@ -165,7 +166,7 @@ bool RedisSession::sendOn(Request& r, uint32_t fragment, uint32_t node, backends
   if (seq == 0) {
     f.failed = true;
     if (r.error.empty()) r.error = "ERR backend " + conn.endpoint().label + ": " + conn.lastError();
-    worker_.stats().backendFailures.add();
+    stats_->forwardErrors++;
     return false;
   }
   f.conn = &conn;
@@ -274,6 +275,7 @@ void RedisSession::fanout(const CommandSpec& spec, const char* req, const PoolRo
     appendBulkArg(scratch_, name);
     scratch_ += subRequests_[frag];
     if (sendTo(*r, frag, r->fragment(frag).node, route, scratch_.data(), scratch_.size())) anySent = true;
+    stats_->fragments++;
   }
   enqueue(r);
   if (!anySent) fragmentDone(*r);  // every shard refused: answer now
@@ -312,7 +314,7 @@ void RedisSession::onFragmentReply(Request& r, uint32_t fragment, const char* da
 }
 
 void RedisSession::onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) {
-  worker_.stats().backendFailures.add();
+  stats_->forwardErrors++;
   r.waiting--;
   r.fragment(fragment).failed = true;
   if (r.error.empty()) r.error = "ERR " + std::string(why);
@@ -350,7 +352,7 @@ void RedisSession::fragmentDone(Request& r) {
     default:
       break;
   }
-  if (!r.error.empty()) worker_.stats().errorsReplied.add();
+  if (!r.error.empty()) stats_->errorsReplied++;
   complete(&r);
 }
 

@@ -75,7 +75,6 @@ class Request final : public backends::upstream::ReplySink {
   Request* next = nullptr;      // the session's queue
   uint8_t kind = 0;             // the session's notion of what to do with the replies
   bool complete = false;        // reply is final and may be written when this is the head
-  bool closeAfter = false;      // QUIT: close the connection once this reply is written
   uint32_t waiting = 0;         // fragments not yet answered
   std::string reply;            // the final reply bytes, when not written straight through
   std::vector<uint32_t> keyFragment;  // MGET: for each key, the fragment that carries it

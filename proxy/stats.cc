@@ -5,10 +5,59 @@
 namespace proxy {
 namespace {
 const auto kStart = std::chrono::steady_clock::now();
+
+void addConn(backends::upstream::ConnStats& a, const backends::upstream::ConnStats& b) {
+  a.requests += b.requests;
+  a.replies += b.replies;
+  a.errorReplies += b.errorReplies;
+  a.failures += b.failures;
+  a.timeouts += b.timeouts;
+  a.connects += b.connects;
+  a.eofs += b.eofs;
+  a.errors += b.errors;
+  a.bytesOut += b.bytesOut;
+  a.bytesIn += b.bytesIn;
+}
 }  // namespace
 
 int64_t processUptimeSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - kStart).count();
+}
+
+void PoolStats::add(const PoolStats& o) {
+  clientConnections += o.clientConnections;
+  clientsClosed += o.clientsClosed;
+  clientEof += o.clientEof;
+  clientErr += o.clientErr;
+  requests += o.requests;
+  fragments += o.fragments;
+  errorsReplied += o.errorsReplied;
+  protocolErrors += o.protocolErrors;
+  forwardErrors += o.forwardErrors;
+}
+
+void WorkerReport::merge(const WorkerReport& o) {
+  for (const PoolReport& p : o.pools) {
+    PoolReport* mine = nullptr;
+    for (PoolReport& q : pools)
+      if (q.name == p.name) mine = &q;
+    if (mine == nullptr) pools.push_back(p);
+    else mine->stats.add(p.stats);
+  }
+  for (const BackendReport& b : o.backends) {
+    BackendReport* mine = nullptr;
+    for (BackendReport& c : backends)
+      if (c.pool == b.pool && c.identity == b.identity) mine = &c;
+    if (mine == nullptr) {
+      backends.push_back(b);
+      continue;
+    }
+    addConn(mine->conn, b.conn);
+    mine->inflight += b.inflight;
+    mine->connected += b.connected;
+    mine->connections += b.connections;
+    if (mine->lastError.empty()) mine->lastError = b.lastError;
+  }
 }
 
 }  // namespace proxy

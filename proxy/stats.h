@@ -1,28 +1,58 @@
-// stats.h: counters a worker keeps about its clients and requests. Each worker owns its own
-// (no sharing on the hot path); readers on other threads sum them with relaxed atomic loads.
+// stats.h: what the proxy counts. Each worker keeps plain counters for the pools it serves
+// (PoolStats, one per pool name) and its backend connections keep theirs (ConnStats); no
+// counter is shared between threads. To read them, the control thread asks every worker for
+// a WorkerReport (built on the worker's own thread) and sums the reports: the same numbers
+// feed twemproxy's stats JSON, /metrics and `ringctl status`.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backends/upstream/upstream_conn.h"
 
 namespace proxy {
 
 // Seconds since the process started (for INFO and the stats JSON).
 int64_t processUptimeSeconds();
 
-struct Counter {
-  std::atomic<uint64_t> value{0};
-  void add(uint64_t n = 1) { value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  uint64_t get() const { return value.load(std::memory_order_relaxed); }
+struct PoolStats {
+  uint64_t clientConnections = 0;  // accepted, total
+  uint64_t clientsClosed = 0;
+  uint64_t clientEof = 0;          // clients that closed their end
+  uint64_t clientErr = 0;          // clients closed for an error (protocol, socket)
+  uint64_t requests = 0;
+  uint64_t fragments = 0;          // sub-requests made by splitting multi-key requests
+  uint64_t errorsReplied = 0;      // error replies the proxy produced itself
+  uint64_t protocolErrors = 0;
+  uint64_t forwardErrors = 0;      // requests a backend could not take or answer
+
+  void add(const PoolStats& o);
 };
 
-struct WorkerStats {
-  Counter clientConnections;  // accepted, total
-  Counter clientsClosed;
-  Counter requests;
-  Counter errorsReplied;      // error replies the proxy produced itself
-  Counter protocolErrors;
-  Counter backendFailures;
+struct BackendReport {
+  std::string pool;
+  std::string identity;  // the server's name in twemproxy's stats (name, host:port or host)
+  std::string label;
+  std::string address;
+  backends::upstream::ConnStats conn;
+  uint64_t inflight = 0;
+  uint64_t connected = 0;  // connections currently open
+  uint64_t connections = 0;
+  std::string lastError;
+};
+
+struct PoolReport {
+  std::string name;
+  PoolStats stats;
+};
+
+struct WorkerReport {
+  std::vector<PoolReport> pools;
+  std::vector<BackendReport> backends;
+
+  // Adds `o` into this report, matching pools by name and backends by (pool, identity).
+  void merge(const WorkerReport& o);
 };
 
 }  // namespace proxy

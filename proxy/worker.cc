@@ -51,6 +51,7 @@ void Worker::post(std::function<void(Worker&)> fn) {
   bool ready;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (closed_) return;  // the worker has stopped: nobody will run it
     inbox_.push_back(std::move(fn));
     ready = ready_;
   }
@@ -184,7 +185,7 @@ up::BackendPool& Worker::backend(uint32_t index, bool resp3) {
   if (slot == nullptr) {
     const BackendSpec& spec = snapshot_->backends[index];
     up::Options opts = spec.options;
-    opts.handshake = std::string(kHello3) + opts.handshake;
+    opts.handshake += kHello3;  // after AUTH: HELLO needs an authenticated connection
     opts.handshakeReplies++;
     auto pool = std::make_unique<up::BackendPool>(&loop_, flusher_, spec.endpoint, opts, spec.connections, &makeRespFramer);
     slot = pool.get();
@@ -197,7 +198,7 @@ up::UpstreamConn* Worker::openDedicated(uint32_t index, bool resp3) {
   const BackendSpec& spec = snapshot_->backends[index];
   up::Options opts = spec.options;
   if (resp3) {
-    opts.handshake = std::string(kHello3) + opts.handshake;
+    opts.handshake += kHello3;  // after AUTH: HELLO needs an authenticated connection
     opts.handshakeReplies++;
   }
   return new up::UpstreamConn(&loop_, flusher_, spec.endpoint, opts, makeRespFramer());
@@ -232,8 +233,52 @@ void Worker::startListening(size_t pool, int fd) {
 void Worker::onAccept(Listener& l) {
   const PoolRoute& route = snapshot_->pools[l.pool];
   ClientSession* s = makeSession(*this, l.pool, route.config.protocol);
-  stats_.clientConnections.add();
   s->acceptFrom(&l.h.stream, l.unixSocket);
+}
+
+PoolStats& Worker::poolStats(const std::string& name) {
+  auto& slot = poolStats_[name];
+  if (!slot) slot = std::make_unique<PoolStats>();
+  return *slot;
+}
+
+WorkerReport Worker::report() const {
+  WorkerReport r;
+  for (const auto& [name, stats] : poolStats_) r.pools.push_back({name, *stats});
+  if (!snapshot_) return r;
+  for (const PoolRoute& pool : snapshot_->pools) {
+    const auto& nodes = pool.ring.spec().nodes;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      BackendReport b;
+      b.pool = pool.config.name;
+      b.identity = nodes[i].identity;
+      b.label = nodes[i].labelOrIdentity();
+      b.address = nodes[i].addressOrIdentity();
+      const uint32_t index = pool.nodeBackend[i];
+      for (const up::BackendPool* bp : {backends_[index], backends3_[index]}) {
+        if (bp == nullptr) continue;
+        for (const up::UpstreamConn* c : bp->connections()) {
+          const up::ConnStats& cs = c->stats();
+          b.conn.requests += cs.requests;
+          b.conn.replies += cs.replies;
+          b.conn.errorReplies += cs.errorReplies;
+          b.conn.failures += cs.failures;
+          b.conn.timeouts += cs.timeouts;
+          b.conn.connects += cs.connects;
+          b.conn.eofs += cs.eofs;
+          b.conn.errors += cs.errors;
+          b.conn.bytesOut += cs.bytesOut;
+          b.conn.bytesIn += cs.bytesIn;
+          b.inflight += c->inflight();
+          b.connected += c->connected() ? 1 : 0;
+          b.connections++;
+          if (b.lastError.empty()) b.lastError = c->lastError();
+        }
+      }
+      r.backends.push_back(std::move(b));
+    }
+  }
+  return r;
 }
 
 void Worker::addSession(ClientSession* s) {
@@ -248,7 +293,6 @@ void Worker::removeSession(ClientSession* s) {
   else sessions_ = s->listNext;
   if (s->listNext != nullptr) s->listNext->listPrev = s->listPrev;
   sessionCount_--;
-  stats_.clientsClosed.add();
   if (stopping_) maybeFinishStop();
 }
 
@@ -289,6 +333,10 @@ void Worker::maybeFinishStop() {
   backendsByKey_.clear();
   backends3ByKey_.clear();
   flusher_.close();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closed_ = true;
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
 }
 

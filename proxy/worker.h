@@ -70,7 +70,10 @@ class Worker {
   // belong to a connection). The caller owns it and ends it with close()/closeWhenIdle().
   backends::upstream::UpstreamConn* openDedicated(uint32_t index, bool resp3);
   const SessionLimits& limits() const { return options_.limits; }
-  WorkerStats& stats() { return stats_; }
+  // The counters of pool `name` on this worker (kept across reloads, by name).
+  PoolStats& poolStats(const std::string& name);
+  // Worker thread: this worker's counters and backend health, for the control thread.
+  WorkerReport report() const;
   void addSession(ClientSession* s);
   void removeSession(ClientSession* s);
 
@@ -104,8 +107,9 @@ class Worker {
   size_t sessionCount_ = 0;
   bool stopping_ = false;
   bool stopped_ = false;
-  bool ready_ = false;  // guarded by mutex_: the loop and async handle exist
-  WorkerStats stats_;
+  bool ready_ = false;   // guarded by mutex_: the loop and async handle exist
+  bool closed_ = false;  // guarded by mutex_: the async handle is closed, post() drops work
+  std::unordered_map<std::string, std::unique_ptr<PoolStats>> poolStats_;
 };
 
 }  // namespace proxy

@@ -246,6 +246,10 @@ void UpstreamConn::onWriteDone(void* owner, int status) {
 
 void UpstreamConn::fail(std::string_view why, bool timedOut) {
   lastError_ = std::string(why);
+  if (state_ != State::Closed) {
+    if (why == "connection closed by backend") stats_.eofs++;
+    else stats_.errors++;
+  }
   dropSocket();
   if (state_ != State::Closed) state_ = State::Idle;
   // Back off before the next attempt; sends in the meantime are refused at once.

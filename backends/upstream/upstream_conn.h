@@ -79,6 +79,8 @@ struct ConnStats {
   uint64_t failures = 0;  // requests failed by the connection (refused, closed, timeout)
   uint64_t timeouts = 0;
   uint64_t connects = 0;
+  uint64_t eofs = 0;      // sockets the backend closed
+  uint64_t errors = 0;    // sockets dropped for any other failure (refused, reset, timeout, ...)
   uint64_t bytesOut = 0;
   uint64_t bytesIn = 0;
 };

@@ -9,7 +9,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 import harness  # noqa: E402
 import redis  # noqa: E402
-from harness import ErrorReply, RawConn  # noqa: E402
+from harness import RawConn  # noqa: E402
 
 SECRET = "secret"
 

@@ -3,7 +3,6 @@ one write, reply order and exact reply bytes; large and binary values; clients t
 with requests in flight."""
 import os
 import random
-import socket
 import sys
 import threading
 import time
@@ -12,7 +11,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 import harness  # noqa: E402
 import redis  # noqa: E402
-from harness import ErrorReply, RawConn, encode_command  # noqa: E402
+from harness import RawConn, encode_command  # noqa: E402
 
 MIB = 1024 * 1024
 

@@ -247,7 +247,7 @@ class RedisProtocol(unittest.TestCase):
         with RawConn(self.port) as c:
             c.send(encode_command("GET", "quit:k") + encode_command("QUIT") + encode_command("SET", "quit:after", "x")
                    + b"PING\r\n")
-            self.assertEqual(c.wait_closed(5), b"$1\r\nv\r\n+OK\r\n")
+            self.assertEqual(c.wait_closed(3), b"$1\r\nv\r\n+OK\r\n")
         self.assertIsNone(self.client.get("quit:after"), "SET after QUIT was executed")
 
     def test_command_count(self):

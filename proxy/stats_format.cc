@@ -1,0 +1,240 @@
+#include "proxy/stats_format.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+
+#include "proxy/json_writer.h"
+#include "ring/ring_diff.h"
+
+namespace proxy {
+namespace {
+
+std::string hostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+const char* distributionName(ring::Distribution d) {
+  switch (d) {
+    case ring::Distribution::Ketama: return "ketama";
+    case ring::Distribution::Modula: return "modula";
+    case ring::Distribution::Random: return "random";
+    case ring::Distribution::Vnode: return "vnode";
+  }
+  return "?";
+}
+
+// Prometheus label values: backslash, quote and newline escaped.
+std::string label(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string twemproxyStatsJson(const WorkerReport& report, const RoutingSnapshot& snapshot) {
+  uint64_t total = 0, current = 0;
+  for (const PoolReport& p : report.pools) {
+    total += p.stats.clientConnections;
+    current += p.stats.clientConnections - p.stats.clientsClosed;
+  }
+  JsonWriter j;
+  j.beginObject();
+  j.key("service").value("nutcracker").key("source").value(hostName()).key("version").value("0.5.0");
+  j.key("uptime").value(int64_t(processUptimeSeconds())).key("timestamp").value(int64_t(std::time(nullptr)));
+  j.key("total_connections").value(total).key("curr_connections").value(current);
+  for (const PoolRoute& pool : snapshot.pools) {
+    PoolStats s;
+    for (const PoolReport& p : report.pools)
+      if (p.name == pool.config.name) s = p.stats;
+    j.key(pool.config.name).beginObject();
+    j.key("client_eof").value(s.clientEof).key("client_err").value(s.clientErr);
+    j.key("client_connections").value(s.clientConnections - s.clientsClosed);
+    j.key("server_ejects").value(uint64_t(0)).key("forward_error").value(s.forwardErrors);
+    j.key("fragments").value(s.fragments);
+    for (const BackendReport& b : report.backends) {
+      if (b.pool != pool.config.name) continue;
+      j.key(b.identity).beginObject();
+      j.key("server_eof").value(b.conn.eofs).key("server_err").value(b.conn.errors);
+      j.key("server_timedout").value(b.conn.timeouts).key("server_connections").value(b.connected);
+      j.key("server_ejected_at").value(uint64_t(0));
+      j.key("requests").value(b.conn.requests).key("request_bytes").value(b.conn.bytesOut);
+      j.key("responses").value(b.conn.replies).key("response_bytes").value(b.conn.bytesIn);
+      j.key("in_queue").value(uint64_t(0)).key("in_queue_bytes").value(uint64_t(0));
+      j.key("out_queue").value(b.inflight).key("out_queue_bytes").value(uint64_t(0));
+      j.endObject();
+    }
+    j.endObject();
+  }
+  j.endObject();
+  return j.str();
+}
+
+std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& snapshot, const ReloadStats& reloads) {
+  std::string out;
+  char line[1024];
+  auto metric = [&](const char* name, const char* type, const char* help) {
+    std::snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    out += line;
+  };
+  auto poolValue = [&](const char* name, const std::string& pool, uint64_t v) {
+    std::snprintf(line, sizeof line, "%s{pool=\"%s\"} %llu\n", name, label(pool).c_str(), static_cast<unsigned long long>(v));
+    out += line;
+  };
+  auto backendValue = [&](const char* name, const BackendReport& b, uint64_t v) {
+    std::snprintf(line, sizeof line, "%s{pool=\"%s\",backend=\"%s\",address=\"%s\"} %llu\n", name, label(b.pool).c_str(),
+                  label(b.label).c_str(), label(b.address).c_str(), static_cast<unsigned long long>(v));
+    out += line;
+  };
+  struct PoolMetric {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t (*get)(const PoolStats&);
+  };
+  static const PoolMetric kPool[] = {
+      {"ringproxy_pool_clients", "gauge", "Client connections open.",
+       [](const PoolStats& s) { return s.clientConnections - s.clientsClosed; }},
+      {"ringproxy_pool_client_connections_total", "counter", "Client connections accepted.",
+       [](const PoolStats& s) { return s.clientConnections; }},
+      {"ringproxy_pool_requests_total", "counter", "Requests received from clients.",
+       [](const PoolStats& s) { return s.requests; }},
+      {"ringproxy_pool_fragments_total", "counter", "Sub-requests made by splitting multi-key requests.",
+       [](const PoolStats& s) { return s.fragments; }},
+      {"ringproxy_pool_errors_total", "counter", "Error replies produced by the proxy.",
+       [](const PoolStats& s) { return s.errorsReplied; }},
+      {"ringproxy_pool_protocol_errors_total", "counter", "Clients closed for unframeable input.",
+       [](const PoolStats& s) { return s.protocolErrors; }},
+      {"ringproxy_pool_forward_errors_total", "counter", "Requests a backend could not take or answer.",
+       [](const PoolStats& s) { return s.forwardErrors; }},
+  };
+  for (const PoolMetric& m : kPool) {
+    metric(m.name, m.type, m.help);
+    for (const PoolRoute& pool : snapshot.pools) {
+      PoolStats s;
+      for (const PoolReport& p : report.pools)
+        if (p.name == pool.config.name) s = p.stats;
+      poolValue(m.name, pool.config.name, m.get(s));
+    }
+  }
+  struct BackendMetric {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t (*get)(const BackendReport&);
+  };
+  static const BackendMetric kBackend[] = {
+      {"ringproxy_backend_requests_total", "counter", "Requests sent to the backend.",
+       [](const BackendReport& b) { return b.conn.requests; }},
+      {"ringproxy_backend_responses_total", "counter", "Replies received from the backend.",
+       [](const BackendReport& b) { return b.conn.replies; }},
+      {"ringproxy_backend_error_responses_total", "counter", "Error replies from the backend.",
+       [](const BackendReport& b) { return b.conn.errorReplies; }},
+      {"ringproxy_backend_failures_total", "counter", "Requests failed by the connection (refused, closed, timed out).",
+       [](const BackendReport& b) { return b.conn.failures; }},
+      {"ringproxy_backend_timeouts_total", "counter", "Requests that timed out.",
+       [](const BackendReport& b) { return b.conn.timeouts; }},
+      {"ringproxy_backend_request_bytes_total", "counter", "Bytes sent to the backend.",
+       [](const BackendReport& b) { return b.conn.bytesOut; }},
+      {"ringproxy_backend_response_bytes_total", "counter", "Bytes received from the backend.",
+       [](const BackendReport& b) { return b.conn.bytesIn; }},
+      {"ringproxy_backend_inflight", "gauge", "Requests sent and not yet answered.",
+       [](const BackendReport& b) { return b.inflight; }},
+      {"ringproxy_backend_connections", "gauge", "Connections to the backend that are open.",
+       [](const BackendReport& b) { return b.connected; }},
+      {"ringproxy_backend_connects_total", "counter", "Connection attempts.",
+       [](const BackendReport& b) { return b.conn.connects; }},
+  };
+  for (const BackendMetric& m : kBackend) {
+    metric(m.name, m.type, m.help);
+    for (const BackendReport& b : report.backends) backendValue(m.name, b, m.get(b));
+  }
+  metric("ringproxy_reload_generation", "gauge", "Generation of the configuration being served.");
+  std::snprintf(line, sizeof line, "ringproxy_reload_generation %llu\n", static_cast<unsigned long long>(reloads.generation));
+  out += line;
+  metric("ringproxy_reloads_total", "counter", "Successful reloads.");
+  std::snprintf(line, sizeof line, "ringproxy_reloads_total %llu\n", static_cast<unsigned long long>(reloads.reloads));
+  out += line;
+  metric("ringproxy_reload_failures_total", "counter", "Reloads refused because the new file was invalid.");
+  std::snprintf(line, sizeof line, "ringproxy_reload_failures_total %llu\n", static_cast<unsigned long long>(reloads.failures));
+  out += line;
+  metric("ringproxy_reload_moved_share", "gauge", "Share of the keyspace the last reload moved, per pool.");
+  for (const auto& [pool, moved] : reloads.lastMoved) {
+    std::snprintf(line, sizeof line, "ringproxy_reload_moved_share{pool=\"%s\"} %.9f\n", label(pool).c_str(), moved.first);
+    out += line;
+  }
+  metric("ringproxy_reload_ideal_moved_share", "gauge", "The least any placement could have moved in the last reload.");
+  for (const auto& [pool, moved] : reloads.lastMoved) {
+    std::snprintf(line, sizeof line, "ringproxy_reload_ideal_moved_share{pool=\"%s\"} %.9f\n", label(pool).c_str(),
+                  moved.second);
+    out += line;
+  }
+  metric("ringproxy_uptime_seconds", "gauge", "Seconds since the process started.");
+  std::snprintf(line, sizeof line, "ringproxy_uptime_seconds %lld\n", static_cast<long long>(processUptimeSeconds()));
+  out += line;
+  return out;
+}
+
+std::string ringJson(const RoutingSnapshot& snapshot, const std::string& poolName) {
+  for (const PoolRoute& pool : snapshot.pools) {
+    if (pool.config.name != poolName) continue;
+    const ring::ShareReport rep = ring::computeShares(pool.ring);
+    JsonWriter j;
+    j.beginObject().key("pool").value(pool.config.name).key("generation").value(snapshot.generation);
+    j.key("distribution").value(distributionName(pool.config.distribution));
+    j.key("hash").value(ring::hashKindName(pool.config.hash)).key("points").value(uint64_t(pool.ring.positions().size()));
+    j.key("peak_over_mean").value(rep.peakOverMean).key("nodes").beginArray();
+    for (const auto& n : rep.nodes) {
+      j.beginObject().key("node").value(n.label).key("address").value(n.address).key("weight").value(n.weight);
+      j.key("points").value(uint64_t(n.points)).key("share").value(n.share).key("ideal").value(n.ideal).endObject();
+    }
+    j.endArray().endObject();
+    return j.str();
+  }
+  return "";
+}
+
+std::string statusJson(const WorkerReport& report, const RoutingSnapshot& snapshot, const ReloadStats& reloads,
+                       int workers) {
+  JsonWriter j;
+  j.beginObject().key("service").value("ringproxy").key("version").value(RINGPROXY_VERSION);
+  j.key("pid").value(int64_t(getpid())).key("uptime").value(int64_t(processUptimeSeconds()));
+  j.key("workers").value(workers).key("config").value(snapshot.file).key("generation").value(reloads.generation);
+  j.key("reloads").value(reloads.reloads).key("reload_failures").value(reloads.failures);
+  j.key("last_reload_error").value(reloads.lastError);
+  j.key("pools").beginArray();
+  for (const PoolRoute& pool : snapshot.pools) {
+    PoolStats s;
+    for (const PoolReport& p : report.pools)
+      if (p.name == pool.config.name) s = p.stats;
+    j.beginObject().key("name").value(pool.config.name).key("listen").value(pool.config.listen.str());
+    j.key("protocol").value(pool.config.protocol == config::Protocol::Redis ? "redis" : "memcache");
+    j.key("distribution").value(distributionName(pool.config.distribution));
+    j.key("clients").value(s.clientConnections - s.clientsClosed).key("requests").value(s.requests);
+    j.key("errors").value(s.errorsReplied).key("backends").beginArray();
+    for (const BackendReport& b : report.backends) {
+      if (b.pool != pool.config.name) continue;
+      j.beginObject().key("name").value(b.label).key("address").value(b.address);
+      j.key("connected").value(b.connected).key("connections").value(b.connections);
+      j.key("requests").value(b.conn.requests).key("responses").value(b.conn.replies);
+      j.key("failures").value(b.conn.failures).key("timeouts").value(b.conn.timeouts);
+      j.key("inflight").value(b.inflight).key("last_error").value(b.lastError).endObject();
+    }
+    j.endArray().endObject();
+  }
+  j.endArray().endObject();
+  return j.str();
+}
+
+}  // namespace proxy

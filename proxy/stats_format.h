@@ -1,0 +1,20 @@
+// stats_format.h: the ways the proxy's counters are shown: twemproxy's stats JSON (same
+// layout and names as nutcracker 0.5.0, so existing exporters keep working), Prometheus text
+// for /metrics, and the JSON behind /ring and `ringctl status`.
+#pragma once
+
+#include <string>
+
+#include "proxy/control.h"
+#include "proxy/stats.h"
+
+namespace proxy {
+
+std::string twemproxyStatsJson(const WorkerReport& report, const RoutingSnapshot& snapshot);
+std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& snapshot, const ReloadStats& reloads);
+// Nodes, points and exact shares of one pool's ring; empty when there is no such pool.
+std::string ringJson(const RoutingSnapshot& snapshot, const std::string& pool);
+std::string statusJson(const WorkerReport& report, const RoutingSnapshot& snapshot, const ReloadStats& reloads,
+                       int workers);
+
+}  // namespace proxy
