@@ -198,6 +198,8 @@ std::string AdminServer::handle(const std::string& method, const std::string& ta
     contentType = "text/plain; version=0.0.4; charset=utf-8";
     return prometheusText(control_.collectStats(), *control_.snapshot(), control_.reloadStats());
   }
+  if (path == "/status" && queryParam(target, "format") == "tsv")
+    return statusTsv(control_.collectStats(), *control_.snapshot(), control_.reloadStats());
   contentType = "application/json";
   if (path == "/stats") return twemproxyStatsJson(control_.collectStats(), *control_.snapshot()) + "\n";
   if (path == "/status")

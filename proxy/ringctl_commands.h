@@ -25,5 +25,7 @@ int runOwner(const Options& o);
 int runShares(const Options& o);
 int runDiff(const Options& o);
 int runCheck(const Options& o);
+int runStatus(const Options& o);   // ringctl_live.cc
+int runBalance(const Options& o);  // ringctl_live.cc
 
 }  // namespace proxy::ringctl

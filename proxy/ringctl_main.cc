@@ -17,6 +17,9 @@ const char kUsage[] =
     "  shares -c FILE [--pool NAME]            each node's points and exact share of the keyspace\n"
     "  diff OLD.yml NEW.yml [--pool NAME]      share of the keyspace that changes owner, and flows\n"
     "  check  -c FILE                          validate a config file\n"
+    "  status HOST:PORT                        a running proxy (its --admin address): generation,\n"
+    "                                          pools, per-backend health and request rates\n"
+    "  balance -c FILE [--pool NAME]           keys each backend holds beside its expected share\n"
     "\n"
     "options: --json (machine-readable output), --svg FILE (shares, diff: draw the ring)\n"
     "exit codes: 0 ok, 1 bad input, 2 usage\n";
@@ -60,11 +63,13 @@ int main(int argc, char** argv) {
       o.positional.push_back(a);
     }
   }
-  const bool needsConfig = o.command == "owner" || o.command == "shares" || o.command == "check";
+  const bool needsConfig = o.command == "owner" || o.command == "shares" || o.command == "check" || o.command == "balance";
   if (needsConfig && o.configFile.empty()) return usage((o.command + " needs -c FILE").c_str());
   if (o.command == "owner") return runOwner(o);
   if (o.command == "shares") return runShares(o);
   if (o.command == "diff") return runDiff(o);
   if (o.command == "check") return runCheck(o);
+  if (o.command == "status") return runStatus(o);
+  if (o.command == "balance") return runBalance(o);
   return usage(("unknown command " + o.command).c_str());
 }

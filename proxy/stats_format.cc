@@ -238,3 +238,30 @@ std::string statusJson(const WorkerReport& report, const RoutingSnapshot& snapsh
 }
 
 }  // namespace proxy
+
+namespace proxy {
+
+std::string statusTsv(const WorkerReport& report, const RoutingSnapshot& snapshot, const ReloadStats& reloads) {
+  std::string out = "generation\t" + std::to_string(reloads.generation) + "\n";
+  out += "reloads\t" + std::to_string(reloads.reloads) + "\t" + std::to_string(reloads.failures) + "\n";
+  for (const PoolRoute& pool : snapshot.pools) {
+    PoolStats s;
+    for (const PoolReport& p : report.pools)
+      if (p.name == pool.config.name) s = p.stats;
+    out += "pool\t" + pool.config.name + "\t" + pool.config.listen.str() + "\t" +
+           std::to_string(s.clientConnections - s.clientsClosed) + "\t" + std::to_string(s.requests) + "\t" +
+           std::to_string(s.errorsReplied) + "\n";
+  }
+  for (const BackendReport& b : report.backends) {
+    std::string err = b.lastError;
+    for (char& c : err)
+      if (c == '\t' || c == '\n') c = ' ';
+    out += "backend\t" + b.pool + "\t" + b.label + "\t" + b.address + "\t" + std::to_string(b.connected) + "\t" +
+           std::to_string(b.connections) + "\t" + std::to_string(b.conn.requests) + "\t" +
+           std::to_string(b.conn.replies) + "\t" + std::to_string(b.conn.failures) + "\t" +
+           std::to_string(b.conn.timeouts) + "\t" + std::to_string(b.inflight) + "\t" + err + "\n";
+  }
+  return out;
+}
+
+}  // namespace proxy

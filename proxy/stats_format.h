@@ -18,3 +18,11 @@ std::string statusJson(const WorkerReport& report, const RoutingSnapshot& snapsh
                        int workers);
 
 }  // namespace proxy
+
+namespace proxy {
+// The same as statusJson, as tab-separated lines for tools (ringctl status):
+//   generation <TAB> N, then per backend:
+//   backend <TAB> pool <TAB> name <TAB> address <TAB> connected <TAB> connections <TAB>
+//   requests <TAB> responses <TAB> failures <TAB> timeouts <TAB> inflight <TAB> last error
+std::string statusTsv(const WorkerReport& report, const RoutingSnapshot& snapshot, const ReloadStats& reloads);
+}  // namespace proxy
