@@ -47,6 +47,34 @@ const char kUsage[] =
     "      --admin=ADDR:PORT  : admin HTTP: /metrics /stats /status /ring?pool=P, POST /reload\n"
     "      --no-watch         : do not reload when the config file changes (SIGHUP still does)\n";
 
+// -D: the counters of the stats port, with twemproxy's names (and what ringproxy means by them).
+const char kStatsDescription[] =
+    "pool stats:\n"
+    "  client_eof          \"clients that closed their connection\"\n"
+    "  client_err          \"clients closed for an error (socket or protocol)\"\n"
+    "  client_connections  \"client connections open now\"\n"
+    "  server_ejects       \"ejections of a backend from the ring\"\n"
+    "  forward_error       \"requests that could not be forwarded or answered\"\n"
+    "  fragments           \"sub-requests made by splitting multi-key requests\"\n"
+    "\n"
+    "server stats:\n"
+    "  server_eof          \"backend connections closed by the backend\"\n"
+    "  server_err          \"backend connections dropped for an error\"\n"
+    "  server_timedout     \"requests that got no reply within the timeout\"\n"
+    "  server_connections  \"backend connections open now\"\n"
+    "  server_ejected_at   \"when the backend was last ejected (usec since the epoch)\"\n"
+    "  requests            \"requests sent\"\n"
+    "  request_bytes       \"bytes sent\"\n"
+    "  responses           \"replies received\"\n"
+    "  response_bytes      \"bytes received\"\n"
+    "  in_queue            \"requests waiting to be sent (always 0: sent in the same loop turn)\"\n"
+    "  in_queue_bytes      \"bytes waiting to be sent\"\n"
+    "  out_queue           \"requests sent and awaiting a reply\"\n"
+    "  out_queue_bytes     \"bytes of requests awaiting a reply\"\n"
+    "\n"
+    "ringproxy serves the same counters live (no aggregation interval) on the stats port, and\n"
+    "more on its admin listener: GET /metrics (Prometheus), /stats, /status, /ring?pool=NAME.\n";
+
 struct Args {
   std::string conf = "conf/nutcracker.yml";
   bool testOnly = false;
@@ -146,6 +174,10 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (args.describeStats) {
+    std::fputs(kStatsDescription, stdout);
+    return 0;
+  }
   proxy::log::setLevel(args.verbosity);
   if (!args.logFile.empty() && !proxy::log::setFile(args.logFile.c_str())) {
     std::fprintf(stderr, "ringproxy: cannot open log file %s: %s\n", args.logFile.c_str(), std::strerror(errno));
