@@ -24,6 +24,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string_view>
 #include <utility>
 
@@ -689,17 +690,80 @@ bool loadPool(Reporter& report, const std::string& name, int line, const YAML::N
   return true;
 }
 
-bool loadDocument(Reporter& report, const std::vector<YAML::Node>& docs, Topology& topology) {
-  const std::string emptyMessage =
-      "the file has no pools; expected one or more pools, each a name followed by indented settings "
-      "(listen:, servers:, ...)";
-  if (docs.empty() || docs.front().IsNull()) return report.fail(1, "", emptyMessage);
-  if (docs.size() > 1) {
-    return report.fail(lineOf(docs[1], 1), "",
-                       "has " + std::to_string(docs.size()) +
+// Counts the documents in a text without building them, because yaml-cpp 0.7's LoadAll never
+// returns on some broken input (a stray ',' at the top level): its parser reports an empty
+// document without consuming the offending token, again and again, and LoadAll keeps them all
+// until memory runs out (jbeder/yaml-cpp#1040, fixed upstream after 0.8 by #1319). Here a
+// document that starts where the previous one started ends the scan as a syntax error.
+class DocumentCounter final : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    start_ = mark;
+    content_.reset();
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { sawContent(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override {
+    sawContent(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    sawContent(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    sawContent(mark);
+  }
+  void OnMapEnd() override {}
+
+  const YAML::Mark& start() const { return start_; }
+  // Where the document's first node is; empty for a document with nothing in it.
+  const std::optional<YAML::Mark>& content() const { return content_; }
+
+ private:
+  void sawContent(const YAML::Mark& mark) {
+    if (!content_) content_ = mark;
+  }
+  YAML::Mark start_;
+  std::optional<YAML::Mark> content_;
+};
+
+// Throws YAML::ParserException on a syntax error, like the rest of yaml-cpp.
+bool checkOneDocument(Reporter& report, const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentCounter counter;
+  int documents = 0;
+  int secondLine = 0;
+  int previousStart = -1;
+  while (parser.HandleNextDocument(counter)) {
+    const YAML::Mark start = counter.start();
+    if (start.pos <= previousStart) {
+      const size_t pos = static_cast<size_t>(start.pos);
+      const std::string found = pos < text.size() ? quoted(text.substr(pos, 1)) : "end of file";
+      return report.fail(start.line + 1, "", "YAML syntax error: unexpected " + found);
+    }
+    previousStart = start.pos;
+    if (counter.content()) {
+      ++documents;
+      if (documents == 2) secondLine = counter.content()->line + 1;
+    }
+  }
+  if (documents == 0) {
+    return report.fail(1, "",
+                       "the file has no pools; expected one or more pools, each a name followed by "
+                       "indented settings (listen:, servers:, ...)");
+  }
+  if (documents > 1) {
+    return report.fail(secondLine, "",
+                       "has " + std::to_string(documents) +
                            " YAML documents (separated by ---); expected exactly one");
   }
-  const YAML::Node& root = docs.front();
+  return true;
+}
+
+bool loadDocument(Reporter& report, const YAML::Node& root, Topology& topology) {
   if (!root.IsMap()) {
     return report.fail(lineOf(root, 1), "",
                        "the top level is " + std::string(yamlKind(root)) +
@@ -766,15 +830,16 @@ bool loadTopologyText(const std::string& text, const std::string& file, Topology
   error = LoadError{};
   Reporter report(file, error);
   try {
-    std::vector<YAML::Node> docs;
+    YAML::Node root;
     try {
-      docs = YAML::LoadAll(text);
+      if (!checkOneDocument(report, text)) return false;
+      root = YAML::Load(text);
     } catch (const YAML::Exception& e) {
       return report.fail(e.mark.line < 0 ? 0 : e.mark.line + 1, "", "YAML syntax error: " + e.msg);
     }
     Topology topology;
     topology.file = file;
-    if (!loadDocument(report, docs, topology)) return false;
+    if (!loadDocument(report, root, topology)) return false;
     out = std::move(topology);
     return true;
   } catch (const YAML::Exception& e) {

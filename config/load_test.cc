@@ -548,6 +548,15 @@ TEST_CASE("YAML syntax errors and document shape") {
   expectError("", 1, "", "has no pools");
   expectError("# nothing but a comment\n", 1, "", "has no pools");
   expectError(pool() + "---\n" + pool(), 6, "", "2 YAML documents");
+  CHECK(mustLoad("---\n" + pool() + "...\n").pools.size() == 1);
+  CHECK(mustLoad(pool() + "---\n").pools.size() == 1);  // an empty document adds nothing
+}
+
+TEST_CASE("a stray comma is a syntax error, not a hang") {
+  // yaml-cpp 0.7's LoadAll loops forever on these (jbeder/yaml-cpp#1040); Load alone would
+  // silently read them as an empty file.
+  expectError(",\n", 1, "", "unexpected ','");
+  expectError("# comment\n, key twemproxy\n" + pool(), 2, "", "unexpected ','");
 }
 
 TEST_CASE("LoadError::str is FILE:LINE: KEY: MESSAGE") {

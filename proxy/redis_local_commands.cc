@@ -54,9 +54,9 @@ void RedisSession::runLocal(const CommandSpec& spec, const char* req) {
     pureLocalReply(spec, req, scratch_);
     replyLocal(scratch_);
   } else if (n == "dbsize") {
-    broadcast(kSum, "*1\r\n$6\r\nDBSIZE\r\n", *poolRoute());
+    broadcast(kSum, "*1\r\n$6\r\nDBSIZE\r\n");
   } else if (n == "info") {
-    broadcast(kInfo, "*3\r\n$4\r\nINFO\r\n$6\r\nserver\r\n$8\r\nkeyspace\r\n", *poolRoute());
+    broadcast(kInfo, "*3\r\n$4\r\nINFO\r\n$6\r\nserver\r\n$8\r\nkeyspace\r\n");
   } else if (n == "multi") {
     cmdMulti();
   } else if (n == "exec") {

@@ -128,7 +128,6 @@ void RedisSession::dispatch(char* req) {
     replyError("ERR wrong number of arguments for '" + std::string(spec->name) + "' command");
     return;
   }
-  const PoolRoute& route = *poolRoute();
   if (inMulti_ && spec->name != "exec" && spec->name != "discard" && spec->name != "multi" && spec->name != "watch" &&
       spec->name != "quit" && spec->name != "reset") {
     queueInMulti(*spec, req);
@@ -143,26 +142,26 @@ void RedisSession::dispatch(char* req) {
                  "': it cannot be routed to the one server that owns a key");
       return;
     case Route::Keyed:
-      forwardKeyed(*spec, req, route);
+      forwardKeyed(*spec, req);
       return;
     case Route::FanoutMget:
     case Route::FanoutMset:
     case Route::FanoutSum:
-      fanout(*spec, req, route);
+      fanout(*spec, req);
       return;
   }
 }
 
-backends::upstream::UpstreamConn& RedisSession::connFor(uint32_t node, const PoolRoute& route) {
-  if (watchConn_ != nullptr && node == watchNode_) return *watchConn_;
-  return worker_.backend(route.nodeBackend[node], protocol_ == resp::Protocol::Resp3).pick();
+backends::upstream::UpstreamConn& RedisSession::connFor(uint32_t backend) {
+  if (watchConn_ != nullptr && backend == watchBackend_) return *watchConn_;
+  return worker_.backend(backend, protocol_ == resp::Protocol::Resp3).pick();
 }
 
-bool RedisSession::sendOn(Request& r, uint32_t fragment, uint32_t node, backends::upstream::UpstreamConn& conn,
+bool RedisSession::sendOn(Request& r, uint32_t fragment, uint32_t backend, backends::upstream::UpstreamConn& conn,
                           const char* bytes, size_t len) {
   const uint64_t seq = conn.send(bytes, len, &r, fragment, 0);
   Fragment& f = r.fragment(fragment);
-  f.node = node;
+  f.backend = backend;
   if (seq == 0) {
     f.failed = true;
     if (r.error.empty()) r.error = "ERR backend " + conn.endpoint().label + ": " + conn.lastError();
@@ -175,18 +174,19 @@ bool RedisSession::sendOn(Request& r, uint32_t fragment, uint32_t node, backends
   return true;
 }
 
-void RedisSession::broadcast(Kind kind, std::string_view bytes, const PoolRoute& route) {
+void RedisSession::broadcast(Kind kind, std::string_view bytes) {
   Request* r = newRequest();
   r->kind = kind;
-  for (uint32_t node = 0; node < route.ring.nodeCount(); ++node) {
+  const Placement& pl = worker_.placement(pool_);
+  for (uint32_t node = 0; node < pl.ring->nodeCount(); ++node) {
     const uint32_t frag = r->addFragment();
-    sendTo(*r, frag, node, route, bytes.data(), bytes.size());
+    sendTo(*r, frag, pl.nodeBackend[node], bytes.data(), bytes.size());
   }
   enqueue(r);
   if (r->waiting == 0) fragmentDone(*r);
 }
 
-bool RedisSession::singleOwner(const CommandSpec& spec, const char* req, const PoolRoute& route, uint32_t& owner) {
+bool RedisSession::singleOwner(const CommandSpec& spec, const char* req, uint32_t& owner) {
   keys_.clear();
   if (!keyIndexes(spec, argc(), [&](size_t i) { return arg(req, i); }, keys_)) {
     replyError("ERR wrong number of arguments for '" + std::string(spec.name) + "' command");
@@ -197,9 +197,10 @@ bool RedisSession::singleOwner(const CommandSpec& spec, const char* req, const P
                "' without a key: numkeys must be at least 1 so the proxy knows which server runs it");
     return false;
   }
-  owner = route.ring.ownerOf(arg(req, keys_[0]));
+  const Placement& pl = worker_.placement(pool_);
+  owner = pl.backendOf(arg(req, keys_[0]));
   for (size_t i = 1; i < keys_.size(); ++i) {
-    if (route.ring.ownerOf(arg(req, keys_[i])) != owner) {
+    if (pl.backendOf(arg(req, keys_[i])) != owner) {
       replyError("CROSSSLOT Keys in request don't hash to the same server: '" + std::string(spec.name) +
                  "' needs all its keys on one server (give them a common hash tag, e.g. {user1}:a and {user1}:b)");
       return false;
@@ -208,9 +209,9 @@ bool RedisSession::singleOwner(const CommandSpec& spec, const char* req, const P
   return true;
 }
 
-void RedisSession::forwardKeyed(const CommandSpec& spec, const char* req, const PoolRoute& route) {
+void RedisSession::forwardKeyed(const CommandSpec& spec, const char* req) {
   uint32_t owner = 0;
-  if (!singleOwner(spec, req, route, owner)) return;
+  if (!singleOwner(spec, req, owner)) return;
   Request* r = newRequest();
   r->kind = kSingle;
   const uint32_t frag = r->addFragment();
@@ -218,9 +219,9 @@ void RedisSession::forwardKeyed(const CommandSpec& spec, const char* req, const 
   if (parser_.isInline()) {  // backends are only ever sent RESP
     scratch_.clear();
     resp::appendMultibulk(scratch_, req, parser_.args());
-    sent = sendTo(*r, frag, owner, route, scratch_.data(), scratch_.size());
+    sent = sendTo(*r, frag, owner, scratch_.data(), scratch_.size());
   } else {
-    sent = sendTo(*r, frag, owner, route, req, parser_.size());
+    sent = sendTo(*r, frag, owner, req, parser_.size());
   }
   if (!sent) {
     std::string err = std::move(r->error);
@@ -231,7 +232,7 @@ void RedisSession::forwardKeyed(const CommandSpec& spec, const char* req, const 
   enqueue(r);
 }
 
-void RedisSession::fanout(const CommandSpec& spec, const char* req, const PoolRoute& route) {
+void RedisSession::fanout(const CommandSpec& spec, const char* req) {
   keys_.clear();
   if (!keyIndexes(spec, argc(), [&](size_t i) { return arg(req, i); }, keys_)) {
     replyError("ERR wrong number of arguments for '" + std::string(spec.name) + "' command");
@@ -241,7 +242,8 @@ void RedisSession::fanout(const CommandSpec& spec, const char* req, const PoolRo
   const std::string_view name = arg(req, 0);
   Request* r = newRequest();
   r->kind = spec.route == Route::FanoutMget ? kMget : pairs ? kMset : kSum;
-  fragmentOfNode_.assign(route.ring.nodeCount(), -1);
+  fragmentOfNode_.assign(worker_.snapshot().backends.size(), -1);
+  const Placement& pl = worker_.placement(pool_);
   subKeyCounts_.clear();
   if (r->kind == kMget) {
     r->keyFragment.resize(keys_.size());
@@ -249,12 +251,12 @@ void RedisSession::fanout(const CommandSpec& spec, const char* req, const PoolRo
   }
   // Group the keys by owner, keeping each group in the client's order.
   for (size_t i = 0; i < keys_.size(); ++i) {
-    const uint32_t node = route.ring.ownerOf(arg(req, keys_[i]));
-    int32_t frag = fragmentOfNode_[node];
+    const uint32_t backend = pl.backendOf(arg(req, keys_[i]));
+    int32_t frag = fragmentOfNode_[backend];
     if (frag < 0) {
       frag = static_cast<int32_t>(r->addFragment());
-      fragmentOfNode_[node] = frag;
-      r->fragment(frag).node = node;
+      fragmentOfNode_[backend] = frag;
+      r->fragment(frag).backend = backend;
       subKeyCounts_.push_back(0);
       if (subRequests_.size() <= size_t(frag)) subRequests_.emplace_back();
       subRequests_[frag].clear();
@@ -274,7 +276,7 @@ void RedisSession::fanout(const CommandSpec& spec, const char* req, const PoolRo
     appendMultibulkHeader(scratch_, 1 + subKeyCounts_[frag] * (pairs ? 2 : 1));
     appendBulkArg(scratch_, name);
     scratch_ += subRequests_[frag];
-    if (sendTo(*r, frag, r->fragment(frag).node, route, scratch_.data(), scratch_.size())) anySent = true;
+    if (sendTo(*r, frag, r->fragment(frag).backend, scratch_.data(), scratch_.size())) anySent = true;
     stats_->fragments++;
   }
   enqueue(r);

@@ -29,11 +29,11 @@ class RedisSession final : public ClientSession {
 
   enum Kind : uint8_t { kSingle, kMget, kMset, kSum, kInfo, kExec };
 
-  // A command queued between MULTI and EXEC: its RESP bytes and the node that owns its keys,
-  // or (node < 0) a reply the proxy computed itself (PING, ECHO, TIME).
+  // A command queued between MULTI and EXEC: its RESP bytes and the backend that owns its
+  // keys, or (backend < 0) a reply the proxy computed itself (PING, ECHO, TIME).
   struct Queued {
     std::string bytes;
-    int32_t node;
+    int32_t backend;
   };
 
   void processInput() override;
@@ -41,25 +41,25 @@ class RedisSession final : public ClientSession {
   void onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) override;
   void onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) override;
 
-  void forwardKeyed(const CommandSpec& spec, const char* req, const PoolRoute& route);
-  void fanout(const CommandSpec& spec, const char* req, const PoolRoute& route);
+  void forwardKeyed(const CommandSpec& spec, const char* req);
+  void fanout(const CommandSpec& spec, const char* req);
   void fragmentDone(Request& r);
   void mergeMget(Request& r);
-  // The connection requests for ring node `node` use: this client's WATCH connection when it
-  // watches keys there, else one of the worker's shared connections.
-  backends::upstream::UpstreamConn& connFor(uint32_t node, const PoolRoute& route);
+  // The connection requests for backend `backend` (a snapshot backend index) use: this
+  // client's WATCH connection when it watches keys there, else a shared connection.
+  backends::upstream::UpstreamConn& connFor(uint32_t backend);
   // Sends `bytes` on `conn` as fragment `fragment` of `r`; false (and r.error set) when the
   // backend refuses at once (it is backing off after a failure).
-  bool sendOn(Request& r, uint32_t fragment, uint32_t node, backends::upstream::UpstreamConn& conn, const char* bytes,
+  bool sendOn(Request& r, uint32_t fragment, uint32_t backend, backends::upstream::UpstreamConn& conn, const char* bytes,
               size_t len);
-  bool sendTo(Request& r, uint32_t fragment, uint32_t node, const PoolRoute& route, const char* bytes, size_t len) {
-    return sendOn(r, fragment, node, connFor(node, route), bytes, len);
+  bool sendTo(Request& r, uint32_t fragment, uint32_t backend, const char* bytes, size_t len) {
+    return sendOn(r, fragment, backend, connFor(backend), bytes, len);
   }
-  // One request to every node of the pool (DBSIZE, INFO).
-  void broadcast(Kind kind, std::string_view bytes, const PoolRoute& route);
+  // One request to every live backend of the pool (DBSIZE, INFO).
+  void broadcast(Kind kind, std::string_view bytes);
   void mergeInfo(Request& r);
-  // The owner of all of the request's keys; false (and an error reply) if they have several.
-  bool singleOwner(const CommandSpec& spec, const char* req, const PoolRoute& route, uint32_t& owner);
+  // The backend owning all of the request's keys; false (and an error reply) if they have several.
+  bool singleOwner(const CommandSpec& spec, const char* req, uint32_t& owner);
 
   // Local commands (redis_local_commands.cc).
   void runLocal(const CommandSpec& spec, const char* req);
@@ -97,14 +97,14 @@ class RedisSession final : public ClientSession {
   uint64_t clientId_;
   bool inMulti_ = false;
   bool multiAborted_ = false;
-  int32_t multiNode_ = -1;  // the node of the first queued command (strict mode)
+  int32_t multiBackend_ = -1;  // the backend of the first queued command (strict mode)
   std::vector<Queued> queued_;
   backends::upstream::UpstreamConn* watchConn_ = nullptr;
-  uint32_t watchNode_ = 0;
+  uint32_t watchBackend_ = 0;
   // Scratch space reused across requests, so steady traffic allocates nothing here.
   std::string scratch_;
   std::vector<uint32_t> keys_;
-  std::vector<int32_t> fragmentOfNode_;
+  std::vector<int32_t> fragmentOfNode_;  // by backend index
   std::vector<std::string> subRequests_;
   std::vector<uint32_t> subKeyCounts_;
   std::vector<std::vector<backends::resp::ByteSpan>> elementSpans_;

@@ -40,7 +40,7 @@ void RedisSession::cmdMulti() {
   }
   inMulti_ = true;
   multiAborted_ = false;
-  multiNode_ = -1;
+  multiBackend_ = -1;
   queued_.clear();
   replyLocal("+OK\r\n");
 }
@@ -57,7 +57,7 @@ void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
         abortMulti("ERR ringproxy cannot run '" + std::string(spec.name) + "' inside MULTI");
         return;
       }
-      q.node = -1;
+      q.backend = -1;
       queued_.push_back(std::move(q));
       replyLocal("+QUEUED\r\n");
       return;
@@ -65,25 +65,25 @@ void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
       break;
   }
   uint32_t node = 0;
-  if (!singleOwner(spec, req, route, node)) {  // replied with the reason
+  if (!singleOwner(spec, req, node)) {  // replied with the reason
     multiAborted_ = true;
     return;
   }
-  if (watchConn_ != nullptr && node != watchNode_) {
+  if (watchConn_ != nullptr && node != watchBackend_) {
     abortMulti("CROSSSLOT this transaction watches keys of one server; '" + std::string(spec.name) +
                "' touches keys of another (use a common hash tag)");
     return;
   }
-  if (route.config.transactions == config::TransactionMode::Strict && multiNode_ >= 0 &&
-      static_cast<uint32_t>(multiNode_) != node) {
+  if (route.config.transactions == config::TransactionMode::Strict && multiBackend_ >= 0 &&
+      static_cast<uint32_t>(multiBackend_) != node) {
     abortMulti("CROSSSLOT Keys in transaction don't hash to the same server (transactions: strict); "
                "give them a common hash tag, e.g. {user1}:a and {user1}:b");
     return;
   }
-  if (multiNode_ < 0) multiNode_ = static_cast<int32_t>(node);
+  if (multiBackend_ < 0) multiBackend_ = static_cast<int32_t>(node);
   if (parser_.isInline()) resp::appendMultibulk(q.bytes, req, parser_.args());
   else q.bytes.assign(req, parser_.size());
-  q.node = static_cast<int32_t>(node);
+  q.backend = static_cast<int32_t>(node);
   queued_.push_back(std::move(q));
   replyLocal("+QUEUED\r\n");
 }
@@ -100,28 +100,27 @@ void RedisSession::cmdExec() {
     replyError("EXECABORT Transaction discarded because of previous errors.");
     return;
   }
-  const PoolRoute& route = *poolRoute();
   Request* r = newRequest();
   r->kind = kExec;
   r->keyFragment.assign(queued_.size(), UINT32_MAX);
   r->keyPosition.assign(queued_.size(), 0);
   r->localReplies.resize(queued_.size());
   // Group by server in order of first appearance; each group is one MULTI ... EXEC.
-  fragmentOfNode_.assign(route.ring.nodeCount(), -1);
+  fragmentOfNode_.assign(worker_.snapshot().backends.size(), -1);
   std::vector<uint32_t> nodes;
   for (const Queued& q : queued_)
-    if (q.node >= 0 && fragmentOfNode_[q.node] < 0) {
-      fragmentOfNode_[q.node] = 0;
-      nodes.push_back(static_cast<uint32_t>(q.node));
+    if (q.backend >= 0 && fragmentOfNode_[q.backend] < 0) {
+      fragmentOfNode_[q.backend] = 0;
+      nodes.push_back(static_cast<uint32_t>(q.backend));
     }
   for (uint32_t node : nodes) {
     // One connection for the whole group, so MULTI, the commands and EXEC stay together.
-    backends::upstream::UpstreamConn& conn = connFor(node, route);
+    backends::upstream::UpstreamConn& conn = connFor(node);
     bool ok = sendOn(*r, r->addFragment(), node, conn, kMultiCmd.data(), kMultiCmd.size());
     uint32_t position = 0;
     std::vector<size_t> members;
     for (size_t i = 0; i < queued_.size() && ok; ++i) {
-      if (queued_[i].node != static_cast<int32_t>(node)) continue;
+      if (queued_[i].backend != static_cast<int32_t>(node)) continue;
       ok = sendOn(*r, r->addFragment(), node, conn, queued_[i].bytes.data(), queued_[i].bytes.size());
       r->keyPosition[i] = position++;
       members.push_back(i);
@@ -132,7 +131,7 @@ void RedisSession::cmdExec() {
     for (size_t i : members) r->keyFragment[i] = execFrag;
   }
   for (size_t i = 0; i < queued_.size(); ++i)
-    if (queued_[i].node < 0) r->localReplies[i] = std::move(queued_[i].bytes);
+    if (queued_[i].backend < 0) r->localReplies[i] = std::move(queued_[i].bytes);
   queued_.clear();
   releaseWatch();  // the WATCH connection closes once EXEC has been answered
   enqueue(r);
@@ -213,17 +212,16 @@ void RedisSession::cmdWatch(const CommandSpec& spec, const char* req) {
     replyError("ERR WATCH inside MULTI is not allowed");
     return;
   }
-  const PoolRoute& route = *poolRoute();
   uint32_t node = 0;
-  if (!singleOwner(spec, req, route, node)) return;
-  if (watchConn_ != nullptr && node != watchNode_) {
+  if (!singleOwner(spec, req, node)) return;
+  if (watchConn_ != nullptr && node != watchBackend_) {
     replyError("CROSSSLOT ringproxy can only WATCH keys of one server per transaction; these keys belong to "
                "another server than the ones already watched (use a common hash tag)");
     return;
   }
   if (watchConn_ == nullptr) {
-    watchConn_ = worker_.openDedicated(route.nodeBackend[node], protocol_ == resp::Protocol::Resp3);
-    watchNode_ = node;
+    watchConn_ = worker_.openDedicated(node, protocol_ == resp::Protocol::Resp3);
+    watchBackend_ = node;
   }
   Request* r = newRequest();
   r->kind = kSingle;
@@ -249,7 +247,7 @@ void RedisSession::cmdUnwatch(const char*) {
   Request* r = newRequest();
   r->kind = kSingle;
   const uint32_t frag = r->addFragment();
-  if (!sendOn(*r, frag, watchNode_, *watchConn_, kUnwatch.data(), kUnwatch.size())) {
+  if (!sendOn(*r, frag, watchBackend_, *watchConn_, kUnwatch.data(), kUnwatch.size())) {
     delete r;
     releaseWatch();
     replyLocal("+OK\r\n");  // the connection is gone, and its watches with it

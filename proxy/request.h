@@ -34,7 +34,7 @@ class RequestOwner {
 struct Fragment {
   backends::upstream::UpstreamConn* conn = nullptr;  // nullptr once answered
   uint64_t seq = 0;
-  uint32_t node = 0;        // ring node this fragment went to
+  uint32_t backend = 0;     // snapshot backend index this fragment went to
   std::string reply;        // the reply, kept until the whole request can be merged
   bool failed = false;
 };

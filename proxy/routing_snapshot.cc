@@ -36,6 +36,9 @@ BackendSpec backendFor(const config::Pool& pool, const config::Server& server) {
     }
   }
   b.connections = pool.serverConnections;
+  b.autoEject = pool.autoEjectHosts;
+  b.failureLimit = pool.serverFailureLimit == 0 ? 1 : pool.serverFailureLimit;
+  b.retryTimeoutMs = pool.serverRetryTimeoutMs;
   b.preconnect = pool.preconnect;
   b.protocol = pool.protocol;
   b.key = pool.name + "|" + server.endpoint.str() + "|" + std::to_string(pool.timeoutMs) + "|" + pool.redisAuth + "|" +
@@ -56,6 +59,7 @@ std::shared_ptr<const RoutingSnapshot> RoutingSnapshot::build(const config::Topo
     std::map<std::string, uint32_t> backendOfAddress;
     for (const config::Server& server : pool.servers) {
       BackendSpec spec = backendFor(pool, server);
+      spec.pool = snap->pools.size();
       auto [it, fresh] = byKey.emplace(spec.key, static_cast<uint32_t>(snap->backends.size()));
       if (fresh) snap->backends.push_back(std::move(spec));
       backendOfAddress[server.endpoint.str()] = it->second;

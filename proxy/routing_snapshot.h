@@ -25,6 +25,10 @@ struct BackendSpec {
   uint32_t connections = 1;
   bool preconnect = false;
   config::Protocol protocol = config::Protocol::Redis;
+  size_t pool = 0;              // the pool it serves (a backend key includes the pool)
+  bool autoEject = false;       // twemproxy's auto_eject_hosts
+  uint32_t failureLimit = 2;    // server_failure_limit
+  int retryTimeoutMs = 30000;   // server_retry_timeout
 };
 
 struct PoolRoute {

@@ -1,5 +1,6 @@
 #include "proxy/stats.h"
 
+#include <algorithm>
 #include <chrono>
 
 namespace proxy {
@@ -34,6 +35,7 @@ void PoolStats::add(const PoolStats& o) {
   errorsReplied += o.errorsReplied;
   protocolErrors += o.protocolErrors;
   forwardErrors += o.forwardErrors;
+  serverEjects += o.serverEjects;
 }
 
 void WorkerReport::merge(const WorkerReport& o) {
@@ -57,6 +59,8 @@ void WorkerReport::merge(const WorkerReport& o) {
     mine->connected += b.connected;
     mine->connections += b.connections;
     if (mine->lastError.empty()) mine->lastError = b.lastError;
+    mine->ejected = mine->ejected || b.ejected;
+    mine->ejectedAtUsec = std::max(mine->ejectedAtUsec, b.ejectedAtUsec);
   }
 }
 

@@ -26,6 +26,7 @@ struct PoolStats {
   uint64_t errorsReplied = 0;      // error replies the proxy produced itself
   uint64_t protocolErrors = 0;
   uint64_t forwardErrors = 0;      // requests a backend could not take or answer
+  uint64_t serverEjects = 0;       // backends ejected from the ring (auto_eject_hosts)
 
   void add(const PoolStats& o);
 };
@@ -39,6 +40,8 @@ struct BackendReport {
   uint64_t inflight = 0;
   uint64_t connected = 0;  // connections currently open
   uint64_t connections = 0;
+  bool ejected = false;
+  uint64_t ejectedAtUsec = 0;
   std::string lastError;
 };
 

@@ -61,14 +61,14 @@ std::string twemproxyStatsJson(const WorkerReport& report, const RoutingSnapshot
     j.key(pool.config.name).beginObject();
     j.key("client_eof").value(s.clientEof).key("client_err").value(s.clientErr);
     j.key("client_connections").value(s.clientConnections - s.clientsClosed);
-    j.key("server_ejects").value(uint64_t(0)).key("forward_error").value(s.forwardErrors);
+    j.key("server_ejects").value(s.serverEjects).key("forward_error").value(s.forwardErrors);
     j.key("fragments").value(s.fragments);
     for (const BackendReport& b : report.backends) {
       if (b.pool != pool.config.name) continue;
       j.key(b.identity).beginObject();
       j.key("server_eof").value(b.conn.eofs).key("server_err").value(b.conn.errors);
       j.key("server_timedout").value(b.conn.timeouts).key("server_connections").value(b.connected);
-      j.key("server_ejected_at").value(uint64_t(0));
+      j.key("server_ejected_at").value(b.ejectedAtUsec);
       j.key("requests").value(b.conn.requests).key("request_bytes").value(b.conn.bytesOut);
       j.key("responses").value(b.conn.replies).key("response_bytes").value(b.conn.bytesIn);
       j.key("in_queue").value(uint64_t(0)).key("in_queue_bytes").value(uint64_t(0));
@@ -118,6 +118,8 @@ std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& sn
        [](const PoolStats& s) { return s.protocolErrors; }},
       {"ringproxy_pool_forward_errors_total", "counter", "Requests a backend could not take or answer.",
        [](const PoolStats& s) { return s.forwardErrors; }},
+      {"ringproxy_pool_ejections_total", "counter", "Backends ejected from the ring (auto_eject_hosts).",
+       [](const PoolStats& s) { return s.serverEjects; }},
   };
   for (const PoolMetric& m : kPool) {
     metric(m.name, m.type, m.help);
@@ -155,6 +157,8 @@ std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& sn
        [](const BackendReport& b) { return b.connected; }},
       {"ringproxy_backend_connects_total", "counter", "Connection attempts.",
        [](const BackendReport& b) { return b.conn.connects; }},
+      {"ringproxy_backend_ejected", "gauge", "1 while the backend is ejected from its pool's ring.",
+       [](const BackendReport& b) { return uint64_t(b.ejected ? 1 : 0); }},
   };
   for (const BackendMetric& m : kBackend) {
     metric(m.name, m.type, m.help);
@@ -229,7 +233,8 @@ std::string statusJson(const WorkerReport& report, const RoutingSnapshot& snapsh
       j.key("connected").value(b.connected).key("connections").value(b.connections);
       j.key("requests").value(b.conn.requests).key("responses").value(b.conn.replies);
       j.key("failures").value(b.conn.failures).key("timeouts").value(b.conn.timeouts);
-      j.key("inflight").value(b.inflight).key("last_error").value(b.lastError).endObject();
+      j.key("inflight").value(b.inflight).key("ejected").value(b.ejected);
+      j.key("last_error").value(b.lastError).endObject();
     }
     j.endArray().endObject();
   }

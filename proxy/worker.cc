@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "backends/resp/resp_reply_framer.h"
 #include "proxy/client_factory.h"
 #include "proxy/client_session.h"
@@ -85,6 +87,8 @@ void Worker::run() {
   uv_async_init(&loop_, &async_, &Worker::onAsync);
   stopTimer_.data = this;
   uv_timer_init(&loop_, &stopTimer_);
+  rejoinTimer_.data = this;
+  uv_timer_init(&loop_, &rejoinTimer_);
   if (flusher_.start(&loop_) < 0) LOG_ERROR("worker %d: cannot start flusher", id_);
   applySnapshot(snapshot_, std::move(initialFds_));
   {
@@ -133,6 +137,9 @@ void Worker::applySnapshot(std::shared_ptr<const RoutingSnapshot> next, ListenFd
   };
   carry(backendsByKey_, true, backends_);
   carry(backends3ByKey_, false, backends3_);
+  for (up::BackendPool* bp : backends_) bp->setFailureListener(&Worker::onBackendFailure, this);
+  for (up::BackendPool* bp : backends3_)
+    if (bp != nullptr) bp->setFailureListener(&Worker::onBackendFailure, this);
 
   // Sessions follow their pool by name; clients of a removed pool finish and close.
   if (snapshot_ && snapshot_ != next) {
@@ -165,6 +172,12 @@ void Worker::applySnapshot(std::shared_ptr<const RoutingSnapshot> next, ListenFd
   }
   listeners_ = std::move(keptListeners);
   snapshot_ = std::move(next);
+  // A new topology starts with every backend in its ring (ejection state is not carried).
+  ejectedUntilMs_.assign(snapshot_->backends.size(), 0);
+  ejectedAtUsec_.assign(snapshot_->backends.size(), 0);
+  live_.clear();
+  live_.resize(snapshot_->pools.size());
+  for (size_t p = 0; p < snapshot_->pools.size(); ++p) rebuildPlacement(p);
   for (auto& [name, fd] : newListeners) {
     size_t pool = SIZE_MAX;
     for (size_t j = 0; j < snapshot_->pools.size(); ++j)
@@ -188,6 +201,7 @@ up::BackendPool& Worker::backend(uint32_t index, bool resp3) {
     opts.handshake += kHello3;  // after AUTH: HELLO needs an authenticated connection
     opts.handshakeReplies++;
     auto pool = std::make_unique<up::BackendPool>(&loop_, flusher_, spec.endpoint, opts, spec.connections, &makeRespFramer);
+    pool->setFailureListener(&Worker::onBackendFailure, this);
     slot = pool.get();
     backends3ByKey_[spec.key] = std::move(pool);
   }
@@ -202,6 +216,81 @@ up::UpstreamConn* Worker::openDedicated(uint32_t index, bool resp3) {
     opts.handshakeReplies++;
   }
   return new up::UpstreamConn(&loop_, flusher_, spec.endpoint, opts, makeRespFramer());
+}
+
+void Worker::onBackendFailure(void* ctx, up::BackendPool& pool, uint32_t consecutive) {
+  auto* self = static_cast<Worker*>(ctx);
+  uint32_t index = UINT32_MAX;
+  for (uint32_t i = 0; i < self->backends_.size(); ++i)
+    if (self->backends_[i] == &pool || self->backends3_[i] == &pool) index = i;
+  if (index == UINT32_MAX) return;  // retired by a reload
+  const BackendSpec& spec = self->snapshot_->backends[index];
+  if (!spec.autoEject || consecutive < spec.failureLimit || self->ejectedUntilMs_[index] != 0) return;
+  self->backends_[index]->resetFailures();
+  if (self->backends3_[index] != nullptr) self->backends3_[index]->resetFailures();
+  self->ejectedUntilMs_[index] = uv_now(&self->loop_) + static_cast<uint64_t>(std::max(spec.retryTimeoutMs, 1));
+  self->ejectedAtUsec_[index] = uv_hrtime() / 1000;
+  self->poolStats(self->snapshot_->pools[spec.pool].config.name).serverEjects++;
+  LOG_WARN("worker %d: pool %s: backend %s ejected for %d ms after %u consecutive failures (%s)", self->id_,
+           self->snapshot_->pools[spec.pool].config.name.c_str(), spec.endpoint.label.c_str(), spec.retryTimeoutMs,
+           consecutive, pool.connections().front()->lastError().c_str());
+  self->rebuildPlacement(spec.pool);
+  self->armRejoinTimer();
+}
+
+void Worker::rebuildPlacement(size_t p) {
+  const PoolRoute& route = snapshot_->pools[p];
+  LivePool& live = live_[p];
+  live.liveRing.reset();
+  live.liveNodeBackend.clear();
+  live.placement = Placement{&route.ring, route.nodeBackend.data()};
+  ring::RingSpec spec = route.ring.spec();
+  std::unordered_map<std::string, uint32_t> backendOfAddress;
+  std::vector<ring::NodeSpec> alive;
+  for (size_t i = 0; i < spec.nodes.size(); ++i) {
+    backendOfAddress[spec.nodes[i].addressOrIdentity()] = route.nodeBackend[i];
+    if (ejectedUntilMs_[route.nodeBackend[i]] == 0) alive.push_back(spec.nodes[i]);
+  }
+  // Nothing ejected, or everything: the full ring (when all are down, requests fail fast with
+  // each backend's own error rather than vanishing).
+  if (alive.size() == spec.nodes.size() || alive.empty()) return;
+  spec.nodes = std::move(alive);
+  live.liveRing = std::make_unique<ring::Ring>(std::move(spec));
+  for (const ring::NodeSpec& n : live.liveRing->spec().nodes)
+    live.liveNodeBackend.push_back(backendOfAddress.at(n.addressOrIdentity()));
+  live.placement = Placement{live.liveRing.get(), live.liveNodeBackend.data()};
+}
+
+void Worker::armRejoinTimer() {
+  uint64_t next = 0;
+  for (uint64_t until : ejectedUntilMs_)
+    if (until != 0 && (next == 0 || until < next)) next = until;
+  if (next == 0) {
+    uv_timer_stop(&rejoinTimer_);
+    return;
+  }
+  const uint64_t now = uv_now(&loop_);
+  uv_timer_start(&rejoinTimer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->onRejoinTimer(); },
+                 next > now ? next - now : 0, 0);
+}
+
+void Worker::onRejoinTimer() {
+  // After server_retry_timeout the backend is tried again: back in the ring; if it still
+  // fails, server_failure_limit more failures eject it again.
+  const uint64_t now = uv_now(&loop_);
+  std::vector<bool> touched(snapshot_->pools.size(), false);
+  for (size_t i = 0; i < ejectedUntilMs_.size(); ++i) {
+    if (ejectedUntilMs_[i] == 0 || ejectedUntilMs_[i] > now) continue;
+    ejectedUntilMs_[i] = 0;
+    backends_[i]->resetFailures();
+    if (backends3_[i] != nullptr) backends3_[i]->resetFailures();
+    touched[snapshot_->backends[i].pool] = true;
+    LOG_NOTICE("worker %d: backend %s rejoins the ring of pool %s", id_, snapshot_->backends[i].endpoint.label.c_str(),
+               snapshot_->pools[snapshot_->backends[i].pool].config.name.c_str());
+  }
+  for (size_t p = 0; p < touched.size(); ++p)
+    if (touched[p]) rebuildPlacement(p);
+  armRejoinTimer();
 }
 
 void Worker::startListening(size_t pool, int fd) {
@@ -251,6 +340,8 @@ WorkerReport Worker::report() const {
     for (size_t i = 0; i < nodes.size(); ++i) {
       BackendReport b;
       b.pool = pool.config.name;
+      b.ejected = ejectedUntilMs_[pool.nodeBackend[i]] != 0;
+      b.ejectedAtUsec = ejectedAtUsec_[pool.nodeBackend[i]];
       b.identity = nodes[i].identity;
       b.label = nodes[i].labelOrIdentity();
       b.address = nodes[i].addressOrIdentity();
@@ -326,6 +417,7 @@ void Worker::maybeFinishStop() {
   stopped_ = true;
   uv_timer_stop(&stopTimer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&stopTimer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&rejoinTimer_), nullptr);
   for (auto& [key, pool] : backendsByKey_) pool->retireNow();
   for (auto& [key, pool] : backends3ByKey_) pool->retireNow();
   backends3_.clear();

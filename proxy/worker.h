@@ -19,6 +19,7 @@
 #include "backends/io/flush_scheduler.h"
 #include "backends/upstream/backend_pool.h"
 #include "proxy/routing_snapshot.h"
+#include "ring/ring.h"
 #include "proxy/stats.h"
 
 namespace proxy {
@@ -31,6 +32,14 @@ struct SessionLimits {
   size_t maxOutputBytes = 64u * 1024 * 1024;  // reading pauses while this much reply data is unsent
   size_t maxRequestBytes = 512u * 1024 * 1024;
   size_t maxMultibulkCount = 1024 * 1024;
+};
+
+// Where a pool's keys go right now: the snapshot's ring, or, while backends are ejected
+// (auto_eject_hosts), a ring over the live ones. Owners are snapshot backend indexes.
+struct Placement {
+  const ring::Ring* ring = nullptr;
+  const uint32_t* nodeBackend = nullptr;
+  uint32_t backendOf(std::string_view key) const { return nodeBackend[ring->ownerOf(key)]; }
 };
 
 struct WorkerOptions {
@@ -63,6 +72,8 @@ class Worker {
   uv_loop_t* loop() { return &loop_; }
   backends::io::FlushScheduler& flusher() { return flusher_; }
   const RoutingSnapshot& snapshot() const { return *snapshot_; }
+  // Where pool `pool`'s keys go now (ejections taken into account).
+  const Placement& placement(size_t pool) const { return live_[pool].placement; }
   // This worker's connections to backend `index` of the current snapshot; RESP3 clients use a
   // second set of connections that speak RESP3.
   backends::upstream::BackendPool& backend(uint32_t index, bool resp3 = false);
@@ -83,6 +94,12 @@ class Worker {
   void applySnapshot(std::shared_ptr<const RoutingSnapshot> next, ListenFds newListeners);
   void startListening(size_t pool, int fd);
   void onAccept(Listener& l);
+  // Ejection (twemproxy's auto_eject_hosts): a backend with server_failure_limit consecutive
+  // failures leaves its pool's ring for server_retry_timeout ms; its keys go to the next owners.
+  static void onBackendFailure(void* ctx, backends::upstream::BackendPool& pool, uint32_t consecutive);
+  void rebuildPlacement(size_t pool);
+  void armRejoinTimer();
+  void onRejoinTimer();
   void beginStop();
   void maybeFinishStop();
   static void onAsync(uv_async_t* a);
@@ -110,6 +127,15 @@ class Worker {
   bool ready_ = false;   // guarded by mutex_: the loop and async handle exist
   bool closed_ = false;  // guarded by mutex_: the async handle is closed, post() drops work
   std::unordered_map<std::string, std::unique_ptr<PoolStats>> poolStats_;
+  struct LivePool {
+    Placement placement;
+    std::unique_ptr<ring::Ring> liveRing;  // set while some of the pool's backends are ejected
+    std::vector<uint32_t> liveNodeBackend;
+  };
+  std::vector<LivePool> live_;                 // per snapshot pool
+  std::vector<uint64_t> ejectedUntilMs_;       // per snapshot backend; 0: in the ring
+  std::vector<uint64_t> ejectedAtUsec_;        // per snapshot backend: when last ejected
+  uv_timer_t rejoinTimer_{};
 };
 
 }  // namespace proxy

@@ -184,7 +184,8 @@ ParseStatus ReplyParser::parseText(const char* reply, size_t len) noexcept {
         continue;
       }
       case ReplyKind::Meta: {
-        if (!line.starts_with("VA ")) return complete(next);  // HD, EN, NF, NS, EX, MN, ME
+        // HD, EN, NF, NS, EX, MN, ME: the line is the reply.
+        if (line != "VA" && !line.starts_with("VA ")) return complete(next);
         std::string_view t[2];
         if (splitLine(line, t, 2) < 2 || !parseLength(t[1], limits_.maxValueLength, &dataLength_)) {
           return fail("invalid VA line");

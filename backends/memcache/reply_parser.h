@@ -63,7 +63,8 @@ class ReplyParser {
 
   // After Complete.
   [[nodiscard]] const ReplyFrame& frame() const noexcept { return frame_; }
-  // After Complete: where the reply's last line starts (END, or the error line ending it).
+  // After Complete: where the reply's last line starts (END, or the error line ending it;
+  // the VA line of a meta value), or its last packet for binary replies.
   [[nodiscard]] size_t lastLineOffset() const noexcept { return lastLine_; }
   // After Error: a short description for logs and for the errors given to pending requests.
   [[nodiscard]] std::string_view errorMessage() const noexcept { return error_; }

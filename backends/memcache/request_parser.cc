@@ -262,8 +262,8 @@ RequestStatus RequestParser::parseLine(const char* request, size_t len) noexcept
       scanned_ = len;
       return RequestStatus::NeedMore;
     }
-    // lineLimit_ bytes and no newline. Only a get may be longer, and whether this is one is
-    // read from its first maxLineLength bytes, so the outcome never depends on the cuts.
+    // More than lineLimit_ bytes and no newline. Only a get may be longer, and whether it is
+    // one is read from its first maxLineLength bytes, so the outcome never depends on cuts.
     if (lineLimit_ == limits_.maxLineLength &&
         limits_.maxRetrievalLineLength > limits_.maxLineLength &&
         isRetrievalLine(request, limits_.maxLineLength)) {
@@ -577,6 +577,13 @@ bool appendErrorReply(std::string& out, const RequestParser& parser) {
     appendBinaryResponse(out, parser.binary().opcode, status, parser.binary().opaque, 0, {}, {},
                          text);
     return true;
+  }
+  // memcached drops error lines for a text request carrying noreply (its client reads no
+  // reply for it: one would be taken for the next command's). Meta errors are always sent,
+  // as are errors that close the connection anyway.
+  if (parser.dialect() == Dialect::Text && parser.noreply() &&
+      parser.status() != RequestStatus::Error) {
+    return false;
   }
   if (error == RequestError::UnknownCommand) {
     out.append("ERROR\r\n");

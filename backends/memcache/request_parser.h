@@ -155,6 +155,8 @@ class RequestParser {
   // The request's length in bytes: the line and its data block with both terminators, or
   // the binary header and body.
   [[nodiscard]] size_t size() const noexcept { return size_; }
+  // The last verdict (NeedMore before one).
+  [[nodiscard]] RequestStatus status() const noexcept { return status_; }
   // Known as soon as the first byte is (Error included).
   [[nodiscard]] Dialect dialect() const noexcept { return dialect_; }
   // Unknown for an unknown verb or opcode (and Binary for every binary packet).
@@ -281,8 +283,9 @@ void appendBinaryRequest(std::string& out, uint8_t opcode, uint32_t opaque, uint
 // Appends the answer to a request the parser refused (BadKey, Invalid or Error): `ERROR` for
 // an unknown text/meta command, `CLIENT_ERROR <message>` for other text and meta errors, a
 // binary error response with the request's opcode and opaque for binary ones. Returns false,
-// appending nothing, when there is nothing sensible to say (a bad magic byte) or nothing
-// went wrong.
+// appending nothing, when nothing went wrong, when there is nothing sensible to say (a bad
+// magic byte), or when memcached would say nothing: a skippable error in a text request that
+// carries noreply (meta and binary errors are sent even for quiet requests).
 bool appendErrorReply(std::string& out, const RequestParser& parser);
 
 // --- Base64 keys (meta flag b) --------------------------------------------------------------

@@ -19,8 +19,10 @@ class BackendPool {
               uint32_t connections, FramerFactory makeFramer)
       : endpoint_(std::move(endpoint)) {
     if (connections == 0) connections = 1;
-    for (uint32_t i = 0; i < connections; ++i)
+    for (uint32_t i = 0; i < connections; ++i) {
       conns_.push_back(new UpstreamConn(loop, flusher, endpoint_, options, makeFramer()));
+      conns_.back()->setHealth(&consecutiveFailures_, &BackendPool::onConnFailure, this);
+    }
   }
   BackendPool(const BackendPool&) = delete;
   BackendPool& operator=(const BackendPool&) = delete;
@@ -28,6 +30,7 @@ class BackendPool {
   // this backend: in-flight requests finish), or at once after retireNow().
   ~BackendPool() {
     for (UpstreamConn* c : conns_) {
+      c->setHealth(nullptr, nullptr, nullptr);  // the counter dies with this pool
       if (closeNow_) c->close();
       else c->closeWhenIdle();
     }
@@ -43,6 +46,16 @@ class BackendPool {
     return *best;
   }
 
+  // Called on every failure of any connection, with the current streak of consecutive
+  // failures (reset by any reply): the proxy decides about ejection.
+  using FailureListener = void (*)(void* ctx, BackendPool& pool, uint32_t consecutiveFailures);
+  void setFailureListener(FailureListener fn, void* ctx) {
+    listener_ = fn;
+    listenerCtx_ = ctx;
+  }
+  void resetFailures() { consecutiveFailures_ = 0; }
+  uint32_t consecutiveFailures() const { return consecutiveFailures_; }
+
   void connectAll() {
     for (UpstreamConn* c : conns_) c->connectNow();
   }
@@ -51,9 +64,17 @@ class BackendPool {
   const std::vector<UpstreamConn*>& connections() const { return conns_; }
 
  private:
+  static void onConnFailure(void* ctx) {
+    auto* self = static_cast<BackendPool*>(ctx);
+    if (self->listener_ != nullptr) self->listener_(self->listenerCtx_, *self, self->consecutiveFailures_);
+  }
+
   Endpoint endpoint_;
   std::vector<UpstreamConn*> conns_;
   bool closeNow_ = false;
+  uint32_t consecutiveFailures_ = 0;
+  FailureListener listener_ = nullptr;
+  void* listenerCtx_ = nullptr;
 };
 
 }  // namespace backends::upstream

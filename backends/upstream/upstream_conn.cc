@@ -207,6 +207,7 @@ void UpstreamConn::onRead(ssize_t nread) {
     fifo_.pop_front();
     headSeq_++;
     stats_.replies++;
+    if (failures_ != nullptr) *failures_ = 0;  // the backend answers: its failure streak ends
     if (f.isError) stats_.errorReplies++;
     if (head.handshake) {
       if (f.isError) {
@@ -249,6 +250,10 @@ void UpstreamConn::fail(std::string_view why, bool timedOut) {
   if (state_ != State::Closed) {
     if (why == "connection closed by backend") stats_.eofs++;
     else stats_.errors++;
+    if (failures_ != nullptr) {
+      ++*failures_;
+      if (onFailure_ != nullptr) onFailure_(onFailureCtx_);
+    }
   }
   dropSocket();
   if (state_ != State::Closed) state_ = State::Idle;

@@ -111,6 +111,15 @@ class UpstreamConn final : private io::Flushable {
   bool connected() const { return state_ == State::Ready; }
   const ConnStats& stats() const { return stats_; }
 
+  // Health accounting shared by the connections of one backend: every failure increments
+  // `*counter` and calls `onFailure`; any reply resets the counter (twemproxy's
+  // server_failure_limit counts consecutive failures).
+  void setHealth(uint32_t* counter, void (*onFailure)(void* ctx), void* ctx) {
+    failures_ = counter;
+    onFailure_ = onFailure;
+    onFailureCtx_ = ctx;
+  }
+
  private:
   struct Socket;
   struct Entry {
@@ -158,6 +167,9 @@ class UpstreamConn final : private io::Flushable {
   uint64_t connectStartedMs_ = 0;
   std::string lastError_;
   ConnStats stats_;
+  uint32_t* failures_ = nullptr;
+  void (*onFailure_)(void*) = nullptr;
+  void* onFailureCtx_ = nullptr;
 };
 
 }  // namespace backends::upstream

@@ -324,3 +324,118 @@ def label_port(label):
     """The port of an unnamed server label ("127.0.0.1:6379" or "127.0.0.1:6379:1")."""
     parts = label.split(":")
     return int(parts[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Admin HTTP and Prometheus text, for the reload and admin tests (nothing above depends on it).
+
+def http_request(port, method="GET", path="/", raw=None, host="127.0.0.1", timeout=10.0):
+    """One HTTP/1.1 exchange on a fresh connection, read until the server closes. `raw`
+    replaces the whole request with exact bytes. Returns (status, {lower-case header: value},
+    body bytes). A reset after the answer arrived (the server closing with unread request
+    bytes) still returns the answer."""
+    request = raw if raw is not None else (f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                                           f"Content-Length: 0\r\nConnection: close\r\n\r\n").encode()
+    data = bytearray()
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        try:
+            s.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer and close before taking everything
+        try:
+            while True:
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    break
+                data += chunk
+        except ConnectionResetError:
+            if not data:
+                raise
+    head, sep, body = bytes(data).partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError(f"no HTTP header in answer {bytes(data[:200])!r}")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+        raise ValueError(f"bad status line {lines[0]!r}")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "content-length" in headers and int(headers["content-length"]) != len(body):
+        raise ValueError(f"Content-Length {headers['content-length']} but {len(body)} body bytes")
+    return int(parts[1]), headers, body
+
+
+def parse_prometheus(text):
+    """Strictly parses Prometheus text exposition (0.0.4): every sample line is
+    `name{label="v",...} value` or `name value`, and each family's HELP and TYPE lines come
+    before its first sample. Returns {(name, ((label, value), ...)): float}; raises ValueError."""
+    import re
+    name_re = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+    sample_re = re.compile(rf'^({name_re})(\{{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\}})? '
+                           r'([-+]?(?:[0-9.]+(?:[eE][-+]?[0-9]+)?|NaN|[-+]?Inf))( -?[0-9]+)?$')
+    label_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"')
+    helped, typed, seen_families, samples = set(), {}, set(), {}
+    for n, line in enumerate(text.split("\n"), 1):
+        if line == "":
+            continue
+        if line.startswith("#"):
+            m = re.match(rf"^# (HELP|TYPE) ({name_re}) (.*)$", line)
+            if m is None:
+                if line.startswith("# HELP") or line.startswith("# TYPE"):
+                    raise ValueError(f"line {n}: malformed {line!r}")
+                continue
+            kind, fam, rest = m.groups()
+            if fam in seen_families:
+                raise ValueError(f"line {n}: {kind} for {fam} after its samples")
+            if kind == "HELP":
+                helped.add(fam)
+            else:
+                if rest not in ("counter", "gauge", "histogram", "summary", "untyped"):
+                    raise ValueError(f"line {n}: bad type {rest!r}")
+                typed[fam] = rest
+            continue
+        m = sample_re.match(line)
+        if m is None:
+            raise ValueError(f"line {n}: not a sample line: {line!r}")
+        name, _, labels, value = m.group(1), m.group(2), m.group(3), m.group(4)
+        fam = name
+        for suffix in ("_sum", "_count", "_bucket"):
+            if name.endswith(suffix) and name[:-len(suffix)] in typed and typed[name[:-len(suffix)]] in (
+                    "histogram", "summary"):
+                fam = name[:-len(suffix)]
+        if fam not in helped or fam not in typed:
+            raise ValueError(f"line {n}: sample of {fam} without HELP and TYPE before it")
+        seen_families.add(fam)
+        key = (name, tuple(sorted(label_re.findall(labels or ""))))
+        if key in samples:
+            raise ValueError(f"line {n}: duplicate sample {line!r}")
+        samples[key] = float(value)
+    return samples
+
+
+def get_metrics(admin_port):
+    """The proxy's /metrics, parsed by parse_prometheus."""
+    status, _, body = http_request(admin_port, "GET", "/metrics")
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}: {body[:200]!r}")
+    return parse_prometheus(body.decode())
+
+
+def metric_value(samples, name, **labels):
+    """One sample's value from parse_prometheus output (KeyError when absent)."""
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+def wait_for(predicate, timeout=5.0, interval=0.02, what="condition"):
+    """Polls predicate() until it returns a true value, which is returned; TimeoutError after
+    `timeout` seconds."""
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout}s")
+        time.sleep(interval)
