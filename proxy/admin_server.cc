@@ -130,8 +130,8 @@ void AdminServer::onConnection() {
         std::string method, target, contentType = "text/plain; charset=utf-8";
         int status = 200;
         std::string body;
-        if (end == std::string::npos) {
-          if (c->in.size() <= kMaxRequest) return;  // wait for the rest of the headers
+        if (end == std::string::npos && c->in.size() <= kMaxRequest) return;  // wait for the rest
+        if (end == std::string::npos || end + 4 > kMaxRequest) {
           status = 413;
           body = "request too large\n";
         } else {

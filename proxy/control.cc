@@ -181,8 +181,20 @@ void Control::startWatch() {
 }
 
 void Control::onWatchEvent() {
+  // Reload only a file that has stopped changing: the same content at two checks one debounce
+  // apart, so a writer that truncates, pauses and then writes is not caught half-way.
   const std::string digest = fileDigest(options_.configFile);
-  if (digest == loadedDigest_) return;
+  if (digest == loadedDigest_) {
+    pendingDigest_.clear();
+    return;
+  }
+  if (digest != pendingDigest_) {
+    pendingDigest_ = digest;
+    uv_timer_start(&debounce_, [](uv_timer_t* t) { static_cast<Control*>(t->data)->onWatchEvent(); },
+                   static_cast<uint64_t>(options_.watchDebounceMs), 0);
+    return;
+  }
+  pendingDigest_.clear();
   reload("config file changed");
 }
 

@@ -78,6 +78,7 @@ class Control {
   std::vector<std::unique_ptr<Worker>> workers_;
   ReloadStats reloadStats_;
   std::string loadedDigest_;
+  std::string pendingDigest_;  // a changed file seen once, reloaded when seen again unchanged
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   uv_fs_event_t watch_{};
   uv_timer_t debounce_{};
