@@ -1,5 +1,6 @@
 #include "proxy/client_factory.h"
 
+#include "proxy/memcache_session.h"
 #include "proxy/redis_session.h"
 
 namespace proxy {
@@ -9,7 +10,7 @@ ClientSession* makeSession(Worker& worker, size_t pool, config::Protocol protoco
     case config::Protocol::Redis:
       return new RedisSession(worker, pool);
     case config::Protocol::Memcache:
-      return nullptr;  // memcached sessions arrive with the memcached protocol issue
+      return new MemcacheSession(worker, pool);
   }
   return nullptr;
 }

@@ -48,17 +48,6 @@ bool openChangedListeners(const config::Topology* current, const config::Topolog
   return true;
 }
 
-bool checkServable(const config::Topology& t, std::string& error) {
-  for (const auto& pool : t.pools) {
-    if (pool.protocol == config::Protocol::Memcache) {
-      error = t.file + ":" + std::to_string(pool.line) + ": " + pool.name +
-              ": memcache pools are not served yet by this build";
-      return false;
-    }
-  }
-  return true;
-}
-
 }  // namespace
 
 Control::Control(ControlOptions options) : options_(std::move(options)), loop_(nullptr) {}
@@ -73,7 +62,6 @@ std::string Control::fileDigest(const std::string& path) {
 }
 
 bool Control::prepare(config::Topology topology, std::string& error) {
-  if (!checkServable(topology, error)) return false;
   if (!openChangedListeners(nullptr, topology, options_.workers, initialFds_, error)) return false;
   topology_ = std::move(topology);
   snapshot_ = RoutingSnapshot::build(topology_, 1);
@@ -206,7 +194,7 @@ bool Control::reload(const char* trigger, std::string* errorOut) {
   const std::string digest = fileDigest(options_.configFile);
   if (!config::loadTopologyFile(options_.configFile, next, err)) {
     error = err.str();
-  } else if (checkServable(next, error)) {
+  } else {
     std::vector<Worker::ListenFds> fds;
     if (openChangedListeners(&topology_, next, options_.workers, fds, error)) {
       const uint64_t generation = reloadStats_.generation + 1;

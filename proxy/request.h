@@ -82,6 +82,8 @@ class Request final : public backends::upstream::ReplySink {
   int64_t sum = 0;                    // DEL/EXISTS/...: integers summed so far
   std::string error;                  // first failure among the fragments
   std::vector<std::string> localReplies;  // EXEC: replies the proxy computed for queued commands
+  std::string keyText;                    // memcached multi-get: the keys, end to end
+  uint64_t aux = 0;                       // protocol detail (memcached: quiet opcode, opaque)
 
  private:
   RequestOwner* owner_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "backends/memcache/memcache_reply_framer.h"
 #include "backends/resp/resp_reply_framer.h"
 #include "proxy/client_factory.h"
 #include "proxy/client_session.h"
@@ -30,6 +31,12 @@ struct Worker::Listener {
 namespace {
 
 std::unique_ptr<up::ReplyFramer> makeRespFramer() { return std::make_unique<backends::resp::RespReplyFramer>(); }
+std::unique_ptr<up::ReplyFramer> makeMemcacheFramer() {
+  return std::make_unique<backends::memcache::MemcacheReplyFramer>();
+}
+up::BackendPool::FramerFactory framerFor(const BackendSpec& spec) {
+  return spec.protocol == config::Protocol::Redis ? &makeRespFramer : &makeMemcacheFramer;
+}
 
 // The handshake of a RESP3 connection: HELLO 3 first, so replies come back in the client's version.
 constexpr std::string_view kHello3 = "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
@@ -127,7 +134,7 @@ void Worker::applySnapshot(std::shared_ptr<const RoutingSnapshot> next, ListenFd
         byKey.erase(it);
       } else if (makeMissing) {
         auto pool = std::make_unique<up::BackendPool>(&loop_, flusher_, spec.endpoint, spec.options, spec.connections,
-                                                      &makeRespFramer);
+                                                      framerFor(spec));
         if (spec.preconnect) pool->connectAll();
         byIndex[i] = pool.get();
         kept.emplace(spec.key, std::move(pool));
@@ -198,9 +205,11 @@ up::BackendPool& Worker::backend(uint32_t index, bool resp3) {
   if (slot == nullptr) {
     const BackendSpec& spec = snapshot_->backends[index];
     up::Options opts = spec.options;
-    opts.handshake += kHello3;  // after AUTH: HELLO needs an authenticated connection
-    opts.handshakeReplies++;
-    auto pool = std::make_unique<up::BackendPool>(&loop_, flusher_, spec.endpoint, opts, spec.connections, &makeRespFramer);
+    if (spec.protocol == config::Protocol::Redis) {
+      opts.handshake += kHello3;  // after AUTH: HELLO needs an authenticated connection
+      opts.handshakeReplies++;
+    }
+    auto pool = std::make_unique<up::BackendPool>(&loop_, flusher_, spec.endpoint, opts, spec.connections, framerFor(spec));
     pool->setFailureListener(&Worker::onBackendFailure, this);
     slot = pool.get();
     backends3ByKey_[spec.key] = std::move(pool);

@@ -74,9 +74,11 @@ class Worker {
   const RoutingSnapshot& snapshot() const { return *snapshot_; }
   // Where pool `pool`'s keys go now (ejections taken into account).
   const Placement& placement(size_t pool) const { return live_[pool].placement; }
-  // This worker's connections to backend `index` of the current snapshot; RESP3 clients use a
-  // second set of connections that speak RESP3.
-  backends::upstream::BackendPool& backend(uint32_t index, bool resp3 = false);
+  // This worker's connections to backend `index` of the current snapshot. `alternate` picks a
+  // second set opened on demand: for Redis, connections speaking RESP3 (for RESP3 clients);
+  // for memcached, connections speaking the binary protocol (memcached fixes a connection's
+  // protocol at its first byte).
+  backends::upstream::BackendPool& backend(uint32_t index, bool alternate = false);
   // A connection to backend `index` for one client alone (WATCH needs one: watched keys
   // belong to a connection). The caller owns it and ends it with close()/closeWhenIdle().
   backends::upstream::UpstreamConn* openDedicated(uint32_t index, bool resp3);

@@ -1,0 +1,441 @@
+#include "proxy/memcache_session.h"
+
+#include "backends/memcache/memcache_reply_framer.h"
+#include "proxy/routing_snapshot.h"
+#include "proxy/worker.h"
+
+namespace proxy {
+
+namespace mc = backends::memcache;
+
+namespace {
+
+constexpr uint16_t kBinaryStatusInternalError = 0x0084;
+constexpr uint16_t kBinaryStatusNotSupported = 0x0083;
+constexpr uint64_t kQuietBit = uint64_t(1) << 40;
+
+bool startsWith(const char* data, size_t len, std::string_view prefix) {
+  return len >= prefix.size() && std::string_view(data, prefix.size()) == prefix;
+}
+
+uint16_t binaryStatus(const char* data, size_t len) {
+  if (len < mc::kBinaryHeaderLength) return kBinaryStatusInternalError;
+  return static_cast<uint16_t>((static_cast<uint8_t>(data[6]) << 8) | static_cast<uint8_t>(data[7]));
+}
+
+}  // namespace
+
+MemcacheSession::MemcacheSession(Worker& worker, size_t pool)
+    : ClientSession(worker, pool), parser_(mc::RequestLimits{}) {}
+
+void MemcacheSession::processInput() {
+  while (!closing_ && !in_.empty() && wantsMoreInput()) {
+    const char* req = in_.readable();
+    const mc::RequestStatus st = parser_.parse(req, in_.readableSize());
+    if (st == mc::RequestStatus::NeedMore) break;
+    if (poolRoute() == nullptr) {  // a reload removed this client's pool
+      replyLocal(parser_.dialect() == mc::Dialect::Binary ? "" : "SERVER_ERROR this pool was removed\r\n");
+      closeAfterFlush();
+      return;
+    }
+    if (st == mc::RequestStatus::Error) {
+      // Unframeable: answer what can be answered, then close this client only.
+      stats_->protocolErrors++;
+      stats_->clientErr++;
+      scratch_.clear();
+      if (mc::appendErrorReply(scratch_, parser_)) replyLocal(scratch_);
+      closeAfterFlush();
+      return;
+    }
+    const size_t size = parser_.size();
+    stats_->requests++;
+    if (st == mc::RequestStatus::BadKey || st == mc::RequestStatus::Invalid) {
+      // Framed but unacceptable: answer as memcached would and carry on.
+      stats_->errorsReplied++;
+      scratch_.clear();
+      if (mc::appendErrorReply(scratch_, parser_)) replyLocal(scratch_);
+    } else {
+      dispatch(req);
+    }
+    parser_.reset();
+    in_.consume(size);
+  }
+}
+
+void MemcacheSession::dispatch(const char* req) {
+  if (parser_.dialect() == mc::Dialect::Binary) dispatchBinary(req);
+  else dispatchText(req);
+}
+
+std::string_view MemcacheSession::hashKey(const char* req) {
+  if (parser_.dialect() == mc::Dialect::Binary) {
+    const mc::ByteSpan k = parser_.binary().key;
+    return {req + k.offset, k.length};
+  }
+  const std::string_view key = parser_.key(req, 0);
+  if (!parser_.keyIsBase64()) return key;
+  // Meta keys with the b flag are base64: route by the bytes they stand for, as a text or
+  // binary client writing the same key would.
+  keyBuffer_.resize(mc::base64DecodedCapacity(key.size()));
+  size_t n = 0;
+  if (!mc::decodeBase64(key, keyBuffer_.data(), &n)) return key;  // the parser checked it
+  return {keyBuffer_.data(), n};
+}
+
+const char* MemcacheSession::loudForm(const char* req, size_t& len) {
+  const mc::ByteSpan q = parser_.noreplySpan();
+  len = parser_.size();
+  if (parser_.dialect() == mc::Dialect::Binary) {
+    if (!parser_.binaryInfo()->quiet) return req;
+    // The same packet under its loud opcode: a reply always comes back.
+    scratch_.assign(req, len);
+    scratch_[1] = static_cast<char>(parser_.binaryInfo()->baseOpcode);
+    return scratch_.data();
+  }
+  if (q.length == 0) return req;
+  // Text/meta: drop the marker token and the space before it.
+  const size_t cut = q.offset > 0 && req[q.offset - 1] == ' ' ? q.offset - 1 : q.offset;
+  scratch_.assign(req, cut);
+  scratch_.append(req + q.offset + q.length, len - q.offset - q.length);
+  len = scratch_.size();
+  return scratch_.data();
+}
+
+void MemcacheSession::dispatchText(const char* req) {
+  using mc::Command;
+  switch (parser_.command()) {
+    case Command::Version:
+      replyLocal("VERSION ringproxy-" RINGPROXY_VERSION "\r\n");
+      return;
+    case Command::Quit:
+      closeAfterFlush();  // earlier replies first, then close; nothing after quit runs
+      return;
+    case Command::MetaNoop:
+      // Answered in order: only after every earlier request, quiet ones included, settled.
+      replyLocal("MN\r\n");
+      return;
+    case Command::FlushAll: {
+      // A sound meaning for a fleet: flush every server of the pool.
+      size_t len = 0;
+      const char* bytes = loudForm(req, len);
+      broadcast(bytes, len, kFlush, parser_.noreply() ? 1 : 0, false);
+      return;
+    }
+    case Command::Stats:
+    case Command::Verbosity:
+      stats_->errorsReplied++;
+      if (!parser_.noreply())
+        replyLocal("SERVER_ERROR ringproxy does not support '" + std::string(parser_.token(req, 0)) +
+                   "': it is per server; ask the backends directly, or the proxy's stats port\r\n");
+      return;
+    case Command::Get:
+    case Command::Gets:
+    case Command::Gat:
+    case Command::Gats:
+      if (parser_.keys().size() > 1) {
+        multiGet(req);
+        return;
+      }
+      break;
+    default:
+      break;
+  }
+  const std::string_view key = hashKey(req);
+  size_t len = 0;
+  const char* bytes = loudForm(req, len);
+  Kind kind = kRelay;
+  if (parser_.noreply()) kind = parser_.dialect() == mc::Dialect::Meta ? kQuietMeta : kQuietText;
+  forward(key, bytes, len, kind, static_cast<uint64_t>(parser_.command()), false);
+}
+
+void MemcacheSession::dispatchBinary(const char* req) {
+  const mc::BinaryRequest& b = parser_.binary();
+  const mc::BinaryOpcodeInfo* info = parser_.binaryInfo();
+  const uint8_t op = b.opcode;
+  switch (info->baseOpcode) {
+    case mc::kOpcodeNoop:
+      replyBinary(op, mc::kBinaryStatusOk, b.opaque, "");
+      return;
+    case mc::kOpcodeVersion:
+      replyBinary(op, mc::kBinaryStatusOk, b.opaque, "ringproxy-" RINGPROXY_VERSION);
+      return;
+    case mc::kOpcodeQuit:
+      if (!info->quiet) replyBinary(op, mc::kBinaryStatusOk, b.opaque, "");
+      closeAfterFlush();
+      return;
+    case mc::kOpcodeFlush: {
+      size_t len = 0;
+      const char* bytes = loudForm(req, len);
+      broadcast(bytes, len, kBinaryFlush, (info->quiet ? kQuietBit : 0) | (uint64_t(op) << 32) | b.opaque, true);
+      return;
+    }
+    case mc::kOpcodeStat:
+      stats_->errorsReplied++;
+      replyBinary(op, kBinaryStatusNotSupported, b.opaque,
+                  "ringproxy does not merge STAT: ask the backends, or the proxy's stats port");
+      return;
+    default:
+      break;
+  }
+  const std::string_view key = hashKey(req);
+  size_t len = 0;
+  const char* bytes = loudForm(req, len);
+  forward(key, bytes, len, kBinary, (info->quiet ? kQuietBit : 0) | (uint64_t(op) << 32) | b.opaque, true);
+}
+
+void MemcacheSession::forward(std::string_view key, const char* bytes, size_t len, Kind kind, uint64_t aux,
+                              bool binary) {
+  const uint32_t backend = worker_.placement(pool_).backendOf(key);
+  auto& conn = worker_.backend(backend, binary).pick();
+  Request* r = newRequest();
+  r->kind = kind;
+  r->aux = aux;
+  const uint32_t frag = r->addFragment();
+  const uint64_t seq = conn.send(bytes, len, r, frag, mc::replyHint(parser_.replyKind()));
+  if (seq == 0) {
+    stats_->forwardErrors++;
+    enqueue(r);
+    failureReply(*r, "backend " + conn.endpoint().label + ": " + conn.lastError());
+    complete(r);
+    return;
+  }
+  Fragment& f = r->fragment(frag);
+  f.conn = &conn;
+  f.seq = seq;
+  f.backend = backend;
+  r->waiting = 1;
+  enqueue(r);
+}
+
+void MemcacheSession::multiGet(const char* req) {
+  const Placement& pl = worker_.placement(pool_);
+  Request* r = newRequest();
+  r->kind = kMultiGet;
+  const auto keys = parser_.keys();
+  fragmentOfBackend_.assign(worker_.snapshot().backends.size(), -1);
+  r->keyFragment.resize(keys.size());
+  r->keyPosition.resize(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    r->keyText.append(parser_.key(req, i));  // kept to match the shards' items at merge time
+    r->keyPosition[i] = static_cast<uint32_t>(r->keyText.size());
+    const uint32_t backend = pl.backendOf(parser_.key(req, i));
+    int32_t frag = fragmentOfBackend_[backend];
+    if (frag < 0) {
+      frag = static_cast<int32_t>(r->addFragment());
+      fragmentOfBackend_[backend] = frag;
+      r->fragment(frag).backend = backend;
+      if (subKeys_.size() <= size_t(frag)) subKeys_.emplace_back();
+      subKeys_[frag].clear();
+    }
+    r->keyFragment[i] = static_cast<uint32_t>(frag);
+    subKeys_[frag].push_back(keys[i]);
+  }
+  const uint32_t hint = mc::replyHint(parser_.replyKind());
+  for (uint32_t frag = 0; frag < r->fragmentCount(); ++frag) {
+    // "<verb> [exptime] k1 k2 ..." with this shard's keys, in the client's order.
+    scratch_.clear();
+    mc::appendGet(scratch_, req, parser_.prefix(), subKeys_[frag]);
+    Fragment& f = r->fragment(frag);
+    auto& conn = worker_.backend(f.backend, false).pick();
+    const uint64_t seq = conn.send(scratch_.data(), scratch_.size(), r, frag, hint);
+    stats_->fragments++;
+    if (seq == 0) {
+      f.failed = true;
+      stats_->forwardErrors++;
+      if (r->error.empty()) r->error = "backend " + conn.endpoint().label + ": " + conn.lastError();
+      continue;
+    }
+    f.conn = &conn;
+    f.seq = seq;
+    r->waiting++;
+  }
+  enqueue(r);
+  if (r->waiting == 0) finish(*r);
+}
+
+void MemcacheSession::broadcast(const char* bytes, size_t len, Kind kind, uint64_t aux, bool binary) {
+  const Placement& pl = worker_.placement(pool_);
+  Request* r = newRequest();
+  r->kind = kind;
+  r->aux = aux;
+  const uint32_t hint = mc::replyHint(parser_.replyKind());
+  for (uint32_t node = 0; node < pl.ring->nodeCount(); ++node) {
+    const uint32_t frag = r->addFragment();
+    Fragment& f = r->fragment(frag);
+    f.backend = pl.nodeBackend[node];
+    auto& conn = worker_.backend(f.backend, binary).pick();
+    const uint64_t seq = conn.send(bytes, len, r, frag, hint);
+    if (seq == 0) {
+      f.failed = true;
+      if (r->error.empty()) r->error = "backend " + conn.endpoint().label + ": " + conn.lastError();
+      continue;
+    }
+    f.conn = &conn;
+    f.seq = seq;
+    r->waiting++;
+  }
+  enqueue(r);
+  if (r->waiting == 0) finish(*r);
+}
+
+bool MemcacheSession::keepReply(const Request& r, const char* data, size_t len) const {
+  switch (r.kind) {
+    case kQuietText:
+      return false;  // noreply: memcached sends nothing back, not even errors of storing
+    case kQuietMeta: {
+      // What memcached 1.6 leaves out in quiet mode (checked against memcached itself).
+      switch (static_cast<mc::Command>(r.aux)) {
+        case mc::Command::MetaGet: return !startsWith(data, len, "EN\r\n");
+        case mc::Command::MetaSet:
+        case mc::Command::MetaDelete: return !startsWith(data, len, "HD");
+        case mc::Command::MetaArithmetic: return !startsWith(data, len, "HD") && !startsWith(data, len, "VA ");
+        default: return true;
+      }
+    }
+    case kBinary: {
+      if ((r.aux & kQuietBit) == 0) return true;
+      const uint8_t op = static_cast<uint8_t>(r.aux >> 32);
+      const uint16_t status = binaryStatus(data, len);
+      const bool getLike = op == mc::kOpcodeGetQ || op == mc::kOpcodeGetKQ || op == mc::kOpcodeGatQ ||
+                           op == mc::kOpcodeGatKQ;
+      return getLike ? status != mc::kBinaryStatusKeyNotFound : status != mc::kBinaryStatusOk;
+    }
+    default:
+      return true;
+  }
+}
+
+void MemcacheSession::onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) {
+  if (r.kind == kRelay || (r.kind == kBinary && (r.aux & kQuietBit) == 0)) {
+    if (&r == head_) {
+      appendOutput(data, len);  // the common case: straight to the client
+      popHeadAndDrain();
+    } else {
+      r.reply.assign(data, len);
+      r.waiting = 0;
+      complete(&r);
+    }
+    return;
+  }
+  if (r.kind == kQuietText || r.kind == kQuietMeta || r.kind == kBinary) {
+    r.waiting = 0;
+    r.reply.clear();
+    if (keepReply(r, data, len)) {
+      r.reply.assign(data, len);
+      // A quiet binary request was sent loud: give the reply the client's opcode back.
+      if (r.kind == kBinary && len >= 2) r.reply[1] = static_cast<char>(r.aux >> 32);
+    }
+    complete(&r);
+    return;
+  }
+  Fragment& f = r.fragment(fragment);
+  r.waiting--;
+  f.reply.assign(data, len);
+  if (isError) {
+    f.failed = true;
+    if (r.error.empty()) r.error = std::string(data, len >= 2 ? len - 2 : len);
+  }
+  if (r.waiting == 0) finish(r);
+}
+
+void MemcacheSession::onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) {
+  stats_->forwardErrors++;
+  r.waiting--;
+  r.fragment(fragment).failed = true;
+  if (r.error.empty()) r.error = std::string(why);
+  if (r.fragmentCount() == 1 && r.kind != kFlush && r.kind != kBinaryFlush && r.kind != kMultiGet) {
+    failureReply(r, why);
+    complete(&r);
+    return;
+  }
+  if (r.waiting == 0) finish(r);
+}
+
+void MemcacheSession::failureReply(Request& r, std::string_view why) {
+  r.reply.clear();
+  stats_->errorsReplied++;
+  if (r.kind == kQuietText) return;  // noreply: the client asked for silence
+  if (r.kind == kBinary || r.kind == kBinaryFlush) {
+    mc::appendBinaryResponse(r.reply, static_cast<uint8_t>(r.aux >> 32), kBinaryStatusInternalError,
+                             static_cast<uint32_t>(r.aux), 0, "", "", why);
+    return;
+  }
+  r.reply = "SERVER_ERROR ";
+  r.reply.append(why);
+  r.reply += "\r\n";
+}
+
+void MemcacheSession::finish(Request& r) {
+  r.reply.clear();
+  if (r.kind == kMultiGet) {
+    // Each shard answered VALUE items for its keys in the order asked: walk them with one
+    // cursor per shard and emit the items in the client's key order, then one END. A failed
+    // shard's keys are left out (misses, as memcached reports them) and counted; only when
+    // every shard failed is the whole reply an error.
+    const uint32_t frags = r.fragmentCount();
+    if (retrievals_.size() < frags) retrievals_.resize(frags);
+    uint32_t failed = 0;
+    for (uint32_t f = 0; f < frags; ++f) {
+      Fragment& frag = r.fragment(f);
+      retrievals_[f].items.clear();
+      if (!frag.failed && mc::splitRetrieval(frag.reply.data(), frag.reply.size(), retrievals_[f]) !=
+                              mc::ParseStatus::Complete) {
+        frag.failed = true;
+      }
+      if (frag.failed) failed++;
+    }
+    if (failed == frags) {
+      failureReply(r, r.error.empty() ? "no shard answered" : r.error);
+      complete(&r);
+      return;
+    }
+    std::vector<size_t> cursor(frags, 0);
+    for (uint32_t i = 0; i < r.keyFragment.size(); ++i) {
+      const uint32_t f = r.keyFragment[i];
+      Fragment& frag = r.fragment(f);
+      if (frag.failed) continue;
+      const auto& items = retrievals_[f].items;
+      if (cursor[f] < items.size()) {
+        // Misses are simply absent: the next item either is this key's or a later key's.
+        const mc::RetrievalItem& it = items[cursor[f]];
+        const std::string_view itemKey(frag.reply.data() + it.key.offset, it.key.length);
+        const uint32_t begin = i == 0 ? 0 : r.keyPosition[i - 1];
+        const std::string_view key(r.keyText.data() + begin, r.keyPosition[i] - begin);
+        if (itemKey == key) {
+          r.reply.append(frag.reply, it.item.offset, it.item.length);
+          cursor[f]++;
+        }
+      }
+    }
+    r.reply += "END\r\n";
+    complete(&r);
+    return;
+  }
+  // flush_all / binary FLUSH: OK only when every server said OK.
+  bool allOk = true;
+  for (uint32_t f = 0; f < r.fragmentCount(); ++f) {
+    const Fragment& frag = r.fragment(f);
+    if (frag.failed) allOk = false;
+  }
+  if (r.kind == kFlush) {
+    if (r.aux == 1) return complete(&r);  // noreply
+    if (allOk) r.reply = "OK\r\n";
+    else failureReply(r, r.error);
+  } else {
+    const uint8_t op = static_cast<uint8_t>(r.aux >> 32);
+    if (allOk) {
+      if ((r.aux & kQuietBit) == 0) mc::appendBinaryResponse(r.reply, op, mc::kBinaryStatusOk, static_cast<uint32_t>(r.aux), 0, "", "", "");
+    } else {
+      failureReply(r, r.error);
+    }
+  }
+  complete(&r);
+}
+
+void MemcacheSession::replyBinary(uint8_t opcode, uint16_t status, uint32_t opaque, std::string_view value) {
+  scratch_.clear();
+  mc::appendBinaryResponse(scratch_, opcode, status, opaque, 0, "", "", value);
+  replyLocal(scratch_);
+}
+
+}  // namespace proxy
