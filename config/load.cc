@@ -1,12 +1,13 @@
 // load.cc: YAML text -> validated Topology.
 //
-// Flow: the whole file is parsed by yaml-cpp into a node tree (syntax errors stop here), then
-// walked pool by pool. Each pool key is looked up in kPoolKeys, one row per key naming its
-// parser and its help line, so a new key is one row. A parser checks the value's YAML type and
-// text and writes one Pool field; the checks that involve several keys (protocol vs redis, the
-// hash default for vnode, ring size) run once the pool's keys are all read, and the checks
-// across pools (listen addresses) once the file is read. The first problem found becomes the
-// LoadError; nothing is half-applied because `out` is assigned only on success.
+// Flow: the text is first scanned for its documents (exactly one is allowed; the scan also
+// guards against a yaml-cpp 0.7 hang, see DocumentCounter), then parsed by yaml-cpp into a node
+// tree (syntax errors stop here), then walked pool by pool. Each pool key is looked up in
+// kPoolKeys, one row per key naming its parser and its help line, so a new key is one row. A parser
+// checks the value's YAML type and text and writes one Pool field; the checks that involve several
+// keys (protocol vs redis, the hash default for vnode, ring size) run once the pool's keys are all
+// read, and the checks across pools (listen addresses) once the file is read. The first problem
+// found becomes the LoadError; nothing is half-applied because `out` is assigned only on success.
 //
 // Meanings and defaults are twemproxy 0.5.0's (src/nc_conf.[ch]) except where a comment says
 // otherwise. yaml-cpp exceptions are caught here and nowhere else.
@@ -15,6 +16,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -121,10 +123,14 @@ int lineOf(const YAML::Node& node, int fallback) {
 
 std::string_view yamlKind(const YAML::Node& node) {
   switch (node.Type()) {
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Null: return "empty";
-    default: return "a single value";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Null:
+      return "empty";
+    default:
+      return "a single value";
   }
 }
 
@@ -146,7 +152,8 @@ bool parseHostPort(std::string_view text, Endpoint& ep, HostPort& raw, std::stri
   raw.host = text.substr(0, colon);
   raw.port = text.substr(colon + 1);
   std::string_view host = raw.host;
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   if (host.empty()) {
     why = quoted(text) + " has no host; expected host:port, e.g. 127.0.0.1:22121";
     return false;
@@ -176,8 +183,8 @@ bool checkUnixPath(std::string_view path, std::string& why) {
     return false;
   }
   if (path.size() > kMaxUnixPath) {
-    why = "socket path is " + std::to_string(path.size()) + " bytes; unix socket paths hold at most " +
-          std::to_string(kMaxUnixPath);
+    why = "socket path is " + std::to_string(path.size()) +
+          " bytes; unix socket paths hold at most " + std::to_string(kMaxUnixPath);
     return false;
   }
   return true;
@@ -191,7 +198,8 @@ bool parseServer(std::string_view text, Server& server, std::string& why) {
     server.name = std::string(rest.substr(space + 1));
     rest = rest.substr(0, space);
     if (server.name.empty()) {
-      why = quoted(text) + " ends in a space but has no name after it; " + std::string(kServerFormat);
+      why =
+          quoted(text) + " ends in a space but has no name after it; " + std::string(kServerFormat);
       return false;
     }
   }
@@ -201,8 +209,9 @@ bool parseServer(std::string_view text, Server& server, std::string& why) {
                         rest.substr(0, weightColon).find(':') != std::string_view::npos;
   if (rest.empty() || weightColon == std::string_view::npos || (!isUnix && !tcpShape)) {
     const bool onlyWeightMissing = isUnix || weightColon != std::string_view::npos;
-    why = quoted(text) + (onlyWeightMissing ? " has no weight (add :1 for equal weights); "
-                                            : " is missing its port and weight; ") +
+    why = quoted(text) +
+          (onlyWeightMissing ? " has no weight (add :1 for equal weights); "
+                             : " is missing its port and weight; ") +
           std::string(kServerFormat);
     return false;
   }
@@ -292,17 +301,18 @@ struct Field {
     if (value.IsNull()) {
       fail("has no value; expected " + std::string(help));
     } else {
-      fail("is " + std::string(yamlKind(value)) + "; expected a single value: " + std::string(help));
+      fail("is " + std::string(yamlKind(value)) +
+           "; expected a single value: " + std::string(help));
     }
     return std::nullopt;
   }
 };
 
-using Parser = bool (*)(Field&);
+using KeyParser = bool (*)(Field&);
 
 struct KeySpec {
   std::string_view name;
-  Parser parse;
+  KeyParser parse;
   std::string_view help;
 };
 
@@ -314,7 +324,8 @@ bool setNumber(Field& f) {
   const std::optional<std::string> text = f.scalar();
   if (!text) return false;
   const std::optional<uint64_t> n = parseDigits(*text);
-  const std::string range = "a whole number from " + std::to_string(Min) + " to " + std::to_string(Max);
+  const std::string range =
+      "a whole number from " + std::to_string(Min) + " to " + std::to_string(Max);
   if (!n) return f.fail(quoted(*text) + " is not a whole number; expected " + range);
   if (*n < Min || *n > Max) return f.fail(*text + " is out of range; expected " + range);
   using T = std::remove_reference_t<decltype(f.draft.pool.*Member)>;
@@ -387,8 +398,9 @@ bool setListen(Field& f) {
       uint32_t perm = 0;
       for (char c : mode) perm = perm * 8 + static_cast<uint32_t>(c - '0');
       if (!octal || perm > 0777) {
-        return f.fail("socket mode " + quoted(mode) +
-                      " is not an octal file mode; expected e.g. \"/tmp/pool.sock 0666\" (at most 0777)");
+        return f.fail(
+            "socket mode " + quoted(mode) +
+            " is not an octal file mode; expected e.g. \"/tmp/pool.sock 0666\" (at most 0777)");
       }
       ep.perm = perm;
     }
@@ -410,7 +422,9 @@ bool setHash(Field& f) {
   const std::optional<std::string> text = f.scalar();
   if (!text) return false;
   const std::optional<ring::HashKind> kind = ring::hashKindFromName(*text);
-  if (!kind) return f.fail(quoted(*text) + " is not a known hash; expected one of " + std::string(kHashNames));
+  if (!kind)
+    return f.fail(quoted(*text) + " is not a known hash; expected one of " +
+                  std::string(kHashNames));
   f.draft.pool.hash = *kind;
   return true;
 }
@@ -451,7 +465,8 @@ bool setRedisAuth(Field& f) {
 
 bool setServers(Field& f) {
   if (!f.value.IsSequence()) {
-    return f.fail((f.value.IsNull() ? std::string("has no servers") : "is " + std::string(yamlKind(f.value))) +
+    return f.fail((f.value.IsNull() ? std::string("has no servers")
+                                    : "is " + std::string(yamlKind(f.value))) +
                   "; expected a list of servers, one \"- host:port:weight [name]\" per line");
   }
   if (f.value.size() == 0) return f.fail("is an empty list; a pool needs at least one server");
@@ -491,7 +506,8 @@ bool setServers(Field& f) {
       byName.emplace(server.name, servers.size());
     }
     if (auto it = byIdentity.find(server.identity); it != byIdentity.end()) {
-      return fail("ring identity " + quoted(server.identity) + " is the same as " + where(it->second) +
+      return fail("ring identity " + quoted(server.identity) + " is the same as " +
+                  where(it->second) +
                   "'s, so both would get the same keys; give one of them a distinct name");
     }
     byIdentity.emplace(server.identity, servers.size());
@@ -520,8 +536,10 @@ constexpr KeySpec kPoolKeys[] = {
     {"backlog", setNumber<&Pool::backlog, 0, INT_MAX>, "the listen socket's backlog (default 512)"},
     {"client_connections", setNumber<&Pool::clientConnections, 0, INT_MAX>,
      "most client connections at once (default 0: unlimited)"},
-    {"redis", setBool<&Pool::redis>, "true or false: the pool speaks redis, not memcache (default false)"},
-    {"redis_auth", setRedisAuth, "password sent with AUTH on each server connection (redis pools only)"},
+    {"redis", setBool<&Pool::redis>,
+     "true or false: the pool speaks redis, not memcache (default false)"},
+    {"redis_auth", setRedisAuth,
+     "password sent with AUTH on each server connection (redis pools only)"},
     {"redis_db", setNumber<&Pool::redisDb, 0, INT_MAX>,
      "database number selected on each server connection (default 0)"},
     {"preconnect", setBool<&Pool::preconnect>,
@@ -541,9 +559,11 @@ constexpr KeySpec kPoolKeys[] = {
     // ringproxy keys.
     {"protocol", setProtocol, "redis or memcache (default: redis when redis: true, else memcache)"},
     {"vnodes", setNumber<&Pool::vnodes, 1, 65536>,
-     "points per unit of weight on the native ring, 1 to 65536 (distribution vnode only; default 1024)"},
+     "points per unit of weight on the native ring, 1 to 65536 (distribution vnode only; default "
+     "1024)"},
     {"transactions", setTransactions,
-     "per_server or strict: how MULTI/EXEC over keys on several servers is handled (default per_server)"},
+     "per_server or strict: how MULTI/EXEC over keys on several servers is handled (default "
+     "per_server)"},
 };
 
 const KeySpec* findKey(std::string_view name) {
@@ -555,6 +575,11 @@ const KeySpec* findKey(std::string_view name) {
 
 std::string unknownKeyMessage(std::string_view name) {
   std::string message = "unknown key " + quoted(name);
+  if (name == "<<") {
+    return message +
+           ": YAML merge keys are not supported (nutcracker rejects anchors and aliases "
+           "too); write each pool's keys out in full";
+  }
   const KeySpec* best = nullptr;
   size_t bestDistance = 3;  // suggest only near misses
   for (const KeySpec& spec : kPoolKeys) {
@@ -600,8 +625,8 @@ bool finishPool(Reporter& report, PoolDraft& draft) {
     const bool protocolSaysRedis = pool.protocol == Protocol::Redis;
     if (draft.has("redis") && pool.redis != protocolSaysRedis) {
       return report.fail(draft.lineOf("protocol"), name + ".protocol",
-                         std::string(protocolSaysRedis ? "redis" : "memcache") + " contradicts redis: " +
-                             (pool.redis ? "true" : "false") + " (line " +
+                         std::string(protocolSaysRedis ? "redis" : "memcache") +
+                             " contradicts redis: " + (pool.redis ? "true" : "false") + " (line " +
                              std::to_string(draft.lineOf("redis")) +
                              "); remove one of the two or make them agree");
     }
@@ -618,10 +643,11 @@ bool finishPool(Reporter& report, PoolDraft& draft) {
   if (!draft.has("hash")) pool.hash = vnode ? ring::HashKind::Xxh3 : ring::HashKind::Fnv1a_64;
   if (vnode && (pool.hash == ring::HashKind::Crc16 || pool.hash == ring::HashKind::Crc32)) {
     const bool crc16 = pool.hash == ring::HashKind::Crc16;
-    return report.fail(draft.lineOf("hash"), name + ".hash",
-                       std::string(crc16 ? "crc16 gives only 16 bits" : "crc32 (twemproxy's) gives only 15 bits") +
-                           ", too few to spread keys over distribution vnode's points; use xxh3 (the "
-                           "default for vnode) or a full 32-bit hash such as crc32a, murmur or fnv1a_64");
+    return report.fail(
+        draft.lineOf("hash"), name + ".hash",
+        std::string(crc16 ? "crc16 gives only 16 bits" : "crc32 (twemproxy's) gives only 15 bits") +
+            ", too few to spread keys over distribution vnode's points; use xxh3 (the "
+            "default for vnode) or a full 32-bit hash such as crc32a, murmur or fnv1a_64");
   }
   if (draft.has("vnodes") && !vnode) {
     return report.fail(draft.lineOf("vnodes"), name + ".vnodes",
@@ -635,32 +661,35 @@ bool finishPool(Reporter& report, PoolDraft& draft) {
   const int serversLine = draft.lineOf("servers");
   if (totalWeight > UINT32_MAX) {
     return report.fail(serversLine, name + ".servers",
-                       "weights add up to " + std::to_string(totalWeight) + "; the total must be at most " +
-                           std::to_string(UINT32_MAX));
+                       "weights add up to " + std::to_string(totalWeight) +
+                           "; the total must be at most " + std::to_string(UINT32_MAX));
   }
   if (vnode && totalWeight * pool.vnodes > kMaxRingEntries) {
     const bool vnodesGiven = draft.has("vnodes");
-    return report.fail(vnodesGiven ? draft.lineOf("vnodes") : serversLine,
-                       name + (vnodesGiven ? ".vnodes" : ".servers"),
-                       "total weight " + std::to_string(totalWeight) + " x vnodes " + std::to_string(pool.vnodes) +
-                           " = " + std::to_string(totalWeight * pool.vnodes) + " ring points, more than " +
-                           std::to_string(kMaxRingEntries) + "; scale the weights down or lower vnodes:");
+    return report.fail(
+        vnodesGiven ? draft.lineOf("vnodes") : serversLine,
+        name + (vnodesGiven ? ".vnodes" : ".servers"),
+        "total weight " + std::to_string(totalWeight) + " x vnodes " + std::to_string(pool.vnodes) +
+            " = " + std::to_string(totalWeight * pool.vnodes) + " ring points, more than " +
+            std::to_string(kMaxRingEntries) + "; scale the weights down or lower vnodes:");
   }
   if (pool.distribution == ring::Distribution::Modula && totalWeight > kMaxRingEntries) {
-    return report.fail(serversLine, name + ".servers",
-                       "weights add up to " + std::to_string(totalWeight) +
-                           " and modula keeps one slot per unit of weight; the total must be at most " +
-                           std::to_string(kMaxRingEntries));
+    return report.fail(
+        serversLine, name + ".servers",
+        "weights add up to " + std::to_string(totalWeight) +
+            " and modula keeps one slot per unit of weight; the total must be at most " +
+            std::to_string(kMaxRingEntries));
   }
   return true;
 }
 
-bool loadPool(Reporter& report, const std::string& name, int line, const YAML::Node& settings, Pool& out,
-              int& listenLine) {
+bool loadPool(Reporter& report, const std::string& name, int line, const YAML::Node& settings,
+              Pool& out, int& listenLine) {
   if (!settings.IsMap()) {
-    return report.fail(line, name,
-                       "is " + std::string(yamlKind(settings)) +
-                           "; expected the pool's settings as indented key: value lines (listen:, servers:, ...)");
+    return report.fail(
+        line, name,
+        "is " + std::string(yamlKind(settings)) +
+            "; expected the pool's settings as indented key: value lines (listen:, servers:, ...)");
   }
   PoolDraft draft;
   draft.pool.name = name;
@@ -671,17 +700,21 @@ bool loadPool(Reporter& report, const std::string& name, int line, const YAML::N
     const YAML::Node value = it->second;
     const int keyLine = lineOf(keyNode, line);
     if (!keyNode.IsScalar()) {
-      return report.fail(keyLine, name, "has a key that is " + std::string(yamlKind(keyNode)) + "; keys are plain words");
+      return report.fail(
+          keyLine, name,
+          "has a key that is " + std::string(yamlKind(keyNode)) + "; keys are plain words");
     }
     const std::string key = keyNode.Scalar();
     const std::string path = name + "." + key;
     const KeySpec* spec = findKey(key);
     if (spec == nullptr) return report.fail(keyLine, path, unknownKeyMessage(key));
     if (const int first = draft.lineOf(key); first != 0) {
-      return report.fail(keyLine, path, "is given twice (first on line " + std::to_string(first) + ")");
+      return report.fail(keyLine, path,
+                         "is given twice (first on line " + std::to_string(first) + ")");
     }
     draft.given.emplace(key, keyLine);
-    Field field{report, draft, value, path, spec->help, value.IsNull() ? keyLine : lineOf(value, keyLine)};
+    Field field{report, draft,      value,
+                path,   spec->help, value.IsNull() ? keyLine : lineOf(value, keyLine)};
     if (!spec->parse(field)) return false;
   }
   if (!finishPool(report, draft)) return false;
@@ -704,7 +737,8 @@ class DocumentCounter final : public YAML::EventHandler {
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { sawContent(mark); }
-  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override {
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
     sawContent(mark);
   }
   void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
@@ -712,7 +746,8 @@ class DocumentCounter final : public YAML::EventHandler {
     sawContent(mark);
   }
   void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
     sawContent(mark);
   }
   void OnMapEnd() override {}
@@ -776,8 +811,9 @@ bool loadDocument(Reporter& report, const YAML::Node& root, Topology& topology) 
     const YAML::Node settings = it->second;
     const int line = lineOf(nameNode, 1);
     if (!nameNode.IsScalar() || nameNode.Scalar().empty()) {
-      return report.fail(line, "", "a pool name must be a non-empty plain word, not " +
-                                       std::string(yamlKind(nameNode)));
+      return report.fail(
+          line, "",
+          "a pool name must be a non-empty plain word, not " + std::string(yamlKind(nameNode)));
     }
     const std::string name = nameNode.Scalar();
     if (auto seen = poolLines.find(name); seen != poolLines.end()) {
@@ -800,7 +836,8 @@ bool loadDocument(Reporter& report, const YAML::Node& root, Topology& topology) 
         // Reported at the later pool, in file order, where the fix most likely belongs.
         return report.fail(listenLines[i], pools[i].name + ".listen",
                            "address " + pools[i].listen.str() + " is already used by pool " +
-                               quoted(pools[j].name) + " (listen on line " + std::to_string(listenLines[j]) +
+                               quoted(pools[j].name) + " (listen on line " +
+                               std::to_string(listenLines[j]) +
                                "); each pool needs its own listen address");
       }
     }
@@ -826,7 +863,8 @@ std::vector<PoolKeyInfo> poolKeys() {
   return keys;
 }
 
-bool loadTopologyText(const std::string& text, const std::string& file, Topology& out, LoadError& error) {
+bool loadTopologyText(const std::string& text, const std::string& file, Topology& out,
+                      LoadError& error) {
   error = LoadError{};
   Reporter report(file, error);
   try {

@@ -3,6 +3,7 @@
 #include "config/load.h"
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -11,7 +12,6 @@
 #include <sstream>
 #include <string>
 #include <string_view>
-#include <unistd.h>
 
 namespace {
 
@@ -23,7 +23,8 @@ using ring::Distribution;
 using ring::HashKind;
 
 std::string dataPath(const char* name) {
-  return (std::filesystem::path(__FILE__).parent_path().parent_path() / "tests" / "data" / name).string();
+  return (std::filesystem::path(__FILE__).parent_path().parent_path() / "tests" / "data" / name)
+      .string();
 }
 
 std::string readFile(const std::string& path) {
@@ -39,7 +40,8 @@ int lineStarting(const std::string& text, std::string_view prefix) {
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
     const size_t start = line.find_first_not_of(' ');
-    if (start != std::string::npos && std::string_view(line).substr(start).starts_with(prefix)) return n;
+    if (start != std::string::npos && std::string_view(line).substr(start).starts_with(prefix))
+      return n;
   }
   return -1;
 }
@@ -66,7 +68,8 @@ LoadError mustFail(const std::string& text) {
 }
 
 // Loading `text` fails on `line` at `key`, and the message mentions `fragment`.
-void expectError(const std::string& text, int line, const std::string& key, std::string_view fragment) {
+void expectError(const std::string& text, int line, const std::string& key,
+                 std::string_view fragment) {
   const LoadError error = mustFail(text);
   INFO(text);
   INFO(error.str());
@@ -77,7 +80,8 @@ void expectError(const std::string& text, int line, const std::string& key, std:
 
 // One valid pool named p; `extra` lines are inserted after listen (line 2), so they start at
 // line 3 and servers follow them.
-std::string pool(const std::string& extra = "", const std::string& servers = "   - 127.0.0.1:6379:1\n") {
+std::string pool(const std::string& extra = "",
+                 const std::string& servers = "   - 127.0.0.1:6379:1\n") {
   return "p:\n  listen: 127.0.0.1:22121\n" + extra + "  servers:\n" + servers;
 }
 
@@ -239,10 +243,13 @@ TEST_CASE("protocol follows redis: unless given; both given must agree") {
   CHECK(viaProtocol.protocol == Protocol::Redis);
   CHECK(viaProtocol.redis);
   CHECK(mustLoad(pool("  redis: true\n  protocol: redis\n")).pools[0].redis);
-  CHECK(mustLoad(pool("  protocol: memcache\n  redis: false\n")).pools[0].protocol == Protocol::Memcache);
+  CHECK(mustLoad(pool("  protocol: memcache\n  redis: false\n")).pools[0].protocol ==
+        Protocol::Memcache);
 
-  expectError(pool("  redis: true\n  protocol: memcache\n"), 4, "p.protocol", "contradicts redis: true (line 3)");
-  expectError(pool("  protocol: redis\n  redis: false\n"), 3, "p.protocol", "contradicts redis: false (line 4)");
+  expectError(pool("  redis: true\n  protocol: memcache\n"), 4, "p.protocol",
+              "contradicts redis: true (line 3)");
+  expectError(pool("  protocol: redis\n  redis: false\n"), 3, "p.protocol",
+              "contradicts redis: false (line 4)");
   expectError(pool("  protocol: http\n"), 3, "p.protocol", "redis, memcache");
 }
 
@@ -280,14 +287,16 @@ TEST_CASE("ringproxy's example config loads") {
 }
 
 TEST_CASE("unix socket listen, with and without a mode") {
-  const Pool withMode = mustLoad("p:\n  listen: /var/run/rp.sock 0600\n  servers:\n   - 127.0.0.1:6379:1\n").pools[0];
+  const Pool withMode =
+      mustLoad("p:\n  listen: /var/run/rp.sock 0600\n  servers:\n   - 127.0.0.1:6379:1\n").pools[0];
   CHECK(withMode.listen.isUnix());
   CHECK(withMode.listen.path == "/var/run/rp.sock");
   CHECK(withMode.listen.perm == 0600);
   CHECK(withMode.listen.host.empty());
   CHECK(withMode.listen.port == 0);
 
-  const Pool noMode = mustLoad("p:\n  listen: /var/run/rp.sock\n  servers:\n   - 127.0.0.1:6379:1\n").pools[0];
+  const Pool noMode =
+      mustLoad("p:\n  listen: /var/run/rp.sock\n  servers:\n   - 127.0.0.1:6379:1\n").pools[0];
   CHECK(noMode.listen.path == "/var/run/rp.sock");
   CHECK(noMode.listen.perm == 0);
 
@@ -331,16 +340,15 @@ TEST_CASE("hash_tag takes exactly two characters") {
 }
 
 TEST_CASE("servers: weights, names, and the ketama identity rule") {
-  const Pool p = mustLoad(poolWithServers(
-                              "   - 10.0.0.1:6379:3\n"
-                              "   - 10.0.0.2:6379:1 cache-b\n"
-                              "   - 10.0.0.3:11211:2\n"
-                              "   - 10.0.0.4:11211:1 cache-d\n"
-                              "   - /tmp/m.sock:5\n"
-                              "   - /tmp/n.sock:1 cache-f\n"
-                              "   - \"[::1]:6380:1\"\n"
-                              "   - ::1:6381:1\n"))
-                      .pools[0];
+  const Pool p = mustLoad(poolWithServers("   - 10.0.0.1:6379:3\n"
+                                          "   - 10.0.0.2:6379:1 cache-b\n"
+                                          "   - 10.0.0.3:11211:2\n"
+                                          "   - 10.0.0.4:11211:1 cache-d\n"
+                                          "   - /tmp/m.sock:5\n"
+                                          "   - /tmp/n.sock:1 cache-f\n"
+                                          "   - \"[::1]:6380:1\"\n"
+                                          "   - ::1:6381:1\n"))
+                     .pools[0];
   REQUIRE(p.servers.size() == 8);
   const auto& s = p.servers;
 
@@ -400,36 +408,46 @@ TEST_CASE("server line errors name the line and the list index") {
   expectError(second("127.0.0.1:6380:-1"), 5, "p.servers[1]", "not a number");
   expectError(second("127.0.0.1:6380"), 5, "p.servers[1]", "has no weight");
   expectError(second("127.0.0.1:6380 name"), 5, "p.servers[1]", "has no weight");
-  expectError(second("127.0.0.1"), 5, "p.servers[1]", "missing its port and weight; expected \"host:port:weight [name]\"");
+  expectError(second("127.0.0.1"), 5, "p.servers[1]",
+              "missing its port and weight; expected \"host:port:weight [name]\"");
   expectError(second("/tmp/x.sock"), 5, "p.servers[1]", "has no weight");
   expectError(second(":6380:1"), 5, "p.servers[1]", "has no host");
   expectError(second("\"127.0.0.1:6380:1 \""), 5, "p.servers[1]", "no name");
   expectError(second("{host: a}"), 5, "p.servers[1]", "is a mapping");
   expectError(second("127.0.0.1:6380:99999999999"), 5, "p.servers[1]", "too large");
 
-  expectError(second("127.0.0.1:6379:2"), 5, "p.servers[1]", "already used by p.servers[0] (line 4)");
-  expectError(second("127.0.0.1:6379:1 other"), 5, "p.servers[1]", "address 127.0.0.1:6379 is already used");
-  expectError(second("LOCALHOST:6379:1") + "   - localhost:6379:1\n", 6, "p.servers[2]", "already used by p.servers[1]");
-  expectError(poolWithServers("   - /tmp/a.sock:1\n   - /tmp/a.sock:1 other\n"), 5, "p.servers[1]", "already used");
+  expectError(second("127.0.0.1:6379:2"), 5, "p.servers[1]",
+              "already used by p.servers[0] (line 4)");
+  expectError(second("127.0.0.1:6379:1 other"), 5, "p.servers[1]",
+              "address 127.0.0.1:6379 is already used");
+  expectError(second("LOCALHOST:6379:1") + "   - localhost:6379:1\n", 6, "p.servers[2]",
+              "already used by p.servers[1]");
+  expectError(poolWithServers("   - /tmp/a.sock:1\n   - /tmp/a.sock:1 other\n"), 5, "p.servers[1]",
+              "already used");
 
-  expectError(poolWithServers("   - 10.0.0.1:6379:1 a\n   - 10.0.0.2:6379:1 b\n   - 10.0.0.3:6379:1 a\n"), 6,
-              "p.servers[2]", "name 'a' is already used by p.servers[0] (line 4)");
+  expectError(
+      poolWithServers("   - 10.0.0.1:6379:1 a\n   - 10.0.0.2:6379:1 b\n   - 10.0.0.3:6379:1 a\n"),
+      6, "p.servers[2]", "name 'a' is already used by p.servers[0] (line 4)");
   // A name equal to another server's host:port would give both the same ring identity.
-  expectError(poolWithServers("   - 10.0.0.1:6379:1\n   - 10.0.0.2:6379:1 10.0.0.1:6379\n"), 5, "p.servers[1]",
-              "ring identity '10.0.0.1:6379'");
+  expectError(poolWithServers("   - 10.0.0.1:6379:1\n   - 10.0.0.2:6379:1 10.0.0.1:6379\n"), 5,
+              "p.servers[1]", "ring identity '10.0.0.1:6379'");
   // Two hosts on 11211 differ, but not if they are the same host.
-  CHECK(mustLoad(poolWithServers("   - 10.0.0.1:11211:1\n   - 10.0.0.2:11211:1\n")).pools[0].servers.size() == 2);
+  CHECK(mustLoad(poolWithServers("   - 10.0.0.1:11211:1\n   - 10.0.0.2:11211:1\n"))
+            .pools[0]
+            .servers.size() == 2);
 }
 
 TEST_CASE("wrong YAML types") {
   expectError(pool("  timeout: [1, 2]\n"), 3, "p.timeout", "is a list");
   expectError(pool("  backlog: {a: 1}\n"), 3, "p.backlog", "is a mapping");
   expectError(pool("  hash:\n"), 3, "p.hash", "has no value");
-  expectError("p:\n  listen:\n    - 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:6379:1\n", 3, "p.listen", "is a list");
+  expectError("p:\n  listen:\n    - 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:6379:1\n", 3,
+              "p.listen", "is a list");
   expectError("p:\n  listen: 127.0.0.1:22121\n  servers: 127.0.0.1:6379:1\n", 3, "p.servers",
               "expected a list of servers");
   expectError("p:\n  listen: 127.0.0.1:22121\n  servers:\n", 3, "p.servers", "has no servers");
-  expectError("p:\n  listen: 127.0.0.1:22121\n  servers: []\n", 3, "p.servers", "at least one server");
+  expectError("p:\n  listen: 127.0.0.1:22121\n  servers: []\n", 3, "p.servers",
+              "at least one server");
   expectError("p: 5\n", 1, "p", "is a single value");
   expectError("p:\n", 1, "p", "is empty");
   expectError("- a\n- b\n", 1, "", "the top level is a list");
@@ -447,9 +465,10 @@ TEST_CASE("numbers and booleans take twemproxy's spellings only") {
   expectError(pool("  redis: True\n"), 3, "p.redis", "true or false");
   // Quoted values are the same text to twemproxy.
   CHECK(mustLoad(pool("  timeout: \"250\"\n")).pools[0].timeoutMs == 250);
-  const Pool p = mustLoad(pool("  client_connections: 100\n  redis_db: 3\n  server_failure_limit: 0\n"
-                               "  server_retry_timeout: 0\n  tcpkeepalive: true\n  backlog: 0\n"))
-                     .pools[0];
+  const Pool p =
+      mustLoad(pool("  client_connections: 100\n  redis_db: 3\n  server_failure_limit: 0\n"
+                    "  server_retry_timeout: 0\n  tcpkeepalive: true\n  backlog: 0\n"))
+          .pools[0];
   CHECK(p.clientConnections == 100);
   CHECK(p.redisDb == 3);
   CHECK(p.serverFailureLimit == 0);
@@ -459,8 +478,9 @@ TEST_CASE("numbers and booleans take twemproxy's spellings only") {
 }
 
 TEST_CASE("hash and distribution names") {
-  for (const char* name : {"one_at_a_time", "md5", "crc16", "crc32", "crc32a", "fnv1_64", "fnv1a_64", "fnv1_32",
-                           "fnv1a_32", "hsieh", "murmur", "jenkins", "xxh3"}) {
+  for (const char* name :
+       {"one_at_a_time", "md5", "crc16", "crc32", "crc32a", "fnv1_64", "fnv1a_64", "fnv1_32",
+        "fnv1a_32", "hsieh", "murmur", "jenkins", "xxh3"}) {
     CAPTURE(name);
     mustLoad(pool("  hash: " + std::string(name) + "\n"));
   }
@@ -470,30 +490,37 @@ TEST_CASE("hash and distribution names") {
   }
   expectError(pool("  hash: fnv\n"), 3, "p.hash", "fnv1a_64, fnv1_32");
   expectError(pool("  hash: FNV1A_64\n"), 3, "p.hash", "not a known hash");
-  expectError(pool("  distribution: consistent\n"), 3, "p.distribution", "ketama, modula, random, vnode");
+  expectError(pool("  distribution: consistent\n"), 3, "p.distribution",
+              "ketama, modula, random, vnode");
   expectError(pool("  transactions: sometimes\n"), 3, "p.transactions", "per_server, strict");
 }
 
 TEST_CASE("vnode rules") {
   expectError(pool("  distribution: vnode\n  hash: crc16\n"), 4, "p.hash", "only 16 bits");
   expectError(pool("  hash: crc32\n  distribution: vnode\n"), 3, "p.hash", "xxh3");
-  CHECK(mustLoad(pool("  distribution: vnode\n  hash: crc32a\n")).pools[0].hash == HashKind::Crc32a);
+  CHECK(mustLoad(pool("  distribution: vnode\n  hash: crc32a\n")).pools[0].hash ==
+        HashKind::Crc32a);
   CHECK(mustLoad(pool("  hash: crc16\n")).pools[0].hash == HashKind::Crc16);  // fine for ketama
 
   expectError(pool("  distribution: vnode\n  vnodes: 0\n"), 4, "p.vnodes", "from 1 to 65536");
   expectError(pool("  distribution: vnode\n  vnodes: 65537\n"), 4, "p.vnodes", "from 1 to 65536");
   CHECK(mustLoad(pool("  distribution: vnode\n  vnodes: 65536\n")).pools[0].vnodes == 65536);
   expectError(pool("  vnodes: 100\n"), 3, "p.vnodes", "only applies to distribution: vnode");
-  expectError(pool("  distribution: modula\n  vnodes: 100\n"), 4, "p.vnodes", "this pool uses modula");
+  expectError(pool("  distribution: modula\n  vnodes: 100\n"), 4, "p.vnodes",
+              "this pool uses modula");
 
   // omega's weights are fine for ketama but would be 100 million points on the native ring.
-  expectError(pool("  distribution: vnode\n", "   - 127.0.0.1:11214:100000\n"), 4, "p.servers", "ring points");
-  expectError(pool("  distribution: vnode\n  vnodes: 1000\n", "   - 127.0.0.1:11214:100000\n"), 4, "p.vnodes",
-              "lower vnodes");
-  CHECK(mustLoad(pool("  distribution: vnode\n  vnodes: 16\n", "   - 127.0.0.1:11214:100000\n")).pools.size() == 1);
-  expectError(pool("  distribution: modula\n", "   - 127.0.0.1:11214:2000000000\n"), 4, "p.servers", "one slot");
-  expectError(pool("", "   - 127.0.0.1:11214:2000000000\n   - 127.0.0.1:11215:2000000000\n   - "
-                       "127.0.0.1:11216:2000000000\n"),
+  expectError(pool("  distribution: vnode\n", "   - 127.0.0.1:11214:100000\n"), 4, "p.servers",
+              "ring points");
+  expectError(pool("  distribution: vnode\n  vnodes: 1000\n", "   - 127.0.0.1:11214:100000\n"), 4,
+              "p.vnodes", "lower vnodes");
+  CHECK(mustLoad(pool("  distribution: vnode\n  vnodes: 16\n", "   - 127.0.0.1:11214:100000\n"))
+            .pools.size() == 1);
+  expectError(pool("  distribution: modula\n", "   - 127.0.0.1:11214:2000000000\n"), 4, "p.servers",
+              "one slot");
+  expectError(pool("",
+                   "   - 127.0.0.1:11214:2000000000\n   - 127.0.0.1:11215:2000000000\n   - "
+                   "127.0.0.1:11216:2000000000\n"),
               3, "p.servers", "add up to");
 }
 
@@ -506,11 +533,17 @@ TEST_CASE("redis_auth is for redis pools") {
 
 TEST_CASE("unknown and repeated keys") {
   expectError(pool("  hsah: md5\n"), 3, "p.hsah", "did you mean 'hash'?");
-  expectError(pool("  server_retry_timout: 5\n"), 3, "p.server_retry_timout", "did you mean 'server_retry_timeout'?");
+  expectError(pool("  server_retry_timout: 5\n"), 3, "p.server_retry_timout",
+              "did you mean 'server_retry_timeout'?");
   expectError(pool("  colour: blue\n"), 3, "p.colour", "accepted keys: listen hash hash_tag");
   // A key of later twemproxy versions that 0.5.0 does not have.
   expectError(pool("  command:\n   - redis_module_get\n"), 3, "p.command", "unknown key 'command'");
-  expectError(pool("  hash: md5\n  timeout: 5\n  hash: crc32a\n"), 5, "p.hash", "given twice (first on line 3)");
+  expectError(pool("  hash: md5\n  timeout: 5\n  hash: crc32a\n"), 5, "p.hash",
+              "given twice (first on line 3)");
+  expectError("base: &base\n  hash: md5\np:\n  <<: *base\n  listen: 127.0.0.1:22121\n", 1,
+              "base.listen", "is missing");
+  expectError("p:\n  <<: {hash: md5}\n  listen: 127.0.0.1:22121\n", 2, "p.<<",
+              "merge keys are not supported");
 }
 
 TEST_CASE("pool-level errors") {
@@ -518,22 +551,26 @@ TEST_CASE("pool-level errors") {
   expectError("p:\n  listen: 127.0.0.1:22121\n", 1, "p.servers", "is missing");
   expectError("\n\nq:\n  listen: 127.0.0.1:22121\n  redis: true\n", 3, "q.servers", "is missing");
 
-  const std::string two = pool() + "q:\n  listen: 127.0.0.1:22122\n  servers:\n   - 127.0.0.1:6380:1\n";
+  const std::string two =
+      pool() + "q:\n  listen: 127.0.0.1:22122\n  servers:\n   - 127.0.0.1:6380:1\n";
   const Topology topo = mustLoad(two);
   REQUIRE(topo.pools.size() == 2);
   CHECK(topo.pools[1].line == 5);
 
   expectError(pool() + pool(), 5, "p", "defined twice (first on line 1)");
-  expectError(pool() + "q:\n  timeout: 5\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:6380:1\n", 7,
-              "q.listen", "already used by pool 'p' (listen on line 2)");
+  expectError(
+      pool() + "q:\n  timeout: 5\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:6380:1\n",
+      7, "q.listen", "already used by pool 'p' (listen on line 2)");
   expectError(pool() + "q:\n  listen: LocalHost:22121\n  servers:\n   - 127.0.0.1:6380:1\n" +
                   "r:\n  listen: localhost:22121\n  servers:\n   - 127.0.0.1:6380:1\n",
               10, "r.listen", "already used by pool 'q'");
-  expectError("a:\n  listen: /tmp/a.sock 0600\n  servers:\n   - 127.0.0.1:6379:1\n"
-              "b:\n  listen: /tmp/a.sock\n  servers:\n   - 127.0.0.1:6379:1\n",
-              6, "b.listen", "/tmp/a.sock is already used");
+  expectError(
+      "a:\n  listen: /tmp/a.sock 0600\n  servers:\n   - 127.0.0.1:6379:1\n"
+      "b:\n  listen: /tmp/a.sock\n  servers:\n   - 127.0.0.1:6379:1\n",
+      6, "b.listen", "/tmp/a.sock is already used");
   // Same port on another host is another address.
-  CHECK(mustLoad(pool() + "q:\n  listen: 127.0.0.2:22121\n  servers:\n   - 127.0.0.1:6380:1\n").pools.size() == 2);
+  CHECK(mustLoad(pool() + "q:\n  listen: 127.0.0.2:22121\n  servers:\n   - 127.0.0.1:6380:1\n")
+            .pools.size() == 2);
 }
 
 TEST_CASE("YAML syntax errors and document shape") {
@@ -581,7 +618,8 @@ TEST_CASE("unreadable files") {
   CHECK(error.message.find("directory") != std::string::npos);
 
   if (::geteuid() != 0) {  // root reads anything
-    const std::string path = (std::filesystem::temp_directory_path() / "ringproxy_load_test_unreadable.yml").string();
+    const std::string path =
+        (std::filesystem::temp_directory_path() / "ringproxy_load_test_unreadable.yml").string();
     std::ofstream(path) << pool();
     std::filesystem::permissions(path, std::filesystem::perms::none);
     CHECK_FALSE(config::loadTopologyFile(path, topo, error));
@@ -590,7 +628,8 @@ TEST_CASE("unreadable files") {
   }
 
   // Errors found inside a file carry its path.
-  const std::string bad = (std::filesystem::temp_directory_path() / "ringproxy_load_test_bad.yml").string();
+  const std::string bad =
+      (std::filesystem::temp_directory_path() / "ringproxy_load_test_bad.yml").string();
   std::ofstream(bad) << pool("  hash: nope\n");
   CHECK_FALSE(config::loadTopologyFile(bad, topo, error));
   CHECK(error.str().starts_with(bad + ":3: p.hash: "));
@@ -607,8 +646,8 @@ TEST_CASE("a failed load leaves the output untouched") {
 }
 
 TEST_CASE("an empty list item is reported near its line") {
-  expectError(poolWithServers("   - 127.0.0.1:6379:1\n   -\n   - 127.0.0.1:6380:1\n"), 5, "p.servers[1]",
-              "is empty");
+  expectError(poolWithServers("   - 127.0.0.1:6379:1\n   -\n   - 127.0.0.1:6380:1\n"), 5,
+              "p.servers[1]", "is empty");
 }
 
 TEST_CASE("the key table: every key loads, help is written, names are unique") {

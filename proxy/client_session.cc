@@ -15,6 +15,7 @@ ClientSession::ClientSession(Worker& worker, size_t pool)
     : worker_(worker),
       pool_(pool),
       stats_(&worker.poolStats(worker.snapshot().pools[pool].config.name)),
+      clients_(worker.snapshot().pools[pool].clients),
       out_(this, &ClientSession::onWriteDone) {
   h_.handle.data = this;
   worker_.addSession(this);
@@ -23,6 +24,7 @@ ClientSession::ClientSession(Worker& worker, size_t pool)
 
 ClientSession::~ClientSession() {
   stats_->clientsClosed++;
+  if (counted_) clients_->fetch_sub(1, std::memory_order_relaxed);
   worker_.removeSession(this);
 }
 
@@ -41,6 +43,17 @@ void ClientSession::acceptFrom(uv_stream_t* server, bool unixSocket) {
     return;
   }
   if (!unixSocket) uv_tcp_nodelay(&h_.tcp, 1);
+  // client_connections (twemproxy 0.5.0 parses it but never enforces it; ringproxy does).
+  const uint32_t limit = worker_.snapshot().pools[pool_].config.clientConnections;
+  const uint32_t before = clients_->fetch_add(1, std::memory_order_relaxed);
+  counted_ = true;
+  if (limit != 0 && before >= limit) {
+    stats_->clientsRejected++;
+    const std::string_view reply = tooManyClientsReply();
+    appendOutput(reply.data(), reply.size());
+    closeAfterFlush();
+    return;
+  }
   startReading();
 }
 

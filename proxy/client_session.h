@@ -15,7 +15,9 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -57,6 +59,8 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
 
   // Frames and dispatches requests from in_. Called after each read and when reading resumes.
   virtual void processInput() = 0;
+  // What a client refused for the pool's client_connections limit is told before the close.
+  virtual std::string_view tooManyClientsReply() const = 0;
 
   // This session's pool in the worker's current snapshot; nullptr once a reload removed it.
   const PoolRoute* poolRoute() const;
@@ -78,6 +82,7 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   Worker& worker_;
   size_t pool_;
   PoolStats* stats_;  // this pool's counters on this worker (outlive every session)
+  std::shared_ptr<std::atomic<uint32_t>> clients_;  // the pool's connected-clients count
   backends::io::Buffer in_;
   Request* head_ = nullptr;
   Request* tail_ = nullptr;
@@ -108,6 +113,7 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   bool paused_ = false;     // reading stopped for back-pressure
   bool handleClosed_ = false;
   bool closeStarted_ = false;
+  bool counted_ = false;  // included in clients_
 };
 
 }  // namespace proxy

@@ -198,7 +198,7 @@ bool Control::reload(const char* trigger, std::string* errorOut) {
     std::vector<Worker::ListenFds> fds;
     if (openChangedListeners(&topology_, next, options_.workers, fds, error)) {
       const uint64_t generation = reloadStats_.generation + 1;
-      auto snap = RoutingSnapshot::build(next, generation);
+      auto snap = RoutingSnapshot::build(next, generation, snapshot_.get());
       logDiff(*snapshot_, *snap);
       for (size_t w = 0; w < workers_.size(); ++w) workers_[w]->publish(snap, std::move(fds[w]));
       snapshot_ = std::move(snap);

@@ -43,6 +43,7 @@ class MemcacheSession final : public ClientSession {
   };
 
   void processInput() override;
+  std::string_view tooManyClientsReply() const override { return "SERVER_ERROR too many open connections\r\n"; }
   void dispatch(const char* req);
   void dispatchText(const char* req);
   void dispatchBinary(const char* req);

@@ -113,9 +113,14 @@ void RedisSession::mergeInfo(Request& r) {
   double ttlSum = 0;
   for (uint32_t f = 0; f < r.fragmentCount(); ++f) {
     const Fragment& frag = r.fragment(f);
-    if (frag.failed || frag.reply.empty() || frag.reply[0] != '$') continue;
+    // RESP2 backends answer INFO with a bulk string, RESP3 ones with a verbatim string ("txt:").
+    if (frag.failed || frag.reply.empty() || (frag.reply[0] != '$' && frag.reply[0] != '=')) continue;
     up++;
     std::string_view text(frag.reply);
+    if (frag.reply[0] == '=') {
+      const size_t txt = text.find("txt:");
+      if (txt != std::string_view::npos) text.remove_prefix(txt + 4);
+    }
     size_t pos = 0;
     while (pos < text.size()) {
       size_t eol = text.find('\n', pos);

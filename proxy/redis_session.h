@@ -37,6 +37,7 @@ class RedisSession final : public ClientSession {
   };
 
   void processInput() override;
+  std::string_view tooManyClientsReply() const override { return "-ERR max number of clients reached\r\n"; }
   void dispatch(char* req);
   void onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) override;
   void onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) override;

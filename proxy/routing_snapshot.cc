@@ -49,13 +49,18 @@ BackendSpec backendFor(const config::Pool& pool, const config::Server& server) {
 
 }  // namespace
 
-std::shared_ptr<const RoutingSnapshot> RoutingSnapshot::build(const config::Topology& topology, uint64_t generation) {
+std::shared_ptr<const RoutingSnapshot> RoutingSnapshot::build(const config::Topology& topology, uint64_t generation,
+                                                              const RoutingSnapshot* previous) {
   auto snap = std::make_shared<RoutingSnapshot>();
   snap->generation = generation;
   snap->file = topology.file;
   std::map<std::string, uint32_t> byKey;
   for (const config::Pool& pool : topology.pools) {
-    PoolRoute route{pool, ring::Ring(pool.ringSpec()), {}};
+    PoolRoute route{pool, ring::Ring(pool.ringSpec()), {}, nullptr};
+    if (previous != nullptr)
+      for (const PoolRoute& old : previous->pools)
+        if (old.config.name == pool.name) route.clients = old.clients;
+    if (!route.clients) route.clients = std::make_shared<std::atomic<uint32_t>>(0);
     std::map<std::string, uint32_t> backendOfAddress;
     for (const config::Server& server : pool.servers) {
       BackendSpec spec = backendFor(pool, server);

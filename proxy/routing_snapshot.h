@@ -7,6 +7,7 @@
 // they have answered what they owe.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -35,6 +36,9 @@ struct PoolRoute {
   config::Pool config;
   ring::Ring ring;
   std::vector<uint32_t> nodeBackend;  // ring node index -> index into RoutingSnapshot::backends
+  // Clients connected to this pool across all workers (for client_connections). Shared by
+  // every snapshot that has a pool of this name, so a reload does not reset it.
+  std::shared_ptr<std::atomic<uint32_t>> clients;
 };
 
 struct RoutingSnapshot {
@@ -43,7 +47,9 @@ struct RoutingSnapshot {
   std::vector<PoolRoute> pools;
   std::vector<BackendSpec> backends;
 
-  static std::shared_ptr<const RoutingSnapshot> build(const config::Topology& topology, uint64_t generation);
+  // `previous` (may be null) lends its per-pool client counters to pools of the same name.
+  static std::shared_ptr<const RoutingSnapshot> build(const config::Topology& topology, uint64_t generation,
+                                                      const RoutingSnapshot* previous = nullptr);
 };
 
 }  // namespace proxy

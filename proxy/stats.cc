@@ -28,6 +28,7 @@ int64_t processUptimeSeconds() {
 void PoolStats::add(const PoolStats& o) {
   clientConnections += o.clientConnections;
   clientsClosed += o.clientsClosed;
+  clientsRejected += o.clientsRejected;
   clientEof += o.clientEof;
   clientErr += o.clientErr;
   requests += o.requests;

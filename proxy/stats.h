@@ -19,6 +19,7 @@ int64_t processUptimeSeconds();
 struct PoolStats {
   uint64_t clientConnections = 0;  // accepted, total
   uint64_t clientsClosed = 0;
+  uint64_t clientsRejected = 0;    // refused for client_connections
   uint64_t clientEof = 0;          // clients that closed their end
   uint64_t clientErr = 0;          // clients closed for an error (protocol, socket)
   uint64_t requests = 0;

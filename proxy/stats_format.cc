@@ -108,6 +108,8 @@ std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& sn
        [](const PoolStats& s) { return s.clientConnections - s.clientsClosed; }},
       {"ringproxy_pool_client_connections_total", "counter", "Client connections accepted.",
        [](const PoolStats& s) { return s.clientConnections; }},
+      {"ringproxy_pool_clients_rejected_total", "counter", "Clients refused for client_connections.",
+       [](const PoolStats& s) { return s.clientsRejected; }},
       {"ringproxy_pool_requests_total", "counter", "Requests received from clients.",
        [](const PoolStats& s) { return s.requests; }},
       {"ringproxy_pool_fragments_total", "counter", "Sub-requests made by splitting multi-key requests.",

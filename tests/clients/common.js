@@ -33,6 +33,13 @@ function parseArgs(lib) {
   return { port, keys };
 }
 
+// Every fixed key a script writes, so that it can start from a clean slate (a rerun against
+// the same servers must not see the previous run's counters).
+function keysToReset(keys) {
+  return [...keys.spread, ...keys.spread.map((k) => `${k}:n`), ...keys.spread.map((k) => `${k}:log`),
+    ...keys.dels, ...keys.txn];
+}
+
 class Checker {
   constructor(lib) {
     this.lib = lib;
@@ -58,7 +65,7 @@ class Checker {
   }
 
   fail(message) {
-    const err = new Error(`[${this.lib}] step "${this.step}": ${message}`);
+    const err = new Error(`step "${this.step}": ${message}`);
     err.checkFailure = true;
     throw err;
   }
@@ -118,4 +125,4 @@ function run(c, scenario, timeoutMs = 30000) {
   );
 }
 
-module.exports = { parseArgs, Checker, countEvents, binaryValue, plain, run };
+module.exports = { parseArgs, keysToReset, Checker, countEvents, binaryValue, plain, run };

@@ -6,7 +6,7 @@
 "use strict";
 
 const Redis = require("ioredis");
-const { parseArgs, Checker, countEvents, binaryValue, run } = require("./common");
+const { parseArgs, keysToReset, Checker, countEvents, binaryValue, run } = require("./common");
 
 const LIB = "ioredis";
 const { port, keys } = parseArgs(LIB);
@@ -24,6 +24,9 @@ async function scenario() {
   // A proxy that rejected HELLO 3 would make ioredis fall back to RESP2 silently.
   c.eq("negotiated protocol", redis.condition && redis.condition.protocol, 3);
   const p = `${LIB}:${process.pid}`;
+
+  c.at("clean slate");
+  c.ok("DEL of the fixed keys", Number.isInteger(await redis.del(...keysToReset(keys))));
 
   c.at("SET/GET");
   c.eq("SET", await redis.set(`${p}:str`, "hello"), "OK");
@@ -71,6 +74,38 @@ async function scenario() {
     c.ok("exec rejected", err !== null);
     c.ok("EXECABORT error", /^EXECABORT/.test(err.message), err.message);
     c.eq("nothing ran", await redis.get(keys.txn[4]), null);
+  }
+
+  c.at("a transaction inside a pipeline (README: inline transactions)");
+  c.eq("results", await redis.pipeline()
+    .get(keys.spread[0])
+    .multi().set(keys.txn[4], "i4").get(keys.txn[4]).set(keys.txn[5], "i5").exec()
+    .get(keys.spread[2])
+    .exec(), [[null, "p0"], [null, "OK"], [null, "QUEUED"], [null, "QUEUED"], [null, "QUEUED"],
+    [null, ["OK", "i4", "OK"]], [null, "p2"]]);
+  c.eq("MGET after", await redis.mget(keys.txn[4], keys.txn[5]), ["i4", "i5"]);
+
+  c.at("multi() while other commands are in flight (replies in order)");
+  c.eq("replies", await Promise.all([
+    redis.get(keys.spread[0]),
+    redis.multi().incr(keys.txn[3]).get(keys.txn[0]).get(keys.txn[1]).exec(),
+    redis.get(keys.spread[1]),
+    redis.multi().decr(keys.txn[3]).exec(),
+    redis.mget(keys.spread[2], keys.spread[3], keys.spread[4]),
+  ]), ["p0", [[null, 3], [null, "m0"], [null, "m1"]], "p1", [[null, 2]], ["p2", "p3", "p4"]]);
+
+  c.at("WATCH: another connection changes the key -> exec() gives null");
+  {
+    const other = new Redis(port, "127.0.0.1");
+    c.eq("SET", await redis.set(`${p}:w`, "start"), "OK");
+    c.eq("WATCH", await redis.watch(`${p}:w`), "OK");
+    c.eq("other SET", await other.set(`${p}:w`, "changed"), "OK");
+    c.eq("exec after the change", await redis.multi().set(`${p}:w`, "mine").exec(), null);
+    c.eq("value", await redis.get(`${p}:w`), "changed");
+    c.eq("WATCH again", await redis.watch(`${p}:w`), "OK");
+    c.eq("exec untouched", await redis.multi().set(`${p}:w`, "mine").exec(), [[null, "OK"]]);
+    c.eq("value after", await other.get(`${p}:w`), "mine");
+    c.eq("other QUIT", await other.quit(), "OK");
   }
 
   c.at("many commands at once (Promise.all, no explicit pipeline)");
@@ -133,6 +168,17 @@ async function scenario() {
   c.at("connection stayed up");
   c.eq("events before quit", ev.counts, { connect: 1, ready: 1, error: 0, close: 0, reconnecting: 0, end: 0 });
   c.eq("error events", ev.errors, []);
+
+  // Last, so that a failure here leaves every other check above already done.
+  c.at("INFO and DBSIZE over all shards (on this RESP3 connection)");
+  {
+    const info = await redis.info();
+    const dbsize = await redis.dbsize();
+    c.ok("DBSIZE counts the keys written above", dbsize >= 20, dbsize);
+    c.ok("INFO names the backends' redis_version", /^redis_version:\d+\.\d+/m.test(info), info);
+    const m = /^db0:keys=(\d+)/m.exec(info);
+    c.ok(`INFO keyspace has db0:keys=${dbsize} like DBSIZE`, m !== null && Number(m[1]) === dbsize, info);
+  }
 
   c.at("QUIT");
   const ended = new Promise((resolve) => redis.once("end", resolve));

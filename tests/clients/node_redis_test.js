@@ -7,8 +7,8 @@
 // reply is checked; the connection must stay up (one connect, one ready, no error, no reconnect).
 "use strict";
 
-const { createClient, RESP_TYPES } = require("redis");
-const { parseArgs, Checker, countEvents, binaryValue, plain, run } = require("./common");
+const { createClient, RESP_TYPES, WatchError } = require("redis");
+const { parseArgs, keysToReset, Checker, countEvents, binaryValue, plain, run } = require("./common");
 
 const LIB = "node-redis";
 const { port, keys } = parseArgs("node_redis");
@@ -21,6 +21,9 @@ async function scenario() {
   await client.connect();
   c.eq("isReady", client.isReady, true);
   const p = `node_redis:${process.pid}`;
+
+  c.at("clean slate");
+  c.ok("DEL of the fixed keys", Number.isInteger(await client.del(keysToReset(keys))));
 
   c.at("SET/GET");
   c.eq("SET", await client.set(`${p}:str`, "hello"), "OK");
@@ -62,6 +65,35 @@ async function scenario() {
     .incr(keys.txn[3]).incr(keys.txn[3])
     .get(keys.txn[0]).get(keys.txn[1]).get(keys.txn[2])
     .exec(), ["OK", "OK", "OK", 1, 2, "m0", "m1", "m2"]);
+
+  c.at("multi() in the same tick as other commands (one write, replies in order)");
+  c.eq("replies", await Promise.all([
+    client.get(keys.spread[0]),
+    client.multi().incr(keys.txn[4]).get(keys.txn[0]).incr(keys.txn[5]).get(keys.txn[1]).exec(),
+    client.get(keys.spread[1]),
+    client.multi().incr(keys.txn[4]).incr(keys.txn[5]).exec(),
+    client.mGet([keys.spread[2], keys.spread[3], keys.spread[4]]),
+  ]), ["p0", [1, "m0", 1, "m1"], "p1", [2, 2], ["p2", "p3", "p4"]]);
+
+  c.at("WATCH: another connection changes the key -> exec() throws WatchError");
+  {
+    const other = await createClient({ url: `redis://127.0.0.1:${port}` }).on("error", () => {}).connect();
+    c.eq("SET", await client.set(`${p}:w`, "start"), "OK");
+    c.eq("WATCH", await client.watch(`${p}:w`), "OK");
+    c.eq("other SET", await other.set(`${p}:w`, "changed"), "OK");
+    let err = null;
+    try {
+      await client.multi().set(`${p}:w`, "mine").exec();
+    } catch (e) {
+      err = e;
+    }
+    c.ok("exec threw WatchError", err instanceof WatchError, err);
+    c.eq("value", await client.get(`${p}:w`), "changed");
+    c.eq("WATCH again", await client.watch(`${p}:w`), "OK");
+    c.eq("exec untouched", await client.multi().set(`${p}:w`, "mine").exec(), ["OK"]);
+    c.eq("value after", await other.get(`${p}:w`), "mine");
+    await other.close();
+  }
 
   c.at("INCR");
   c.eq("INCR", await client.incr(`${p}:counter`), 1);
@@ -120,6 +152,17 @@ async function scenario() {
   c.eq("isReady", client.isReady, true);
   c.eq("events before close", ev.counts, { connect: 1, ready: 1, error: 0, reconnecting: 0, end: 0 });
   c.eq("error events", ev.errors, []);
+
+  // Last, so that a failure here leaves every other check above already done.
+  c.at("INFO and DBSIZE over all shards (on this RESP3 connection)");
+  {
+    const info = await client.info();
+    const dbsize = await client.dbSize();
+    c.ok("DBSIZE counts the keys written above", dbsize >= 20, dbsize);
+    c.ok("INFO names the backends' redis_version", /^redis_version:\d+\.\d+/m.test(info), info);
+    const m = /^db0:keys=(\d+)/m.exec(info);
+    c.ok(`INFO keyspace has db0:keys=${dbsize} like DBSIZE`, m !== null && Number(m[1]) === dbsize, info);
+  }
 
   c.at("close");
   await client.close();

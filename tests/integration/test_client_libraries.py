@@ -8,7 +8,8 @@ against ringproxy (2 workers) over 3 real redis-servers:
   node_modules is missing): tests/clients/ioredis_test.js and node_redis_test.js run the same
   kind of scenario and check every reply and that the connection never dropped. Both speak
   RESP3 by default (HELLO 3 on connect). Without node the test fails, naming scripts/setup.
-- A raw RESP3 session whose replies must equal, byte for byte, a redis-server's after HELLO 3.
+- A raw RESP3 session whose replies must equal, byte for byte, a redis-server's after HELLO 3,
+  and INFO over RESP3 (ioredis' ready check) describing the backends as it does over RESP2.
 - Transactions: atomic on one server under concurrent readers, EXECABORT after a bad command,
   WATCH aborting EXEC, and `transactions: strict` refusing a second server (CROSSSLOT).
 
@@ -45,7 +46,8 @@ class ClientLibraries(unittest.TestCase):
             harness.redis_pool_config("libs", cls.port, servers, hash_name="murmur", extra='  hash_tag: "{}"\n')
             + harness.redis_pool_config("strict", cls.strict_port, servers, hash_name="murmur",
                                         extra='  hash_tag: "{}"\n  transactions: strict\n'))
-        cls.proxy = harness.start_ringproxy(cls.config, cls.port, extra=["--workers", str(cls.WORKERS)])
+        cls.proxy = harness.start_ringproxy(cls.config, cls.port, extra=["--workers", str(cls.WORKERS),
+                                                                         "-s", str(harness.free_port())])
         cls.proxy.wait_port(port=cls.strict_port)
         cls.direct = {p: redis.Redis(host="127.0.0.1", port=p) for p in cls.ports}
         for d in cls.direct.values():
@@ -147,6 +149,14 @@ class ClientLibraries(unittest.TestCase):
                          + [1, 1, 2, None])
         for i, k in enumerate(keys):
             self.assert_on_owner(k, f"t{i}".encode())
+        # A long transaction: 600 commands over the 3 servers, replies merged back in order.
+        pipe = r.pipeline()
+        for i in range(300):
+            pipe.incr(keys[i % len(keys)] + ":big").get(keys[(i + 1) % len(keys)])
+        expected = []
+        for i in range(300):
+            expected += [i // len(keys) + 1, f"t{(i + 1) % len(keys)}".encode()]
+        self.assertEqual(pipe.execute(), expected)
         # An error reply inside the transaction (wrong type) comes back in its place.
         pipe = r.pipeline()
         pipe.set(keys[0], "x").lpush(keys[0], "y").set(keys[1], "z")
@@ -261,6 +271,10 @@ class ClientLibraries(unittest.TestCase):
             ("DEL", spread[0], spread[1], spread[2], "r3:missing"),
             ("GET", "r3:h"),                           # WRONGTYPE error
             ("MULTI",), ("GET", "r3:missing"), ("HGETALL", "r3:h"), ("EXEC",),
+            # WATCH moves the client to a dedicated backend connection: it must speak RESP3 too
+            ("WATCH", "r3:h"), ("HGETALL", "r3:h"), ("HGET", "r3:h", "nofield"), ("ZSCORE", "r3:z", "m"),
+            ("MULTI",), ("HGETALL", "r3:h"), ("HGET", "r3:h", "nofield"), ("EXEC",),  # one server: WATCH's rule
+            ("WATCH", "r3:h"), ("UNWATCH",), ("HGETALL", "r3:h"),
         ]
         with RawConn(self.port) as proxy, RawConn(self.reference.port) as ref:
             hello = proxy.call_raw("HELLO", "3")
@@ -282,6 +296,31 @@ class ClientLibraries(unittest.TestCase):
             self.assertTrue(proxy.call_raw("SMEMBERS", "r3:set").startswith(b"~3\r\n"))
             self.assertEqual(proxy.call_raw("ZSCORE", "r3:z", "m"), b",1.5\r\n")
             self.assertEqual(proxy.call_raw("GET", "r3:missing"), b"_\r\n")
+
+    def test_info_over_resp3_reports_what_resp2_reports(self):
+        """ioredis and node-redis speak RESP3 by default, and ioredis sends INFO as its ready
+        check: INFO after HELLO 3 must describe the backends as it does over RESP2 (a RESP3
+        backend answers INFO with a verbatim string '=', not '$')."""
+        with RawConn(self.port) as r2, RawConn(self.port) as r3:
+            r2.call("SET", "info:k", "v")
+            self.assertTrue(r3.call_raw("HELLO", "3").startswith(b"%"))
+            dbsize = r2.call("DBSIZE")
+            self.assertEqual(r3.call("DBSIZE"), dbsize)
+            text2 = r2.call("INFO").decode()
+            raw3 = r3.call_raw("INFO")
+            self.assertIn(raw3[:1], (b"$", b"="), raw3[:40])
+            text3 = harness.parse_reply(raw3)[0].decode()
+            if raw3.startswith(b"="):
+                text3 = text3[4:]  # "txt:"
+
+            def fields(text):
+                return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+            f2, f3 = fields(text2), fields(text3)
+            self.assertTrue(f2.get("redis_version", "unknown")[0].isdigit(), text2)
+            self.assertIn("db0", f2, text2)
+            self.assertTrue(f2["db0"].startswith(f"keys={dbsize},"), text2)
+            for name in ("redis_version", "backends_answering", "db0"):
+                self.assertEqual(f3.get(name), f2.get(name), f"INFO field {name} over RESP3:\n{text3}")
 
     # Transactions ------------------------------------------------------------------------------
     def test_transaction_is_atomic_for_concurrent_readers(self):

@@ -439,3 +439,227 @@ def wait_for(predicate, timeout=5.0, interval=0.02, what="condition"):
         if time.time() > deadline:
             raise TimeoutError(f"{what} not reached within {timeout}s")
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------------
+# memcached: a pool section, a raw connection that reads text, meta and binary replies with
+# their exact bytes, binary packets, and what a memcached server holds (added for the
+# memcached tests; nothing above depends on it).
+
+def memcache_pool_config(name, listen_port, servers, hash_name="fnv1a_64", distribution="ketama", extra=""):
+    """One twemproxy pool section without `redis: true` (a memcached pool). `servers` are
+    "host:port:weight [name]" strings; `extra` is more indented "  key: value\\n" lines."""
+    lines = "".join(f"    - {s}\n" for s in servers)
+    return (f"{name}:\n  listen: 127.0.0.1:{listen_port}\n  hash: {hash_name}\n  distribution: {distribution}\n"
+            f"{extra}  servers:\n{lines}")
+
+
+MC_BIN_REQUEST, MC_BIN_RESPONSE = 0x80, 0x81
+MC_OP = {
+    "GET": 0x00, "SET": 0x01, "ADD": 0x02, "REPLACE": 0x03, "DELETE": 0x04, "INCREMENT": 0x05, "DECREMENT": 0x06,
+    "QUIT": 0x07, "FLUSH": 0x08, "GETQ": 0x09, "NOOP": 0x0a, "VERSION": 0x0b, "GETK": 0x0c, "GETKQ": 0x0d,
+    "APPEND": 0x0e, "PREPEND": 0x0f, "STAT": 0x10, "SETQ": 0x11, "ADDQ": 0x12, "REPLACEQ": 0x13, "DELETEQ": 0x14,
+    "INCREMENTQ": 0x15, "DECREMENTQ": 0x16, "QUITQ": 0x17, "FLUSHQ": 0x18, "APPENDQ": 0x19, "PREPENDQ": 0x1a,
+    "TOUCH": 0x1c, "GAT": 0x1d, "GATQ": 0x1e, "GATK": 0x23, "GATKQ": 0x24,
+}
+
+
+def mc_bin_request(opcode, key=b"", value=b"", extras=b"", opaque=0, cas=0, vbucket=0, magic=MC_BIN_REQUEST,
+                   body_length=None):
+    """One binary protocol request packet; `opcode` is a number or a name of MC_OP.
+    `body_length` overrides the header's total body length (for hostile frames)."""
+    import struct
+    if isinstance(opcode, str):
+        opcode = MC_OP[opcode]
+    key = key.encode() if isinstance(key, str) else key
+    value = value.encode() if isinstance(value, str) else value
+    body = len(extras) + len(key) + len(value) if body_length is None else body_length
+    return struct.pack(">BBHBBHIIQ", magic, opcode, len(key), len(extras), 0, vbucket, body, opaque,
+                       cas) + extras + key + value
+
+
+def mc_store_extras(flags=0, exptime=0):
+    """The extras of SET/ADD/REPLACE: flags and expiration."""
+    import struct
+    return struct.pack(">II", flags, exptime)
+
+
+def mc_counter_extras(delta, initial=0, exptime=0):
+    """The extras of INCREMENT/DECREMENT. exptime 0xffffffff: fail on a miss."""
+    import struct
+    return struct.pack(">QQI", delta, initial, exptime)
+
+
+class BinResponse(tuple):
+    """A parsed binary response: magic, opcode, status, opaque, cas, extras, key, value, raw."""
+    __slots__ = ()
+    _fields = ("magic", "opcode", "status", "opaque", "cas", "extras", "key", "value", "raw")
+
+    def __new__(cls, *values):
+        return tuple.__new__(cls, values)
+
+    def __getattr__(self, name):
+        try:
+            return self[self._fields.index(name)]
+        except ValueError:
+            raise AttributeError(name) from None
+
+    def without_cas(self):
+        """(opcode, status, opaque, extras, key, value): what two servers' answers share."""
+        return (self.opcode, self.status, self.opaque, self.extras, self.key, self.value)
+
+    def __repr__(self):
+        return (f"BinResponse(op=0x{self.opcode:02x}, status=0x{self.status:04x}, opaque={self.opaque}, "
+                f"cas={self.cas}, extras={self.extras!r}, key={self.key!r}, value={self.value[:60]!r})")
+
+
+def parse_bin_response(buf, pos=0):
+    """One binary response packet at buf[pos]: (BinResponse, end); Incomplete if short."""
+    import struct
+    if len(buf) < pos + 24:
+        raise Incomplete()
+    magic, opcode, keylen, extlen, _dt, status, body, opaque, cas = struct.unpack_from(">BBHBBHIIQ", buf, pos)
+    if magic != MC_BIN_RESPONSE:
+        raise ValueError(f"bad response magic 0x{magic:02x} at {pos}: {bytes(buf[pos:pos + 40])!r}")
+    end = pos + 24 + body
+    if len(buf) < end:
+        raise Incomplete()
+    p = pos + 24
+    extras = bytes(buf[p:p + extlen])
+    key = bytes(buf[p + extlen:p + extlen + keylen])
+    value = bytes(buf[p + extlen + keylen:end])
+    return BinResponse(magic, opcode, status, opaque, cas, extras, key, value, bytes(buf[pos:end])), end
+
+
+def parse_mc_text_reply(buf, pos=0):
+    """The end of one text or meta reply at buf[pos] (Incomplete if short): a line, or VALUE
+    items up to END, or `VA <n> ...` and its data block."""
+    nl = buf.find(b"\n", pos)
+    if nl < 0:
+        raise Incomplete()
+    line = bytes(buf[pos:nl + 1])
+    if line.startswith(b"VA "):
+        n = int(line.split()[1])
+        end = nl + 1 + n + 2
+        if len(buf) < end:
+            raise Incomplete()
+        return end
+    if not line.startswith(b"VALUE "):
+        return nl + 1
+    p = pos
+    while True:
+        nl = buf.find(b"\n", p)
+        if nl < 0:
+            raise Incomplete()
+        line = bytes(buf[p:nl + 1])
+        if line == b"END\r\n":
+            return nl + 1
+        if not line.startswith(b"VALUE "):
+            return p  # an error line after items: not part of this reply
+        n = int(line.split()[3])
+        p = nl + 1 + n + 2
+        if len(buf) < p:
+            raise Incomplete()
+
+
+class McConn(RawConn):
+    """A plain socket to a memcached speaker (memcached or the proxy), reading text, meta and
+    binary replies with their exact bytes (a reply starting with 0x81 is binary)."""
+
+    def _read_with(self, parse):
+        while True:
+            try:
+                end = parse(self.buf, self.pos)
+            except Incomplete:
+                self._fill()
+                continue
+            raw = bytes(self.buf[self.pos:end])
+            self.pos = end
+            return raw
+
+    def read_text(self):
+        """The exact bytes of the next text/meta reply (a get's items with their END)."""
+        return self._read_with(parse_mc_text_reply)
+
+    def read_line(self):
+        return self._read_with(lambda b, p: (b.index(b"\n", p) + 1) if b.find(b"\n", p) >= 0 else _incomplete())
+
+    def read_exact(self, n):
+        return self._read_with(lambda b, p: p + n if len(b) >= p + n else _incomplete())
+
+    def read_bin(self):
+        """The next binary response, parsed."""
+        raw = self._read_with(lambda b, p: parse_bin_response(b, p)[1])
+        return parse_bin_response(raw)[0]
+
+    def read_reply(self):
+        """The next reply of either kind: a BinResponse, or the exact bytes of a text one."""
+        while len(self.buf) <= self.pos:
+            self._fill()
+        return self.read_bin() if self.buf[self.pos] == MC_BIN_RESPONSE else self.read_text()
+
+    def call_text(self, data):
+        self.send(data.encode() if isinstance(data, str) else data)
+        return self.read_text()
+
+    def call_bin(self, *args, **kwargs):
+        self.send(mc_bin_request(*args, **kwargs))
+        return self.read_bin()
+
+    def drain(self, wait=0.2):
+        """Bytes that arrive within `wait` seconds beyond those already read (b"" for none);
+        b"<CLOSED>" is appended if the peer closed."""
+        old = self.sock.gettimeout()
+        self.sock.settimeout(wait)
+        data = bytearray(self.buf[self.pos:])
+        self.buf, self.pos = bytearray(), 0
+        try:
+            while True:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    data += b"<CLOSED>"
+                    break
+                data += chunk
+        except socket.timeout:
+            pass
+        except ConnectionResetError:
+            data += b"<CLOSED>"
+        finally:
+            self.sock.settimeout(old)
+        return bytes(data)
+
+
+def _incomplete():
+    raise Incomplete()
+
+
+def mc_exchange(port, data, timeout=10.0):
+    """Sends `data` on a fresh connection, half-closes it, and returns every byte the server
+    sent before closing (for sessions that end with quit or a close)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = bytearray()
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                return bytes(out)
+            out += chunk
+
+
+def mc_keys(port):
+    """{key bytes: {field: value}} of every live item on the memcached at `port`, from
+    `lru_crawler metadump all` (keys come back URL-encoded and are decoded here)."""
+    from urllib.parse import unquote_to_bytes
+    with McConn(port) as c:
+        c.send(b"lru_crawler metadump all\r\n")
+        items = {}
+        while True:
+            line = c.read_line()
+            if line == b"END\r\n":
+                return items
+            if line.startswith(b"ERROR") or line.startswith(b"BUSY"):
+                raise RuntimeError(f"metadump on {port}: {line!r}")
+            fields = dict(f.split(b"=", 1) for f in line.split())
+            key = unquote_to_bytes(fields.pop(b"key"))
+            items[key] = {k.decode(): v.decode() for k, v in fields.items()}
