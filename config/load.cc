@@ -564,6 +564,19 @@ constexpr KeySpec kPoolKeys[] = {
     {"transactions", setTransactions,
      "per_server or strict: how MULTI/EXEC over keys on several servers is handled (default "
      "per_server)"},
+    {"max_request_bytes", setNumber<&Pool::maxRequestBytes, 1024, 1073741824>,
+     "largest value a request may carry (a Redis argument, a memcached data block), refused "
+     "before it is buffered (default 67108864: 64 MiB)"},
+    {"max_request_args", setNumber<&Pool::maxRequestArgs, 2, 16777216>,
+     "most arguments (Redis) or keys (memcached get) in one request (default 1048576)"},
+    {"max_pending_requests", setNumber<&Pool::maxPendingRequests, 1, 16777216>,
+     "unanswered requests a client may have before the proxy stops reading from it "
+     "(default 16384)"},
+    {"max_client_output_bytes", setNumber<&Pool::maxClientOutputBytes, 65536, 17179869184ull>,
+     "reply bytes a client may leave unread before the proxy stops reading from it "
+     "(default 67108864)"},
+    {"client_idle_timeout", setNumber<&Pool::clientIdleTimeoutMs, 0, INT_MAX>,
+     "milliseconds after which a client with nothing in flight is closed (default 0: never)"},
 };
 
 const KeySpec* findKey(std::string_view name) {

@@ -58,6 +58,12 @@ struct Pool {
   Protocol protocol = Protocol::Memcache;  // follows `redis:` unless `protocol:` is given
   uint32_t vnodes = ring::kDefaultVnodes;
   TransactionMode transactions = TransactionMode::PerServer;
+  // Limits (ringproxy extensions; see README "Limits").
+  uint64_t maxRequestBytes = 64ull * 1024 * 1024;
+  uint64_t maxRequestArgs = 1024 * 1024;
+  uint64_t maxPendingRequests = 16 * 1024;
+  uint64_t maxClientOutputBytes = 64ull * 1024 * 1024;
+  int clientIdleTimeoutMs = 0;  // 0: never
   std::vector<Server> servers;
   int line = 0;
 

@@ -1,6 +1,7 @@
 #include "proxy/client_session.h"
 
 #include "proxy/log.h"
+#include "proxy/routing_snapshot.h"
 #include "proxy/worker.h"
 
 namespace proxy {
@@ -43,6 +44,7 @@ void ClientSession::acceptFrom(uv_stream_t* server, bool unixSocket) {
     return;
   }
   if (!unixSocket) uv_tcp_nodelay(&h_.tcp, 1);
+  lastActiveMs_ = uv_now(worker_.loop());
   // client_connections (twemproxy 0.5.0 parses it but never enforces it; ringproxy does).
   const uint32_t limit = worker_.snapshot().pools[pool_].config.clientConnections;
   const uint32_t before = clients_->fetch_add(1, std::memory_order_relaxed);
@@ -101,6 +103,7 @@ void ClientSession::onRead(ssize_t nread) {
     return;
   }
   in_.commit(static_cast<size_t>(nread));
+  lastActiveMs_ = uv_now(worker_.loop());
   if (!closing_) processInput();
   if (!wantsMoreInput() && !closing_) {
     stopReading();
@@ -110,8 +113,9 @@ void ClientSession::onRead(ssize_t nread) {
 }
 
 bool ClientSession::wantsMoreInput() const {
-  const SessionLimits& l = worker_.limits();
-  return pending_ < l.maxPendingRequests && out_.queuedBytes() < l.maxOutputBytes;
+  const PoolRoute* route = poolRoute();
+  if (route == nullptr) return true;  // draining after a reload removed the pool
+  return pending_ < route->config.maxPendingRequests && out_.queuedBytes() < route->config.maxClientOutputBytes;
 }
 
 void ClientSession::maybeResume() {
@@ -122,6 +126,8 @@ void ClientSession::maybeResume() {
   else paused_ = true;
   in_.releaseIfEmpty();
 }
+
+size_t ClientSession::pool() const { return pool_; }
 
 const PoolRoute* ClientSession::poolRoute() const {
   if (pool_ == kNoPool) return nullptr;
@@ -214,6 +220,13 @@ void ClientSession::closeAfterFlush() {
 
 void ClientSession::maybeFinishClose() {
   if (head_ == nullptr && out_.idle()) closeNow();
+}
+
+bool ClientSession::closeIfIdle(uint64_t nowMs, uint64_t timeoutMs) {
+  if (closing_ || head_ != nullptr || !out_.idle() || nowMs - lastActiveMs_ < timeoutMs) return false;
+  stats_->clientsIdleClosed++;
+  closeNow();
+  return true;
 }
 
 void ClientSession::remapPool(const std::vector<size_t>& remap) {

@@ -45,10 +45,14 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   void beginDrain();
   // Cancel everything and close now.
   void closeNow();
+  // client_idle_timeout: closes the session if it has had nothing in flight and no input for
+  // `timeoutMs`. Returns true when it closed.
+  bool closeIfIdle(uint64_t nowMs, uint64_t timeoutMs);
 
   // A reload renumbered the pools: `remap[old]` is this session's new pool index, or
   // kNoPool when its pool is gone (the session then finishes what is in flight and closes).
   static constexpr size_t kNoPool = SIZE_MAX;
+  size_t pool() const;
   void remapPool(const std::vector<size_t>& remap);
 
   ClientSession* listPrev = nullptr;  // the worker's list of sessions
@@ -114,6 +118,7 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   bool handleClosed_ = false;
   bool closeStarted_ = false;
   bool counted_ = false;  // included in clients_
+  uint64_t lastActiveMs_ = 0;
 };
 
 }  // namespace proxy

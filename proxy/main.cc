@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/io/memory_budget.h"
 #include "config/load.h"
 #include "proxy/control.h"
 #include "proxy/log.h"
@@ -45,6 +46,8 @@ const char kUsage[] =
     "  -m, --mbuf-size=N      : accepted for twemproxy compatibility; buffers grow as needed\n"
     "      --workers=N        : worker threads (default: number of cores)\n"
     "      --admin=ADDR:PORT  : admin HTTP: /metrics /stats /status /ring?pool=P, POST /reload\n"
+    "      --max-buffered-bytes=N : refuse new requests while socket buffers hold more than N\n"
+    "                         bytes in all (default 1073741824; 0: no limit)\n"
     "      --no-watch         : do not reload when the config file changes (SIGHUP still does)\n";
 
 // -D: the counters of the stats port, with twemproxy's names (and what ringproxy means by them).
@@ -87,6 +90,7 @@ struct Args {
   std::string statsAddr = "127.0.0.1";
   int workers = 0;
   bool watchConfig = true;
+  int64_t maxBufferedBytes = 1024LL * 1024 * 1024;
   std::string adminAddr;
   int adminPort = 0;
 };
@@ -167,6 +171,11 @@ int main(int argc, char** argv) {
       if (!parseInt(port, args.adminPort) || args.adminPort < 1 || args.adminPort > 65535)
         return usageError("bad --admin address '" + v + "' (ADDR:PORT)");
       args.adminAddr = host.empty() ? "127.0.0.1" : host;
+    } else if (takeValue(argc, argv, i, "--max-buffered-bytes", "--max-buffered-bytes", v)) {
+      char* end = nullptr;
+      const long long n = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || n < 0) return usageError("bad --max-buffered-bytes '" + v + "'");
+      args.maxBufferedBytes = n;
     } else if (a == "--no-watch") {
       args.watchConfig = false;
     } else {
@@ -194,6 +203,7 @@ int main(int argc, char** argv) {
     std::printf("ringproxy: configuration file '%s' syntax is ok\n", args.conf.c_str());
     return 0;
   }
+  backends::io::setBufferLimit(args.maxBufferedBytes);
   proxy::ControlOptions options;
   options.configFile = args.conf;
   options.workers = args.workers > 0 ? args.workers : static_cast<int>(uv_available_parallelism());

@@ -1,5 +1,8 @@
 #include "proxy/memcache_session.h"
 
+#include <algorithm>
+
+#include "backends/io/memory_budget.h"
 #include "backends/memcache/memcache_reply_framer.h"
 #include "proxy/routing_snapshot.h"
 #include "proxy/worker.h"
@@ -23,10 +26,17 @@ uint16_t binaryStatus(const char* data, size_t len) {
   return static_cast<uint16_t>((static_cast<uint8_t>(data[6]) << 8) | static_cast<uint8_t>(data[7]));
 }
 
+mc::RequestLimits limitsFor(const config::Pool& pool) {
+  mc::RequestLimits l;
+  l.maxValueLength = static_cast<size_t>(pool.maxRequestBytes);
+  l.maxKeys = static_cast<size_t>(std::min<uint64_t>(pool.maxRequestArgs, l.maxKeys));
+  return l;
+}
+
 }  // namespace
 
 MemcacheSession::MemcacheSession(Worker& worker, size_t pool)
-    : ClientSession(worker, pool), parser_(mc::RequestLimits{}) {}
+    : ClientSession(worker, pool), parser_(limitsFor(worker.snapshot().pools[pool].config)) {}
 
 void MemcacheSession::processInput() {
   while (!closing_ && !in_.empty() && wantsMoreInput()) {
@@ -54,6 +64,15 @@ void MemcacheSession::processInput() {
       stats_->errorsReplied++;
       scratch_.clear();
       if (mc::appendErrorReply(scratch_, parser_)) replyLocal(scratch_);
+    } else if (backends::io::overBufferLimit()) {
+      // The process holds --max-buffered-bytes already: refuse new work, not memory.
+      stats_->limitErrors++;
+      if (parser_.dialect() == mc::Dialect::Binary) {
+        replyBinary(parser_.binary().opcode, mc::kBinaryStatusOutOfMemory, parser_.binary().opaque,
+                    "ringproxy is over its buffer limit (--max-buffered-bytes)");
+      } else if (!parser_.noreply()) {
+        replyLocal("SERVER_ERROR out of memory: ringproxy is over its buffer limit (--max-buffered-bytes)\r\n");
+      }
     } else {
       dispatch(req);
     }

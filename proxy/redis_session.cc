@@ -3,6 +3,7 @@
 #include <atomic>
 #include <charconv>
 
+#include "backends/io/memory_budget.h"
 #include "proxy/log.h"
 #include "proxy/worker.h"
 
@@ -46,7 +47,8 @@ bool parseInt64(std::string_view s, int64_t& v) {
 
 RedisSession::RedisSession(Worker& worker, size_t pool)
     : ClientSession(worker, pool),
-      parser_(resp::RequestLimits{worker.limits().maxMultibulkCount, worker.limits().maxRequestBytes, 64 * 1024}),
+      parser_(resp::RequestLimits{worker.snapshot().pools[pool].config.maxRequestArgs,
+                                  worker.snapshot().pools[pool].config.maxRequestBytes, 64 * 1024}),
       clientId_(gNextClientId.fetch_add(1, std::memory_order_relaxed)) {}
 
 bool RedisSession::authRequired() const {
@@ -77,7 +79,13 @@ void RedisSession::processInput() {
     const size_t size = parser_.size();
     if (parser_.argc() > 0) {
       stats_->requests++;
-      dispatch(req);
+      if (backends::io::overBufferLimit()) {
+        // The process holds --max-buffered-bytes already: refuse new work, not memory.
+        stats_->limitErrors++;
+        replyError("ERR ringproxy is over its buffer limit (--max-buffered-bytes); retry later");
+      } else {
+        dispatch(req);
+      }
     }
     parser_.reset();
     in_.consume(size);

@@ -37,6 +37,8 @@ void PoolStats::add(const PoolStats& o) {
   protocolErrors += o.protocolErrors;
   forwardErrors += o.forwardErrors;
   serverEjects += o.serverEjects;
+  limitErrors += o.limitErrors;
+  clientsIdleClosed += o.clientsIdleClosed;
 }
 
 void WorkerReport::merge(const WorkerReport& o) {

@@ -28,6 +28,8 @@ struct PoolStats {
   uint64_t protocolErrors = 0;
   uint64_t forwardErrors = 0;      // requests a backend could not take or answer
   uint64_t serverEjects = 0;       // backends ejected from the ring (auto_eject_hosts)
+  uint64_t limitErrors = 0;        // requests refused for --max-buffered-bytes
+  uint64_t clientsIdleClosed = 0;  // clients closed by client_idle_timeout
 
   void add(const PoolStats& o);
 };

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "backends/io/memory_budget.h"
 #include "proxy/json_writer.h"
 #include "ring/ring_diff.h"
 
@@ -122,6 +123,10 @@ std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& sn
        [](const PoolStats& s) { return s.forwardErrors; }},
       {"ringproxy_pool_ejections_total", "counter", "Backends ejected from the ring (auto_eject_hosts).",
        [](const PoolStats& s) { return s.serverEjects; }},
+      {"ringproxy_pool_limit_errors_total", "counter", "Requests refused because the process was over --max-buffered-bytes.",
+       [](const PoolStats& s) { return s.limitErrors; }},
+      {"ringproxy_pool_idle_closed_total", "counter", "Clients closed by client_idle_timeout.",
+       [](const PoolStats& s) { return s.clientsIdleClosed; }},
   };
   for (const PoolMetric& m : kPool) {
     metric(m.name, m.type, m.help);
@@ -186,6 +191,10 @@ std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& sn
                   moved.second);
     out += line;
   }
+  metric("ringproxy_buffered_bytes", "gauge", "Bytes held by socket buffers across the process.");
+  std::snprintf(line, sizeof line, "ringproxy_buffered_bytes %lld\n",
+                static_cast<long long>(backends::io::bufferedBytes().load(std::memory_order_relaxed)));
+  out += line;
   metric("ringproxy_uptime_seconds", "gauge", "Seconds since the process started.");
   std::snprintf(line, sizeof line, "ringproxy_uptime_seconds %lld\n", static_cast<long long>(processUptimeSeconds()));
   out += line;

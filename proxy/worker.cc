@@ -96,6 +96,10 @@ void Worker::run() {
   uv_timer_init(&loop_, &stopTimer_);
   rejoinTimer_.data = this;
   uv_timer_init(&loop_, &rejoinTimer_);
+  idleTimer_.data = this;
+  uv_timer_init(&loop_, &idleTimer_);
+  uv_timer_start(&idleTimer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->sweepIdleClients(); }, 1000, 1000);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&idleTimer_));
   if (flusher_.start(&loop_) < 0) LOG_ERROR("worker %d: cannot start flusher", id_);
   applySnapshot(snapshot_, std::move(initialFds_));
   {
@@ -302,6 +306,24 @@ void Worker::onRejoinTimer() {
   armRejoinTimer();
 }
 
+void Worker::sweepIdleClients() {
+  // One pass a second over this worker's sessions: cheaper than a timer per connection, and
+  // the timeout is a coarse guard (seconds), not a precise deadline.
+  bool any = false;
+  for (const PoolRoute& p : snapshot_->pools) any = any || p.config.clientIdleTimeoutMs > 0;
+  if (!any) return;
+  const uint64_t now = uv_now(&loop_);
+  for (ClientSession* s = sessions_; s != nullptr;) {
+    ClientSession* next = s->listNext;
+    const size_t pool = s->pool();
+    if (pool < snapshot_->pools.size()) {
+      const int timeout = snapshot_->pools[pool].config.clientIdleTimeoutMs;
+      if (timeout > 0) s->closeIfIdle(now, static_cast<uint64_t>(timeout));
+    }
+    s = next;
+  }
+}
+
 void Worker::startListening(size_t pool, int fd) {
   auto l = std::make_unique<Listener>();
   l->worker = this;
@@ -427,6 +449,7 @@ void Worker::maybeFinishStop() {
   uv_timer_stop(&stopTimer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&stopTimer_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&rejoinTimer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&idleTimer_), nullptr);
   for (auto& [key, pool] : backendsByKey_) pool->retireNow();
   for (auto& [key, pool] : backends3ByKey_) pool->retireNow();
   backends3_.clear();

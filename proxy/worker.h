@@ -26,13 +26,6 @@ namespace proxy {
 
 class ClientSession;
 
-// Limits that bound what one client may hold (see README "Limits").
-struct SessionLimits {
-  size_t maxPendingRequests = 16 * 1024;      // reading pauses beyond this many unanswered requests
-  size_t maxOutputBytes = 64u * 1024 * 1024;  // reading pauses while this much reply data is unsent
-  size_t maxRequestBytes = 512u * 1024 * 1024;
-  size_t maxMultibulkCount = 1024 * 1024;
-};
 
 // Where a pool's keys go right now: the snapshot's ring, or, while backends are ejected
 // (auto_eject_hosts), a ring over the live ones. Owners are snapshot backend indexes.
@@ -43,7 +36,6 @@ struct Placement {
 };
 
 struct WorkerOptions {
-  SessionLimits limits;
   int drainTimeoutMs = 5000;  // on shutdown, how long in-flight requests may take
 };
 
@@ -82,7 +74,6 @@ class Worker {
   // A connection to backend `index` for one client alone (WATCH needs one: watched keys
   // belong to a connection). The caller owns it and ends it with close()/closeWhenIdle().
   backends::upstream::UpstreamConn* openDedicated(uint32_t index, bool resp3);
-  const SessionLimits& limits() const { return options_.limits; }
   // The counters of pool `name` on this worker (kept across reloads, by name).
   PoolStats& poolStats(const std::string& name);
   // Worker thread: this worker's counters and backend health, for the control thread.
@@ -102,6 +93,7 @@ class Worker {
   void rebuildPlacement(size_t pool);
   void armRejoinTimer();
   void onRejoinTimer();
+  void sweepIdleClients();
   void beginStop();
   void maybeFinishStop();
   static void onAsync(uv_async_t* a);
@@ -138,6 +130,7 @@ class Worker {
   std::vector<uint64_t> ejectedUntilMs_;       // per snapshot backend; 0: in the ring
   std::vector<uint64_t> ejectedAtUsec_;        // per snapshot backend: when last ejected
   uv_timer_t rejoinTimer_{};
+  uv_timer_t idleTimer_{};  // client_idle_timeout sweep, once a second
 };
 
 }  // namespace proxy

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <utility>
 
+#include "backends/io/memory_budget.h"
+
 namespace backends::io {
 
 class Buffer {
@@ -24,7 +26,10 @@ class Buffer {
     swap(tmp);
     return *this;
   }
-  ~Buffer() { std::free(data_); }
+  ~Buffer() {
+    if (data_ != nullptr) accountBuffer(-static_cast<int64_t>(capacity_));
+    std::free(data_);
+  }
 
   char* readable() { return data_ + start_; }
   const char* readable() const { return data_ + start_; }
@@ -58,6 +63,7 @@ class Buffer {
   // Frees the storage when nothing is buffered (idle connections hold no memory).
   void releaseIfEmpty() {
     if (start_ == end_ && data_ != nullptr) {
+      accountBuffer(-static_cast<int64_t>(capacity_));
       std::free(data_);
       data_ = nullptr;
       capacity_ = start_ = end_ = 0;
@@ -89,6 +95,7 @@ class Buffer {
       if (grown == nullptr) return false;
       data_ = grown;
     }
+    accountBuffer(static_cast<int64_t>(cap) - static_cast<int64_t>(capacity_));
     capacity_ = cap;
     start_ = 0;
     end_ = used;
