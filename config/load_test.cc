@@ -673,6 +673,11 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
       {"protocol", "redis"},
       {"vnodes", "32"},
       {"transactions", "strict"},
+      {"max_request_bytes", "1048576"},
+      {"max_request_args", "1000"},
+      {"max_pending_requests", "100"},
+      {"max_client_output_bytes", "1048576"},
+      {"client_idle_timeout", "30000"},
   };
   std::set<std::string_view> seen;
   std::string text = "all:\n";
@@ -688,6 +693,11 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
   const Pool p = mustLoad(text).pools[0];
   CHECK(p.hash == HashKind::Murmur);
   CHECK(p.hashTag == "{}");
+  CHECK(p.maxRequestBytes == 1048576);
+  CHECK(p.maxRequestArgs == 1000);
+  CHECK(p.maxPendingRequests == 100);
+  CHECK(p.maxClientOutputBytes == 1048576);
+  CHECK(p.clientIdleTimeoutMs == 30000);
   CHECK(p.distribution == Distribution::Vnode);
   CHECK(p.timeoutMs == 400);
   CHECK(p.backlog == 1024);

@@ -134,7 +134,9 @@ const PoolRoute* ClientSession::poolRoute() const {
   return &worker_.snapshot().pools[pool_];
 }
 
-Request* ClientSession::newRequest() { return new Request(this); }
+Request* ClientSession::newRequest() { return worker_.requests().get(this); }
+
+void ClientSession::freeRequest(Request* r) { worker_.requests().put(r); }
 
 void ClientSession::enqueue(Request* r) {
   if (tail_ != nullptr) tail_->next = r;
@@ -170,7 +172,7 @@ void ClientSession::popHeadAndDrain() {
   head_ = r->next;
   if (head_ == nullptr) tail_ = nullptr;
   pending_--;
-  delete r;
+  freeRequest(r);
   drainCompleted();
 }
 
@@ -181,7 +183,7 @@ void ClientSession::drainCompleted() {
     head_ = r->next;
     if (head_ == nullptr) tail_ = nullptr;
     pending_--;
-    delete r;
+    freeRequest(r);
   }
   if (closing_) maybeFinishClose();
 }
@@ -250,7 +252,7 @@ void ClientSession::closeNow() {
     Request* r = head_;
     head_ = r->next;
     r->cancelAll();
-    delete r;
+    freeRequest(r);
   }
   tail_ = nullptr;
   pending_ = 0;

@@ -70,6 +70,7 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   const PoolRoute* poolRoute() const;
 
   Request* newRequest();
+  void freeRequest(Request* r);
   void enqueue(Request* r);
   // Marks `r` complete (its reply in r->reply) and writes out whatever is now ready.
   void complete(Request* r);

@@ -233,7 +233,7 @@ void RedisSession::forwardKeyed(const CommandSpec& spec, const char* req) {
   }
   if (!sent) {
     std::string err = std::move(r->error);
-    delete r;
+    freeRequest(r);
     replyError(err);
     return;
   }

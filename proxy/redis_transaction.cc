@@ -231,7 +231,7 @@ void RedisSession::cmdWatch(const CommandSpec& spec, const char* req) {
   else scratch_.assign(req, parser_.size());
   if (!sendOn(*r, frag, node, *watchConn_, scratch_.data(), scratch_.size())) {
     std::string err = std::move(r->error);
-    delete r;
+    freeRequest(r);
     releaseWatch();
     replyError(err);
     return;
@@ -248,7 +248,7 @@ void RedisSession::cmdUnwatch(const char*) {
   r->kind = kSingle;
   const uint32_t frag = r->addFragment();
   if (!sendOn(*r, frag, watchBackend_, *watchConn_, kUnwatch.data(), kUnwatch.size())) {
-    delete r;
+    freeRequest(r);
     releaseWatch();
     replyLocal("+OK\r\n");  // the connection is gone, and its watches with it
     return;

@@ -43,6 +43,32 @@ class Request final : public backends::upstream::ReplySink {
  public:
   explicit Request(RequestOwner* owner) : owner_(owner) {}
 
+  // Makes a used request fresh for `owner`, keeping the capacity of its strings and vectors
+  // (RequestPool reuses requests so steady traffic does not allocate per request).
+  void reuse(RequestOwner* owner) {
+    owner_ = owner;
+    first_ = Fragment{};
+    more_.clear();
+    used_ = 0;
+    next = nullptr;
+    kind = 0;
+    complete = false;
+    waiting = 0;
+    reply.clear();
+    keyFragment.clear();
+    keyPosition.clear();
+    sum = 0;
+    error.clear();
+    localReplies.clear();
+    keyText.clear();
+    aux = 0;
+  }
+  // Bytes of heap this request keeps between uses.
+  size_t retainedBytes() const {
+    return reply.capacity() + first_.reply.capacity() + keyText.capacity() + error.capacity() +
+           more_.capacity() * sizeof(Fragment) + (keyFragment.capacity() + keyPosition.capacity()) * sizeof(uint32_t);
+  }
+
   void onReply(uint64_t cookie, const char* data, size_t len, bool isError) override {
     Fragment& f = fragment(static_cast<uint32_t>(cookie));
     f.conn = nullptr;
@@ -90,6 +116,43 @@ class Request final : public backends::upstream::ReplySink {
   Fragment first_;
   std::vector<Fragment> more_;
   uint32_t used_ = 0;
+};
+
+}  // namespace proxy
+
+namespace proxy {
+
+// A worker's free list of requests. Allocating and freeing a Request (and the strings inside
+// it) per request cost about 10% of the instructions of a proxied GET; reusing them costs a
+// few. Requests that grew large are freed rather than kept, so the pool holds little memory.
+class RequestPool {
+ public:
+  RequestPool() = default;
+  RequestPool(const RequestPool&) = delete;
+  RequestPool& operator=(const RequestPool&) = delete;
+  ~RequestPool() {
+    for (Request* r : free_) delete r;
+  }
+
+  Request* get(RequestOwner* owner) {
+    if (free_.empty()) return new Request(owner);
+    Request* r = free_.back();
+    free_.pop_back();
+    r->reuse(owner);
+    return r;
+  }
+  void put(Request* r) {
+    if (free_.size() >= kMaxFree || r->retainedBytes() > kMaxRetained) {
+      delete r;
+      return;
+    }
+    free_.push_back(r);
+  }
+
+ private:
+  static constexpr size_t kMaxFree = 1024;
+  static constexpr size_t kMaxRetained = 16 * 1024;
+  std::vector<Request*> free_;
 };
 
 }  // namespace proxy

@@ -18,6 +18,7 @@
 
 #include "backends/io/flush_scheduler.h"
 #include "backends/upstream/backend_pool.h"
+#include "proxy/request.h"
 #include "proxy/routing_snapshot.h"
 #include "ring/ring.h"
 #include "proxy/stats.h"
@@ -76,6 +77,7 @@ class Worker {
   backends::upstream::UpstreamConn* openDedicated(uint32_t index, bool resp3);
   // The counters of pool `name` on this worker (kept across reloads, by name).
   PoolStats& poolStats(const std::string& name);
+  RequestPool& requests() { return requests_; }
   // Worker thread: this worker's counters and backend health, for the control thread.
   WorkerReport report() const;
   void addSession(ClientSession* s);
@@ -121,6 +123,7 @@ class Worker {
   bool ready_ = false;   // guarded by mutex_: the loop and async handle exist
   bool closed_ = false;  // guarded by mutex_: the async handle is closed, post() drops work
   std::unordered_map<std::string, std::unique_ptr<PoolStats>> poolStats_;
+  RequestPool requests_;
   struct LivePool {
     Placement placement;
     std::unique_ptr<ring::Ring> liveRing;  // set while some of the pool's backends are ejected
