@@ -7,9 +7,12 @@
 namespace proxy {
 
 namespace {
-// Read at most this much per read callback: big enough for deep pipelines, small enough that
-// one client cannot monopolise a turn of the loop.
-constexpr size_t kReadChunk = 64 * 1024;
+// Reads get whatever room the input buffer has, at least this much. An empty buffer is a
+// first-size block lent by the thread (16 KiB, see io::Buffer), so asking for more would
+// force a fresh, larger allocation on every read of an idle connection.
+constexpr size_t kMinRead = 4 * 1024;
+// ...and at most this much per callback, so one client cannot monopolise a turn of the loop.
+constexpr size_t kMaxRead = 256 * 1024;
 }  // namespace
 
 ClientSession::ClientSession(Worker& worker, size_t pool)
@@ -78,8 +81,8 @@ void ClientSession::stopReading() {
 void ClientSession::onAllocCb(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* self = static_cast<ClientSession*>(h->data);
   size_t avail = 0;
-  char* p = self->in_.writable(kReadChunk, &avail);
-  *buf = uv_buf_init(p, p ? static_cast<unsigned>(std::min(avail, kReadChunk * 4)) : 0);
+  char* p = self->in_.writable(kMinRead, &avail);
+  *buf = uv_buf_init(p, p ? static_cast<unsigned>(std::min(avail, kMaxRead)) : 0);
 }
 
 void ClientSession::onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {

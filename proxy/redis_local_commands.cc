@@ -33,7 +33,7 @@ constexpr std::string_view kReportedRedisVersion = "7.0.0";
 
 void RedisSession::runLocal(const CommandSpec& spec, const char* req) {
   const std::string_view n = spec.name;
-  scratch_.clear();
+  s_.bytes.clear();
   if (n == "ping") {
     cmdPing(req);
   } else if (n == "quit") {
@@ -51,8 +51,8 @@ void RedisSession::runLocal(const CommandSpec& spec, const char* req) {
   } else if (n == "client") {
     cmdClient(req);
   } else if (n == "time" || (n == "echo")) {
-    pureLocalReply(spec, req, scratch_);
-    replyLocal(scratch_);
+    pureLocalReply(spec, req, s_.bytes);
+    replyLocal(s_.bytes);
   } else if (n == "dbsize") {
     broadcast(kSum, "*1\r\n$6\r\nDBSIZE\r\n");
   } else if (n == "info") {
@@ -163,9 +163,9 @@ void RedisSession::cmdPing(const char* req) {
     replyError("ERR wrong number of arguments for 'ping' command");
     return;
   }
-  if (argc() == 2) resp::appendBulk(scratch_, arg(req, 1));
-  else resp::appendSimpleString(scratch_, "PONG");
-  replyLocal(scratch_);
+  if (argc() == 2) resp::appendBulk(s_.bytes, arg(req, 1));
+  else resp::appendSimpleString(s_.bytes, "PONG");
+  replyLocal(s_.bytes);
 }
 
 void RedisSession::cmdSelect(const char* req) {
@@ -180,8 +180,8 @@ void RedisSession::cmdSelect(const char* req) {
     replyError("ERR ringproxy serves one database per pool (redis_db in the config); only SELECT 0 is accepted");
     return;
   }
-  resp::appendSimpleString(scratch_, "OK");
-  replyLocal(scratch_);
+  resp::appendSimpleString(s_.bytes, "OK");
+  replyLocal(s_.bytes);
 }
 
 void RedisSession::cmdAuth(const char* req) {
@@ -199,8 +199,8 @@ void RedisSession::cmdAuth(const char* req) {
   const bool userOk = argc() == 2 || arg(req, 1) == "default";
   if (userOk && arg(req, argc() - 1) == password) {
     authenticated_ = true;
-    resp::appendSimpleString(scratch_, "OK");
-    replyLocal(scratch_);
+    resp::appendSimpleString(s_.bytes, "OK");
+    replyLocal(s_.bytes);
     return;
   }
   replyError("WRONGPASS invalid username-password pair or user is disabled.");
@@ -254,23 +254,23 @@ void RedisSession::cmdHello(const char* req) {
   authenticated_ = authenticated_ || authOk;
   protocol_ = proto;
   clientName_ = name;
-  scratch_.clear();
-  resp::appendMapHeader(scratch_, 7, protocol_);
-  resp::appendBulk(scratch_, "server");
-  resp::appendBulk(scratch_, "redis");
-  resp::appendBulk(scratch_, "version");
-  resp::appendBulk(scratch_, kReportedRedisVersion);
-  resp::appendBulk(scratch_, "proto");
-  resp::appendInteger(scratch_, static_cast<int>(protocol_));
-  resp::appendBulk(scratch_, "id");
-  resp::appendInteger(scratch_, static_cast<int64_t>(clientId_));
-  resp::appendBulk(scratch_, "mode");
-  resp::appendBulk(scratch_, "standalone");
-  resp::appendBulk(scratch_, "role");
-  resp::appendBulk(scratch_, "master");
-  resp::appendBulk(scratch_, "modules");
-  resp::appendArrayHeader(scratch_, 0);
-  replyLocal(scratch_);
+  s_.bytes.clear();
+  resp::appendMapHeader(s_.bytes, 7, protocol_);
+  resp::appendBulk(s_.bytes, "server");
+  resp::appendBulk(s_.bytes, "redis");
+  resp::appendBulk(s_.bytes, "version");
+  resp::appendBulk(s_.bytes, kReportedRedisVersion);
+  resp::appendBulk(s_.bytes, "proto");
+  resp::appendInteger(s_.bytes, static_cast<int>(protocol_));
+  resp::appendBulk(s_.bytes, "id");
+  resp::appendInteger(s_.bytes, static_cast<int64_t>(clientId_));
+  resp::appendBulk(s_.bytes, "mode");
+  resp::appendBulk(s_.bytes, "standalone");
+  resp::appendBulk(s_.bytes, "role");
+  resp::appendBulk(s_.bytes, "master");
+  resp::appendBulk(s_.bytes, "modules");
+  resp::appendArrayHeader(s_.bytes, 0);
+  replyLocal(s_.bytes);
 }
 
 void RedisSession::appendCommandInfo(std::string& out, const CommandSpec& spec) {
@@ -289,34 +289,34 @@ void RedisSession::cmdCommand(const char* req) {
   const auto table = commandTable();
   auto supported = [](const CommandSpec& s) { return s.route != Route::Unsupported; };
   if (argc() == 1) {
-    resp::appendArrayHeader(scratch_, std::count_if(table.begin(), table.end(), supported));
+    resp::appendArrayHeader(s_.bytes, std::count_if(table.begin(), table.end(), supported));
     for (const CommandSpec& s : table)
-      if (supported(s)) appendCommandInfo(scratch_, s);
-    replyLocal(scratch_);
+      if (supported(s)) appendCommandInfo(s_.bytes, s);
+    replyLocal(s_.bytes);
     return;
   }
   const std::string sub = lower(arg(req, 1));
   if (sub == "count") {
-    resp::appendInteger(scratch_, std::count_if(table.begin(), table.end(), supported));
+    resp::appendInteger(s_.bytes, std::count_if(table.begin(), table.end(), supported));
   } else if (sub == "info") {
-    resp::appendArrayHeader(scratch_, argc() - 2);
+    resp::appendArrayHeader(s_.bytes, argc() - 2);
     for (size_t i = 2; i < argc(); ++i) {
       const CommandSpec* s = findCommand(arg(req, i));
-      if (s != nullptr && supported(*s)) appendCommandInfo(scratch_, *s);
-      else resp::appendNullArray(scratch_, protocol_);
+      if (s != nullptr && supported(*s)) appendCommandInfo(s_.bytes, *s);
+      else resp::appendNullArray(s_.bytes, protocol_);
     }
   } else if (sub == "docs") {
     // No documentation is served; an empty map is what clients accept for "nothing known".
-    resp::appendMapHeader(scratch_, 0, protocol_);
+    resp::appendMapHeader(s_.bytes, 0, protocol_);
   } else if (sub == "list") {
-    resp::appendArrayHeader(scratch_, std::count_if(table.begin(), table.end(), supported));
+    resp::appendArrayHeader(s_.bytes, std::count_if(table.begin(), table.end(), supported));
     for (const CommandSpec& s : table)
-      if (supported(s)) resp::appendBulk(scratch_, s.name);
+      if (supported(s)) resp::appendBulk(s_.bytes, s.name);
   } else {
     replyError("ERR unknown subcommand '" + std::string(arg(req, 1)) + "'. Try COMMAND HELP.");
     return;
   }
-  replyLocal(scratch_);
+  replyLocal(s_.bytes);
 }
 
 void RedisSession::cmdClient(const char* req) {
@@ -332,27 +332,27 @@ void RedisSession::cmdClient(const char* req) {
       return;
     }
     clientName_ = std::string(name);
-    resp::appendSimpleString(scratch_, "OK");
+    resp::appendSimpleString(s_.bytes, "OK");
   } else if (sub == "getname" && argc() == 2) {
-    if (clientName_.empty()) resp::appendNull(scratch_, protocol_);
-    else resp::appendBulk(scratch_, clientName_);
+    if (clientName_.empty()) resp::appendNull(s_.bytes, protocol_);
+    else resp::appendBulk(s_.bytes, clientName_);
   } else if (sub == "id" && argc() == 2) {
-    resp::appendInteger(scratch_, static_cast<int64_t>(clientId_));
+    resp::appendInteger(s_.bytes, static_cast<int64_t>(clientId_));
   } else if ((sub == "setinfo" && argc() == 4) || ((sub == "no-evict" || sub == "no-touch") && argc() == 3) ||
              (sub == "reply" && argc() == 3 && equalsIgnoreCase(arg(req, 2), "on"))) {
     // Per-connection hints with no effect through a proxy: accepted, as clients send them
     // during their handshake and treat an error as fatal.
-    resp::appendSimpleString(scratch_, "OK");
+    resp::appendSimpleString(s_.bytes, "OK");
   } else if (sub == "info" && argc() == 2) {
     const std::string line = "id=" + std::to_string(clientId_) + " name=" + clientName_ +
                              " db=0 resp=" + std::to_string(static_cast<int>(protocol_)) + " lib-name= lib-ver=\n";
-    resp::appendBulk(scratch_, line);
+    resp::appendBulk(s_.bytes, line);
   } else {
     replyError("ERR ringproxy does not support 'CLIENT " + std::string(arg(req, 1)) +
                "' (the proxy answers SETNAME, GETNAME, ID, INFO, SETINFO, NO-EVICT, NO-TOUCH)");
     return;
   }
-  replyLocal(scratch_);
+  replyLocal(s_.bytes);
 }
 
 }  // namespace proxy

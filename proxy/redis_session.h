@@ -15,6 +15,7 @@
 #include "backends/resp/resp_encode.h"
 #include "proxy/client_session.h"
 #include "proxy/redis_commands.h"
+#include "proxy/session_scratch.h"
 
 namespace proxy {
 
@@ -37,6 +38,7 @@ class RedisSession final : public ClientSession {
   };
 
   void processInput() override;
+  void frameRequests();
   std::string_view tooManyClientsReply() const override { return "-ERR max number of clients reached\r\n"; }
   void dispatch(char* req);
   void onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) override;
@@ -87,11 +89,11 @@ class RedisSession final : public ClientSession {
 
   void replyError(std::string_view text);  // text starts with the code: "ERR ..."
   void replyUnknownCommand(const char* req);
-  std::string_view arg(const char* req, size_t i) const { return parser_.arg(req, i); }
-  size_t argc() const { return parser_.argc(); }
+  std::string_view arg(const char* req, size_t i) const { return parser_->arg(req, i); }
+  size_t argc() const { return parser_->argc(); }
   bool authRequired() const;
 
-  backends::resp::RequestParser parser_;
+  backends::resp::RequestParser* parser_ = nullptr;  // lent by the worker while input is pending
   backends::resp::Protocol protocol_ = backends::resp::Protocol::Resp2;
   bool authenticated_ = false;
   std::string clientName_;
@@ -102,13 +104,7 @@ class RedisSession final : public ClientSession {
   std::vector<Queued> queued_;
   backends::upstream::UpstreamConn* watchConn_ = nullptr;
   uint32_t watchBackend_ = 0;
-  // Scratch space reused across requests, so steady traffic allocates nothing here.
-  std::string scratch_;
-  std::vector<uint32_t> keys_;
-  std::vector<int32_t> fragmentOfNode_;  // by backend index
-  std::vector<std::string> subRequests_;
-  std::vector<uint32_t> subKeyCounts_;
-  std::vector<std::vector<backends::resp::ByteSpan>> elementSpans_;
+  SessionScratch& s_;  // the worker's scratch space (see session_scratch.h)
 };
 
 }  // namespace proxy

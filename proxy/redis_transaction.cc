@@ -81,8 +81,8 @@ void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
     return;
   }
   if (multiBackend_ < 0) multiBackend_ = static_cast<int32_t>(node);
-  if (parser_.isInline()) resp::appendMultibulk(q.bytes, req, parser_.args());
-  else q.bytes.assign(req, parser_.size());
+  if (parser_->isInline()) resp::appendMultibulk(q.bytes, req, parser_->args());
+  else q.bytes.assign(req, parser_->size());
   q.backend = static_cast<int32_t>(node);
   queued_.push_back(std::move(q));
   replyLocal("+QUEUED\r\n");
@@ -106,11 +106,11 @@ void RedisSession::cmdExec() {
   r->keyPosition.assign(queued_.size(), 0);
   r->localReplies.resize(queued_.size());
   // Group by server in order of first appearance; each group is one MULTI ... EXEC.
-  fragmentOfNode_.assign(worker_.snapshot().backends.size(), -1);
+  s_.fragmentOfBackend.assign(worker_.snapshot().backends.size(), -1);
   std::vector<uint32_t> nodes;
   for (const Queued& q : queued_)
-    if (q.backend >= 0 && fragmentOfNode_[q.backend] < 0) {
-      fragmentOfNode_[q.backend] = 0;
+    if (q.backend >= 0 && s_.fragmentOfBackend[q.backend] < 0) {
+      s_.fragmentOfBackend[q.backend] = 0;
       nodes.push_back(static_cast<uint32_t>(q.backend));
     }
   for (uint32_t node : nodes) {
@@ -226,10 +226,10 @@ void RedisSession::cmdWatch(const CommandSpec& spec, const char* req) {
   Request* r = newRequest();
   r->kind = kSingle;
   const uint32_t frag = r->addFragment();
-  scratch_.clear();
-  if (parser_.isInline()) resp::appendMultibulk(scratch_, req, parser_.args());
-  else scratch_.assign(req, parser_.size());
-  if (!sendOn(*r, frag, node, *watchConn_, scratch_.data(), scratch_.size())) {
+  s_.bytes.clear();
+  if (parser_->isInline()) resp::appendMultibulk(s_.bytes, req, parser_->args());
+  else s_.bytes.assign(req, parser_->size());
+  if (!sendOn(*r, frag, node, *watchConn_, s_.bytes.data(), s_.bytes.size())) {
     std::string err = std::move(r->error);
     freeRequest(r);
     releaseWatch();

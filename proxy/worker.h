@@ -19,6 +19,7 @@
 #include "backends/io/flush_scheduler.h"
 #include "backends/upstream/backend_pool.h"
 #include "proxy/request.h"
+#include "proxy/session_scratch.h"
 #include "proxy/routing_snapshot.h"
 #include "ring/ring.h"
 #include "proxy/stats.h"
@@ -78,6 +79,9 @@ class Worker {
   // The counters of pool `name` on this worker (kept across reloads, by name).
   PoolStats& poolStats(const std::string& name);
   RequestPool& requests() { return requests_; }
+  SessionScratch& scratch() { return scratch_; }
+  LendingPool<backends::resp::RequestParser>& respParsers() { return respParsers_; }
+  LendingPool<backends::memcache::RequestParser>& memcacheParsers() { return memcacheParsers_; }
   // Worker thread: this worker's counters and backend health, for the control thread.
   WorkerReport report() const;
   void addSession(ClientSession* s);
@@ -124,6 +128,9 @@ class Worker {
   bool closed_ = false;  // guarded by mutex_: the async handle is closed, post() drops work
   std::unordered_map<std::string, std::unique_ptr<PoolStats>> poolStats_;
   RequestPool requests_;
+  SessionScratch scratch_;
+  LendingPool<backends::resp::RequestParser> respParsers_;
+  LendingPool<backends::memcache::RequestParser> memcacheParsers_;
   struct LivePool {
     Placement placement;
     std::unique_ptr<ring::Ring> liveRing;  // set while some of the pool's backends are ejected

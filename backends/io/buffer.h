@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "backends/io/memory_budget.h"
 
@@ -27,8 +28,10 @@ class Buffer {
     return *this;
   }
   ~Buffer() {
-    if (data_ != nullptr) accountBuffer(-static_cast<int64_t>(capacity_));
-    std::free(data_);
+    if (data_ != nullptr) {
+      accountBuffer(-static_cast<int64_t>(capacity_));
+      freeBlock(data_, capacity_);
+    }
   }
 
   char* readable() { return data_ + start_; }
@@ -64,7 +67,7 @@ class Buffer {
   void releaseIfEmpty() {
     if (start_ == end_ && data_ != nullptr) {
       accountBuffer(-static_cast<int64_t>(capacity_));
-      std::free(data_);
+      freeBlock(data_, capacity_);
       data_ = nullptr;
       capacity_ = start_ = end_ = 0;
     }
@@ -84,17 +87,11 @@ class Buffer {
     }
     size_t cap = capacity_ == 0 ? kInitial : capacity_;
     while (cap - used < min) cap *= 2;
-    if (start_ > 0) {
-      char* fresh = static_cast<char*>(std::malloc(cap));
-      if (fresh == nullptr) return false;
-      if (used) std::memcpy(fresh, data_ + start_, used);
-      std::free(data_);
-      data_ = fresh;
-    } else {
-      char* grown = static_cast<char*>(std::realloc(data_, cap));
-      if (grown == nullptr) return false;
-      data_ = grown;
-    }
+    char* fresh = allocBlock(cap);
+    if (fresh == nullptr) return false;
+    if (used) std::memcpy(fresh, data_ + start_, used);
+    if (data_ != nullptr) freeBlock(data_, capacity_);
+    data_ = fresh;
     accountBuffer(static_cast<int64_t>(cap) - static_cast<int64_t>(capacity_));
     capacity_ = cap;
     start_ = 0;
@@ -109,7 +106,43 @@ class Buffer {
     std::swap(end_, o.end_);
   }
 
+  // Buffers are lent, not owned, while idle: a connection gives its first-size block back as
+  // soon as it is empty, and the thread keeps a few such blocks for the next connection that
+  // needs one. An idle connection then holds no buffer at all, and the give-and-take costs a
+  // few instructions instead of a malloc/free pair.
+  static std::vector<char*>& spareBlocks() {
+    thread_local struct Spares {
+      std::vector<char*> blocks;
+      ~Spares() {
+        for (char* b : blocks) std::free(b);
+      }
+    } spares;
+    return spares.blocks;
+  }
+  static char* allocBlock(size_t cap) {
+    if (cap == kInitial) {
+      auto& spares = spareBlocks();
+      if (!spares.empty()) {
+        char* b = spares.back();
+        spares.pop_back();
+        return b;
+      }
+    }
+    return static_cast<char*>(std::malloc(cap));
+  }
+  static void freeBlock(char* block, size_t cap) {
+    if (cap == kInitial) {
+      auto& spares = spareBlocks();
+      if (spares.size() < kMaxSpares) {
+        spares.push_back(block);
+        return;
+      }
+    }
+    std::free(block);
+  }
+
   static constexpr size_t kInitial = 16 * 1024;
+  static constexpr size_t kMaxSpares = 256;
   char* data_ = nullptr;
   size_t capacity_ = 0;
   size_t start_ = 0;

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include <cstddef>
+#include <memory>
 
 #include "backends/io/buffer.h"
 
@@ -18,7 +19,7 @@ class OutputQueue {
   // Called when an asynchronous write completes; status < 0 is a libuv error.
   using DoneFn = void (*)(void* owner, int status);
 
-  OutputQueue(void* owner, DoneFn done) : owner_(owner), done_(done) { req_.data = this; }
+  OutputQueue(void* owner, DoneFn done) : owner_(owner), done_(done) {}
 
   void append(const char* p, size_t n) { pending_.append(p, n); }
   Buffer& pendingBuffer() { return pending_; }
@@ -35,12 +36,19 @@ class OutputQueue {
     const int n = uv_try_write(stream, &buf, 1);
     if (n > 0) pending_.consume(static_cast<size_t>(n));
     else if (n != UV_EAGAIN && n < 0) return n;
-    if (pending_.empty()) return 0;
+    if (pending_.empty()) {
+      pending_.releaseIfEmpty();  // lent back: an idle connection keeps no output buffer
+      return 0;
+    }
     // The kernel buffer is full: hand the rest to libuv, which keeps the bytes until written.
     std::swap(pending_, inflight_);
     buf = uv_buf_init(inflight_.readable(), static_cast<unsigned>(inflight_.readableSize()));
+    // The write request lives only while a write is in flight: idle connections (most of them)
+    // do not carry its 192 bytes.
+    if (!req_) req_ = std::make_unique<uv_write_t>();
+    req_->data = this;
     writing_ = true;
-    const int rc = uv_write(&req_, stream, &buf, 1, &OutputQueue::onWritten);
+    const int rc = uv_write(req_.get(), stream, &buf, 1, &OutputQueue::onWritten);
     if (rc < 0) writing_ = false;
     return rc;
   }
@@ -50,6 +58,7 @@ class OutputQueue {
     auto* self = static_cast<OutputQueue*>(req->data);
     self->writing_ = false;
     self->inflight_.consume(self->inflight_.readableSize());
+    self->inflight_.releaseIfEmpty();
     self->done_(self->owner_, status);
   }
 
@@ -57,7 +66,7 @@ class OutputQueue {
   DoneFn done_;
   Buffer pending_;
   Buffer inflight_;
-  uv_write_t req_{};
+  std::unique_ptr<uv_write_t> req_;
   bool writing_ = false;
 };
 

@@ -138,6 +138,8 @@ class SpanList {
 class RequestParser {
  public:
   explicit RequestParser(const RequestLimits& limits = {}) noexcept : limits_(limits) {}
+  // For a parser lent from a pool to connections with different limits; call between requests.
+  void setLimits(const RequestLimits& limits) noexcept { limits_ = limits; }
   RequestParser(const RequestParser&) = delete;
   RequestParser& operator=(const RequestParser&) = delete;
 

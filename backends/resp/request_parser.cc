@@ -16,51 +16,45 @@ namespace {
 // which keeps a header from ever being rescanned more than a few bytes per call.
 constexpr size_t kMaxHeaderLine = 32;
 
+// The number of a header line ("*3\r\n", "$16\r\n") in one pass, exactly as strict as
 // Redis's string2ll, which decides what Redis itself accepts in request headers: an optional
-// '-', then digits without leading zeros ("0" alone is fine, "-0", "+1", "01" and "" are not),
-// and no overflow. Being exactly as strict keeps us from forwarding what Redis would refuse.
-bool parseStrictInt(const char* p, size_t n, int64_t* out) noexcept {
-  if (n == 0) return false;
-  if (n == 1 && p[0] == '0') {
-    *out = 0;
-    return true;
-  }
+// '-', digits without leading zeros ("0" alone is fine, "-0", "+1", "01" and "" are not), no
+// overflow; then CRLF within kMaxHeaderLine bytes of the line's start (a line too long to be a
+// header, or a CR without LF, is an Error). Being as strict as Redis keeps us from forwarding
+// what Redis would refuse. `start` is the first byte after the
+// type byte; *next is where the following line begins. Every request has at least three
+// header lines, so this is one fused scan (a memchr then a second parse cost ~2x as much).
+ParseStatus readHeaderNumber(const char* data, size_t len, size_t start, int64_t* value, size_t* next) noexcept {
+  size_t i = start;
+  const size_t lineEnd = std::min(len, start - 1 + kMaxHeaderLine);
   bool negative = false;
-  if (p[0] == '-') {
+  if (i < lineEnd && data[i] == '-') {
     negative = true;
-    ++p;
-    --n;
-    if (n == 0) return false;
+    ++i;
   }
-  if (p[0] < '1' || p[0] > '9') return false;
+  const size_t digits = i;
   uint64_t v = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const unsigned d = static_cast<unsigned char>(p[i]) - '0';
-    if (d > 9) return false;
-    if (v > (UINT64_MAX - d) / 10) return false;
+  while (i < lineEnd) {
+    const unsigned d = static_cast<unsigned char>(data[i]) - '0';
+    if (d > 9) break;
+    if (v > (UINT64_MAX - d) / 10) return ParseStatus::Error;
     v = v * 10 + d;
+    ++i;
   }
+  if (i == lineEnd) return lineEnd == len ? ParseStatus::NeedMore : ParseStatus::Error;
+  if (data[i] != '\r' || i == digits) return ParseStatus::Error;
+  if (data[digits] == '0' && i - digits > 1) return ParseStatus::Error;  // leading zero
+  if (negative && v == 0) return ParseStatus::Error;                     // "-0"
+  if (i + 1 >= len) return ParseStatus::NeedMore;
+  if (data[i + 1] != '\n') return ParseStatus::Error;
   if (negative) {
-    if (v > static_cast<uint64_t>(INT64_MAX) + 1) return false;
-    *out = static_cast<int64_t>(0 - v);
+    if (v > static_cast<uint64_t>(INT64_MAX) + 1) return ParseStatus::Error;
+    *value = static_cast<int64_t>(0 - v);
   } else {
-    if (v > static_cast<uint64_t>(INT64_MAX)) return false;
-    *out = static_cast<int64_t>(v);
+    if (v > static_cast<uint64_t>(INT64_MAX)) return ParseStatus::Error;
+    *value = static_cast<int64_t>(v);
   }
-  return true;
-}
-
-// Finds the "\r\n" ending the header line that starts at `start`. Complete sets *cr to the
-// offset of the '\r'. A line too long to be a header, or a CR not followed by LF, is an Error.
-ParseStatus findHeaderEnd(const char* data, size_t len, size_t start, size_t* cr) noexcept {
-  const size_t avail = len - start;
-  const size_t window = std::min(avail, kMaxHeaderLine);
-  const void* hit = std::memchr(data + start, '\r', window);
-  if (hit == nullptr) return avail >= kMaxHeaderLine ? ParseStatus::Error : ParseStatus::NeedMore;
-  const size_t at = static_cast<size_t>(static_cast<const char*>(hit) - data);
-  if (at + 1 >= len) return ParseStatus::NeedMore;
-  if (data[at + 1] != '\n') return ParseStatus::Error;
-  *cr = at;
+  *next = i + 2;
   return ParseStatus::Complete;
 }
 
@@ -187,15 +181,14 @@ ParseStatus RequestParser::parse(char* request, size_t len) noexcept {
 
 ParseStatus RequestParser::parseMultibulk(const char* request, size_t len) noexcept {
   if (state_ == State::MultibulkHeader) {
-    size_t cr = 0;
-    const ParseStatus st = findHeaderEnd(request, len, 0, &cr);
-    if (st == ParseStatus::NeedMore) return st;
     int64_t count = 0;
-    if (st == ParseStatus::Error || !parseStrictInt(request + 1, cr - 1, &count) ||
-        (count > 0 && static_cast<uint64_t>(count) > limits_.maxMultibulkCount)) {
+    size_t next = 0;
+    const ParseStatus st = readHeaderNumber(request, len, 1, &count, &next);
+    if (st == ParseStatus::NeedMore) return st;
+    if (st == ParseStatus::Error || (count > 0 && static_cast<uint64_t>(count) > limits_.maxMultibulkCount)) {
       return fail("invalid multibulk length");
     }
-    pos_ = cr + 2;
+    pos_ = next;
     // Redis skips `*0` and any negative count without a word; so do we (argc 0).
     if (count <= 0) return complete(pos_);
     remaining_ = static_cast<uint64_t>(count);
@@ -207,16 +200,15 @@ ParseStatus RequestParser::parseMultibulk(const char* request, size_t len) noexc
       if (pos_ >= len) return ParseStatus::NeedMore;
       // Checked on the first byte, so garbage is refused before its line ends.
       if (request[pos_] != '$') return failExpectedDollar(request[pos_]);
-      size_t cr = 0;
-      const ParseStatus st = findHeaderEnd(request, len, pos_, &cr);
-      if (st == ParseStatus::NeedMore) return st;
       int64_t length = 0;
-      if (st == ParseStatus::Error || !parseStrictInt(request + pos_ + 1, cr - pos_ - 1, &length) ||
-          length < 0 || static_cast<uint64_t>(length) > limits_.maxBulkLength) {
+      size_t next = 0;
+      const ParseStatus st = readHeaderNumber(request, len, pos_ + 1, &length, &next);
+      if (st == ParseStatus::NeedMore) return st;
+      if (st == ParseStatus::Error || length < 0 || static_cast<uint64_t>(length) > limits_.maxBulkLength) {
         return fail("invalid bulk length");
       }
       bulkLength_ = static_cast<uint64_t>(length);
-      pos_ = cr + 2;
+      pos_ = next;
       state_ = State::BulkData;
     }
     // The payload is never looked at, only its length and terminator: waiting for a large

@@ -79,6 +79,8 @@ class ArgList {
 class RequestParser {
  public:
   explicit RequestParser(const RequestLimits& limits = {}) noexcept : limits_(limits) {}
+  // For a parser lent from a pool to connections with different limits; call between requests.
+  void setLimits(const RequestLimits& limits) noexcept { limits_ = limits; }
   // Pinned in place: errorMessage() may point into the parser itself. A session embeds it.
   RequestParser(const RequestParser&) = delete;
   RequestParser& operator=(const RequestParser&) = delete;
