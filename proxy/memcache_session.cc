@@ -36,15 +36,38 @@ mc::RequestLimits limitsFor(const config::Pool& pool) {
 }  // namespace
 
 MemcacheSession::MemcacheSession(Worker& worker, size_t pool)
-    : ClientSession(worker, pool), parser_(limitsFor(worker.snapshot().pools[pool].config)) {}
+    : ClientSession(worker, pool), s_(worker.scratch()) {}
+
+MemcacheSession::~MemcacheSession() {
+  if (parser_ != nullptr) {
+    parser_->reset();  // it may hold a half-framed or failed request
+    worker_.memcacheParsers().put(parser_);
+  }
+}
 
 void MemcacheSession::processInput() {
+  if (in_.empty()) return;
+  if (parser_ == nullptr) {
+    parser_ = worker_.memcacheParsers().get();
+    const PoolRoute* route = poolRoute();
+    if (route != nullptr) parser_->setLimits(limitsFor(route->config));
+  }
+  frameRequests();
+  // Nothing half-framed is left: give the parser back (idle connections hold none).
+  if (in_.empty() && parser_ != nullptr) {
+    parser_->reset();
+    worker_.memcacheParsers().put(parser_);
+    parser_ = nullptr;
+  }
+}
+
+void MemcacheSession::frameRequests() {
   while (!closing_ && !in_.empty() && wantsMoreInput()) {
     const char* req = in_.readable();
-    const mc::RequestStatus st = parser_.parse(req, in_.readableSize());
+    const mc::RequestStatus st = parser_->parse(req, in_.readableSize());
     if (st == mc::RequestStatus::NeedMore) break;
     if (poolRoute() == nullptr) {  // a reload removed this client's pool
-      replyLocal(parser_.dialect() == mc::Dialect::Binary ? "" : "SERVER_ERROR this pool was removed\r\n");
+      replyLocal(parser_->dialect() == mc::Dialect::Binary ? "" : "SERVER_ERROR this pool was removed\r\n");
       closeAfterFlush();
       return;
     }
@@ -52,77 +75,77 @@ void MemcacheSession::processInput() {
       // Unframeable: answer what can be answered, then close this client only.
       stats_->protocolErrors++;
       stats_->clientErr++;
-      scratch_.clear();
-      if (mc::appendErrorReply(scratch_, parser_)) replyLocal(scratch_);
+      s_.bytes.clear();
+      if (mc::appendErrorReply(s_.bytes, *parser_)) replyLocal(s_.bytes);
       closeAfterFlush();
       return;
     }
-    const size_t size = parser_.size();
+    const size_t size = parser_->size();
     stats_->requests++;
     if (st == mc::RequestStatus::BadKey || st == mc::RequestStatus::Invalid) {
       // Framed but unacceptable: answer as memcached would and carry on.
       stats_->errorsReplied++;
-      scratch_.clear();
-      if (mc::appendErrorReply(scratch_, parser_)) replyLocal(scratch_);
+      s_.bytes.clear();
+      if (mc::appendErrorReply(s_.bytes, *parser_)) replyLocal(s_.bytes);
     } else if (backends::io::overBufferLimit()) {
       // The process holds --max-buffered-bytes already: refuse new work, not memory.
       stats_->limitErrors++;
-      if (parser_.dialect() == mc::Dialect::Binary) {
-        replyBinary(parser_.binary().opcode, mc::kBinaryStatusOutOfMemory, parser_.binary().opaque,
+      if (parser_->dialect() == mc::Dialect::Binary) {
+        replyBinary(parser_->binary().opcode, mc::kBinaryStatusOutOfMemory, parser_->binary().opaque,
                     "ringproxy is over its buffer limit (--max-buffered-bytes)");
-      } else if (!parser_.noreply()) {
+      } else if (!parser_->noreply()) {
         replyLocal("SERVER_ERROR out of memory: ringproxy is over its buffer limit (--max-buffered-bytes)\r\n");
       }
     } else {
       dispatch(req);
     }
-    parser_.reset();
+    parser_->reset();
     in_.consume(size);
   }
 }
 
 void MemcacheSession::dispatch(const char* req) {
-  if (parser_.dialect() == mc::Dialect::Binary) dispatchBinary(req);
+  if (parser_->dialect() == mc::Dialect::Binary) dispatchBinary(req);
   else dispatchText(req);
 }
 
 std::string_view MemcacheSession::hashKey(const char* req) {
-  if (parser_.dialect() == mc::Dialect::Binary) {
-    const mc::ByteSpan k = parser_.binary().key;
+  if (parser_->dialect() == mc::Dialect::Binary) {
+    const mc::ByteSpan k = parser_->binary().key;
     return {req + k.offset, k.length};
   }
-  const std::string_view key = parser_.key(req, 0);
-  if (!parser_.keyIsBase64()) return key;
+  const std::string_view key = parser_->key(req, 0);
+  if (!parser_->keyIsBase64()) return key;
   // Meta keys with the b flag are base64: route by the bytes they stand for, as a text or
   // binary client writing the same key would.
-  keyBuffer_.resize(mc::base64DecodedCapacity(key.size()));
+  s_.keyBuffer.resize(mc::base64DecodedCapacity(key.size()));
   size_t n = 0;
-  if (!mc::decodeBase64(key, keyBuffer_.data(), &n)) return key;  // the parser checked it
-  return {keyBuffer_.data(), n};
+  if (!mc::decodeBase64(key, s_.keyBuffer.data(), &n)) return key;  // the parser checked it
+  return {s_.keyBuffer.data(), n};
 }
 
 const char* MemcacheSession::loudForm(const char* req, size_t& len) {
-  const mc::ByteSpan q = parser_.noreplySpan();
-  len = parser_.size();
-  if (parser_.dialect() == mc::Dialect::Binary) {
-    if (!parser_.binaryInfo()->quiet) return req;
+  const mc::ByteSpan q = parser_->noreplySpan();
+  len = parser_->size();
+  if (parser_->dialect() == mc::Dialect::Binary) {
+    if (!parser_->binaryInfo()->quiet) return req;
     // The same packet under its loud opcode: a reply always comes back.
-    scratch_.assign(req, len);
-    scratch_[1] = static_cast<char>(parser_.binaryInfo()->baseOpcode);
-    return scratch_.data();
+    s_.bytes.assign(req, len);
+    s_.bytes[1] = static_cast<char>(parser_->binaryInfo()->baseOpcode);
+    return s_.bytes.data();
   }
   if (q.length == 0) return req;
   // Text/meta: drop the marker token and the space before it.
   const size_t cut = q.offset > 0 && req[q.offset - 1] == ' ' ? q.offset - 1 : q.offset;
-  scratch_.assign(req, cut);
-  scratch_.append(req + q.offset + q.length, len - q.offset - q.length);
-  len = scratch_.size();
-  return scratch_.data();
+  s_.bytes.assign(req, cut);
+  s_.bytes.append(req + q.offset + q.length, len - q.offset - q.length);
+  len = s_.bytes.size();
+  return s_.bytes.data();
 }
 
 void MemcacheSession::dispatchText(const char* req) {
   using mc::Command;
-  switch (parser_.command()) {
+  switch (parser_->command()) {
     case Command::Version:
       replyLocal("VERSION ringproxy-" RINGPROXY_VERSION "\r\n");
       return;
@@ -137,21 +160,21 @@ void MemcacheSession::dispatchText(const char* req) {
       // A sound meaning for a fleet: flush every server of the pool.
       size_t len = 0;
       const char* bytes = loudForm(req, len);
-      broadcast(bytes, len, kFlush, parser_.noreply() ? 1 : 0, false);
+      broadcast(bytes, len, kFlush, parser_->noreply() ? 1 : 0, false);
       return;
     }
     case Command::Stats:
     case Command::Verbosity:
       stats_->errorsReplied++;
-      if (!parser_.noreply())
-        replyLocal("SERVER_ERROR ringproxy does not support '" + std::string(parser_.token(req, 0)) +
+      if (!parser_->noreply())
+        replyLocal("SERVER_ERROR ringproxy does not support '" + std::string(parser_->token(req, 0)) +
                    "': it is per server; ask the backends directly, or the proxy's stats port\r\n");
       return;
     case Command::Get:
     case Command::Gets:
     case Command::Gat:
     case Command::Gats:
-      if (parser_.keys().size() > 1) {
+      if (parser_->keys().size() > 1) {
         multiGet(req);
         return;
       }
@@ -163,13 +186,13 @@ void MemcacheSession::dispatchText(const char* req) {
   size_t len = 0;
   const char* bytes = loudForm(req, len);
   Kind kind = kRelay;
-  if (parser_.noreply()) kind = parser_.dialect() == mc::Dialect::Meta ? kQuietMeta : kQuietText;
-  forward(key, bytes, len, kind, static_cast<uint64_t>(parser_.command()), false);
+  if (parser_->noreply()) kind = parser_->dialect() == mc::Dialect::Meta ? kQuietMeta : kQuietText;
+  forward(key, bytes, len, kind, static_cast<uint64_t>(parser_->command()), false);
 }
 
 void MemcacheSession::dispatchBinary(const char* req) {
-  const mc::BinaryRequest& b = parser_.binary();
-  const mc::BinaryOpcodeInfo* info = parser_.binaryInfo();
+  const mc::BinaryRequest& b = parser_->binary();
+  const mc::BinaryOpcodeInfo* info = parser_->binaryInfo();
   const uint8_t op = b.opcode;
   switch (info->baseOpcode) {
     case mc::kOpcodeNoop:
@@ -210,7 +233,7 @@ void MemcacheSession::forward(std::string_view key, const char* bytes, size_t le
   r->kind = kind;
   r->aux = aux;
   const uint32_t frag = r->addFragment();
-  const uint64_t seq = conn.send(bytes, len, r, frag, mc::replyHint(parser_.replyKind()));
+  const uint64_t seq = conn.send(bytes, len, r, frag, mc::replyHint(parser_->replyKind()));
   if (seq == 0) {
     stats_->forwardErrors++;
     enqueue(r);
@@ -230,33 +253,33 @@ void MemcacheSession::multiGet(const char* req) {
   const Placement& pl = worker_.placement(pool_);
   Request* r = newRequest();
   r->kind = kMultiGet;
-  const auto keys = parser_.keys();
-  fragmentOfBackend_.assign(worker_.snapshot().backends.size(), -1);
+  const auto keys = parser_->keys();
+  s_.fragmentOfBackend.assign(worker_.snapshot().backends.size(), -1);
   r->keyFragment.resize(keys.size());
   r->keyPosition.resize(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
-    r->keyText.append(parser_.key(req, i));  // kept to match the shards' items at merge time
+    r->keyText.append(parser_->key(req, i));  // kept to match the shards' items at merge time
     r->keyPosition[i] = static_cast<uint32_t>(r->keyText.size());
-    const uint32_t backend = pl.backendOf(parser_.key(req, i));
-    int32_t frag = fragmentOfBackend_[backend];
+    const uint32_t backend = pl.backendOf(parser_->key(req, i));
+    int32_t frag = s_.fragmentOfBackend[backend];
     if (frag < 0) {
       frag = static_cast<int32_t>(r->addFragment());
-      fragmentOfBackend_[backend] = frag;
+      s_.fragmentOfBackend[backend] = frag;
       r->fragment(frag).backend = backend;
-      if (subKeys_.size() <= size_t(frag)) subKeys_.emplace_back();
-      subKeys_[frag].clear();
+      if (s_.subKeys.size() <= size_t(frag)) s_.subKeys.emplace_back();
+      s_.subKeys[frag].clear();
     }
     r->keyFragment[i] = static_cast<uint32_t>(frag);
-    subKeys_[frag].push_back(keys[i]);
+    s_.subKeys[frag].push_back(keys[i]);
   }
-  const uint32_t hint = mc::replyHint(parser_.replyKind());
+  const uint32_t hint = mc::replyHint(parser_->replyKind());
   for (uint32_t frag = 0; frag < r->fragmentCount(); ++frag) {
     // "<verb> [exptime] k1 k2 ..." with this shard's keys, in the client's order.
-    scratch_.clear();
-    mc::appendGet(scratch_, req, parser_.prefix(), subKeys_[frag]);
+    s_.bytes.clear();
+    mc::appendGet(s_.bytes, req, parser_->prefix(), s_.subKeys[frag]);
     Fragment& f = r->fragment(frag);
     auto& conn = worker_.backend(f.backend, false).pick();
-    const uint64_t seq = conn.send(scratch_.data(), scratch_.size(), r, frag, hint);
+    const uint64_t seq = conn.send(s_.bytes.data(), s_.bytes.size(), r, frag, hint);
     stats_->fragments++;
     if (seq == 0) {
       f.failed = true;
@@ -277,7 +300,7 @@ void MemcacheSession::broadcast(const char* bytes, size_t len, Kind kind, uint64
   Request* r = newRequest();
   r->kind = kind;
   r->aux = aux;
-  const uint32_t hint = mc::replyHint(parser_.replyKind());
+  const uint32_t hint = mc::replyHint(parser_->replyKind());
   for (uint32_t node = 0; node < pl.ring->nodeCount(); ++node) {
     const uint32_t frag = r->addFragment();
     Fragment& f = r->fragment(frag);
@@ -392,12 +415,12 @@ void MemcacheSession::finish(Request& r) {
     // shard's keys are left out (misses, as memcached reports them) and counted; only when
     // every shard failed is the whole reply an error.
     const uint32_t frags = r.fragmentCount();
-    if (retrievals_.size() < frags) retrievals_.resize(frags);
+    if (s_.retrievals.size() < frags) s_.retrievals.resize(frags);
     uint32_t failed = 0;
     for (uint32_t f = 0; f < frags; ++f) {
       Fragment& frag = r.fragment(f);
-      retrievals_[f].items.clear();
-      if (!frag.failed && mc::splitRetrieval(frag.reply.data(), frag.reply.size(), retrievals_[f]) !=
+      s_.retrievals[f].items.clear();
+      if (!frag.failed && mc::splitRetrieval(frag.reply.data(), frag.reply.size(), s_.retrievals[f]) !=
                               mc::ParseStatus::Complete) {
         frag.failed = true;
       }
@@ -413,7 +436,7 @@ void MemcacheSession::finish(Request& r) {
       const uint32_t f = r.keyFragment[i];
       Fragment& frag = r.fragment(f);
       if (frag.failed) continue;
-      const auto& items = retrievals_[f].items;
+      const auto& items = s_.retrievals[f].items;
       if (cursor[f] < items.size()) {
         // Misses are simply absent: the next item either is this key's or a later key's.
         const mc::RetrievalItem& it = items[cursor[f]];
@@ -452,9 +475,9 @@ void MemcacheSession::finish(Request& r) {
 }
 
 void MemcacheSession::replyBinary(uint8_t opcode, uint16_t status, uint32_t opaque, std::string_view value) {
-  scratch_.clear();
-  mc::appendBinaryResponse(scratch_, opcode, status, opaque, 0, "", "", value);
-  replyLocal(scratch_);
+  s_.bytes.clear();
+  mc::appendBinaryResponse(s_.bytes, opcode, status, opaque, 0, "", "", value);
+  replyLocal(s_.bytes);
 }
 
 }  // namespace proxy

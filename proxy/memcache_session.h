@@ -24,6 +24,7 @@
 #include "backends/memcache/reply_parser.h"
 #include "backends/memcache/request_parser.h"
 #include "proxy/client_session.h"
+#include "proxy/session_scratch.h"
 
 namespace proxy {
 
@@ -42,7 +43,9 @@ class MemcacheSession final : public ClientSession {
     kBinaryFlush,  // binary FLUSH to every backend
   };
 
+  ~MemcacheSession() override;
   void processInput() override;
+  void frameRequests();
   std::string_view tooManyClientsReply() const override { return "SERVER_ERROR too many open connections\r\n"; }
   void dispatch(const char* req);
   void dispatchText(const char* req);
@@ -62,12 +65,8 @@ class MemcacheSession final : public ClientSession {
   void failureReply(Request& r, std::string_view why);
   bool keepReply(const Request& r, const char* data, size_t len) const;
 
-  backends::memcache::RequestParser parser_;
-  std::string scratch_;
-  std::string keyBuffer_;  // a decoded base64 key
-  std::vector<int32_t> fragmentOfBackend_;
-  std::vector<std::vector<backends::memcache::ByteSpan>> subKeys_;
-  std::vector<backends::memcache::RetrievalReply> retrievals_;
+  backends::memcache::RequestParser* parser_ = nullptr;  // lent by the worker while input is pending
+  SessionScratch& s_;  // the worker's scratch space (see session_scratch.h)
 };
 
 }  // namespace proxy

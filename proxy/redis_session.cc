@@ -58,7 +58,10 @@ bool RedisSession::authRequired() const {
 RedisSession::~RedisSession() {
   // Requests were cancelled when the session closed; the WATCH connection has nothing owed.
   if (watchConn_ != nullptr) watchConn_->close();
-  if (parser_ != nullptr) worker_.respParsers().put(parser_);
+  if (parser_ != nullptr) {
+    parser_->reset();  // it may hold a half-framed or failed request
+    worker_.respParsers().put(parser_);
+  }
 }
 
 void RedisSession::processInput() {
