@@ -19,7 +19,7 @@ ClientSession::ClientSession(Worker& worker, size_t pool)
     : worker_(worker),
       pool_(pool),
       stats_(&worker.poolStats(worker.snapshot().pools[pool].config.name)),
-      clients_(worker.snapshot().pools[pool].clients),
+      clients_(worker.clientCounter(pool)),
       out_(this, &ClientSession::onWriteDone) {
   h_.handle.data = this;
   worker_.addSession(this);
@@ -117,6 +117,7 @@ void ClientSession::onRead(ssize_t nread) {
 
 bool ClientSession::wantsMoreInput() const {
   const PoolRoute* route = poolRoute();
+  if (waitingForDrain_) return false;
   if (route == nullptr) return true;  // draining after a reload removed the pool
   return pending_ < route->config.maxPendingRequests && out_.queuedBytes() < route->config.maxClientOutputBytes;
 }
@@ -188,7 +189,13 @@ void ClientSession::drainCompleted() {
     pending_--;
     freeRequest(r);
   }
-  if (closing_) maybeFinishClose();
+  if (closing_) {
+    maybeFinishClose();
+  } else if (head_ == nullptr && waitingForDrain_) {
+    waitingForDrain_ = false;
+    paused_ = true;  // reading was stopped, or will be by onRead: resume both
+    maybeResume();
+  }
 }
 
 void ClientSession::flushNow() {

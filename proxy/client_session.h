@@ -87,12 +87,15 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   Worker& worker_;
   size_t pool_;
   PoolStats* stats_;  // this pool's counters on this worker (outlive every session)
-  std::shared_ptr<std::atomic<uint32_t>> clients_;  // the pool's connected-clients count
+  std::atomic<uint32_t>* clients_;  // the pool's connected-clients count (kept by the worker)
   backends::io::Buffer in_;
   Request* head_ = nullptr;
   Request* tail_ = nullptr;
   size_t pending_ = 0;
   bool closing_ = false;  // no more input is processed
+  // Input is held until every queued request has completed (set by a subclass that must not
+  // let the next request overtake the ones in flight, e.g. on another backend connection).
+  bool waitingForDrain_ = false;
 
  private:
   void flushNow() override;

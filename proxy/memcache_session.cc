@@ -17,10 +17,6 @@ constexpr uint16_t kBinaryStatusInternalError = 0x0084;
 constexpr uint16_t kBinaryStatusNotSupported = 0x0083;
 constexpr uint64_t kQuietBit = uint64_t(1) << 40;
 
-bool startsWith(const char* data, size_t len, std::string_view prefix) {
-  return len >= prefix.size() && std::string_view(data, prefix.size()) == prefix;
-}
-
 uint16_t binaryStatus(const char* data, size_t len) {
   if (len < mc::kBinaryHeaderLength) return kBinaryStatusInternalError;
   return static_cast<uint16_t>((static_cast<uint8_t>(data[6]) << 8) | static_cast<uint8_t>(data[7]));
@@ -80,6 +76,16 @@ void MemcacheSession::frameRequests() {
       closeAfterFlush();
       return;
     }
+    // Binary requests travel on other backend connections than text and meta ones, so a
+    // request of the other kind must not overtake requests still in flight: its effects
+    // would land out of order (a binary SET then a text GET). Wait for them to finish.
+    const bool binary = parser_->dialect() == mc::Dialect::Binary;
+    if (head_ != nullptr && binary != inflightBinary_) {
+      parser_->reset();
+      waitingForDrain_ = true;
+      return;
+    }
+    inflightBinary_ = binary;
     const size_t size = parser_->size();
     stats_->requests++;
     if (st == mc::RequestStatus::BadKey || st == mc::RequestStatus::Invalid) {
@@ -183,11 +189,17 @@ void MemcacheSession::dispatchText(const char* req) {
       break;
   }
   const std::string_view key = hashKey(req);
+  if (parser_->noreply() && parser_->dialect() == mc::Dialect::Meta) {
+    // Quiet meta: sent quiet, with a barrier behind it; the backend's reply through its MN is
+    // exactly what memcached keeps in quiet mode, and the proxy strips the MN.
+    s_.bytes.assign(req, parser_->size());
+    s_.bytes += "mn\r\n";
+    forward(key, s_.bytes.data(), s_.bytes.size(), kQuietMeta, 0, false, mc::kHintMetaThroughNoop);
+    return;
+  }
   size_t len = 0;
   const char* bytes = loudForm(req, len);
-  Kind kind = kRelay;
-  if (parser_->noreply()) kind = parser_->dialect() == mc::Dialect::Meta ? kQuietMeta : kQuietText;
-  forward(key, bytes, len, kind, static_cast<uint64_t>(parser_->command()), false);
+  forward(key, bytes, len, parser_->noreply() ? kQuietText : kRelay, 0, false);
 }
 
 void MemcacheSession::dispatchBinary(const char* req) {
@@ -226,14 +238,15 @@ void MemcacheSession::dispatchBinary(const char* req) {
 }
 
 void MemcacheSession::forward(std::string_view key, const char* bytes, size_t len, Kind kind, uint64_t aux,
-                              bool binary) {
+                              bool binary, uint32_t hint) {
   const uint32_t backend = worker_.placement(pool_).backendOf(key);
   auto& conn = worker_.backend(backend, binary).pick();
   Request* r = newRequest();
   r->kind = kind;
   r->aux = aux;
   const uint32_t frag = r->addFragment();
-  const uint64_t seq = conn.send(bytes, len, r, frag, mc::replyHint(parser_->replyKind()));
+  if (hint == UINT32_MAX) hint = mc::replyHint(parser_->replyKind());
+  const uint64_t seq = conn.send(bytes, len, r, frag, hint);
   if (seq == 0) {
     stats_->forwardErrors++;
     enqueue(r);
@@ -324,16 +337,8 @@ bool MemcacheSession::keepReply(const Request& r, const char* data, size_t len) 
   switch (r.kind) {
     case kQuietText:
       return false;  // noreply: memcached sends nothing back, not even errors of storing
-    case kQuietMeta: {
-      // What memcached 1.6 leaves out in quiet mode (checked against memcached itself).
-      switch (static_cast<mc::Command>(r.aux)) {
-        case mc::Command::MetaGet: return !startsWith(data, len, "EN\r\n");
-        case mc::Command::MetaSet:
-        case mc::Command::MetaDelete: return !startsWith(data, len, "HD");
-        case mc::Command::MetaArithmetic: return !startsWith(data, len, "HD") && !startsWith(data, len, "VA ");
-        default: return true;
-      }
-    }
+    case kQuietMeta:
+      return len > 4;  // the quiet request's own reply, if memcached sent one, before the MN
     case kBinary: {
       if ((r.aux & kQuietBit) == 0) return true;
       const uint8_t op = static_cast<uint8_t>(r.aux >> 32);
@@ -363,7 +368,8 @@ void MemcacheSession::onFragmentReply(Request& r, uint32_t fragment, const char*
     r.waiting = 0;
     r.reply.clear();
     if (keepReply(r, data, len)) {
-      r.reply.assign(data, len);
+      // Quiet meta: everything but the trailing MN the proxy added.
+      r.reply.assign(data, r.kind == kQuietMeta ? len - 4 : len);
       // A quiet binary request was sent loud: give the reply the client's opcode back.
       if (r.kind == kBinary && len >= 2) r.reply[1] = static_cast<char>(r.aux >> 32);
     }

@@ -6,11 +6,12 @@
 // (get/gets/gat/gats) are split into one request per owner and merged into a single reply in
 // the client's key order with one END.
 //
-// Quiet requests (text noreply, meta q, binary ...Q opcodes) are forwarded in their loud
-// form, so every request gets exactly one reply from its backend and the connection's FIFO
-// stays in step; the proxy then drops the replies memcached itself would not have sent (meta:
-// EN for mg; HD for ms/md; HD/VA for ma — binary: a miss for GETQ/GETKQ/GATQ/GATKQ, success
-// for the others). Because replies leave in request order, a barrier (mn, binary NOOP) is
+// Quiet requests must keep the backend connection's FIFO in step (one reply per request).
+// Meta q requests are sent as they are with an `mn` behind them and framed through its MN, so
+// memcached itself decides what quiet mode keeps and the proxy only strips the MN. Text
+// noreply and binary ...Q requests are sent in their loud form and the proxy drops what
+// memcached would not have sent (noreply: everything; binary: a miss for GETQ/GETKQ/GATQ/
+// GATKQ, success for the others). Because replies leave in request order, a barrier (mn, binary NOOP) is
 // answered only after every earlier quiet request from this client has settled.
 //
 // Binary requests travel on their own backend connections (memcached fixes a connection's
@@ -36,7 +37,7 @@ class MemcacheSession final : public ClientSession {
   enum Kind : uint8_t {
     kRelay,        // the backend's reply, as is
     kQuietText,    // text noreply: nothing goes back, whatever the reply
-    kQuietMeta,    // meta q: success codes dropped (which depends on the verb)
+    kQuietMeta,    // meta q: sent quiet with an mn behind it; the backend's reply minus the MN
     kBinary,       // binary: relayed; for a quiet opcode, success/miss dropped and opcode restored
     kMultiGet,     // text get over several shards: items merged in key order, one END
     kFlush,        // flush_all to every backend: OK when all said OK
@@ -54,7 +55,8 @@ class MemcacheSession final : public ClientSession {
   void onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) override;
 
   // Routes `bytes` for `key` as a single-fragment request of `kind`.
-  void forward(std::string_view key, const char* bytes, size_t len, Kind kind, uint64_t aux, bool binary);
+  void forward(std::string_view key, const char* bytes, size_t len, Kind kind, uint64_t aux, bool binary,
+               uint32_t hint = UINT32_MAX);
   void multiGet(const char* req);
   void broadcast(const char* bytes, size_t len, Kind kind, uint64_t aux, bool binary);
   void finish(Request& r);
@@ -67,6 +69,7 @@ class MemcacheSession final : public ClientSession {
 
   backends::memcache::RequestParser* parser_ = nullptr;  // lent by the worker while input is pending
   SessionScratch& s_;  // the worker's scratch space (see session_scratch.h)
+  bool inflightBinary_ = false;  // the dialect of the requests in flight (see frameRequests)
 };
 
 }  // namespace proxy

@@ -222,7 +222,7 @@ void RedisSession::cmdHello(const char* req) {
     }
     i = 2;
   }
-  std::string name = clientName_;
+  std::string name = rare().clientName;
   bool authOk = !authRequired();
   for (; i < argc(); ++i) {
     const std::string_view opt = arg(req, i);
@@ -253,7 +253,7 @@ void RedisSession::cmdHello(const char* req) {
   }
   authenticated_ = authenticated_ || authOk;
   protocol_ = proto;
-  clientName_ = name;
+  rare().clientName = name;
   s_.bytes.clear();
   resp::appendMapHeader(s_.bytes, 7, protocol_);
   resp::appendBulk(s_.bytes, "server");
@@ -331,11 +331,11 @@ void RedisSession::cmdClient(const char* req) {
       replyError("ERR Client names cannot contain spaces, newlines or special characters.");
       return;
     }
-    clientName_ = std::string(name);
+    rare().clientName = std::string(name);
     resp::appendSimpleString(s_.bytes, "OK");
   } else if (sub == "getname" && argc() == 2) {
-    if (clientName_.empty()) resp::appendNull(s_.bytes, protocol_);
-    else resp::appendBulk(s_.bytes, clientName_);
+    if (rare().clientName.empty()) resp::appendNull(s_.bytes, protocol_);
+    else resp::appendBulk(s_.bytes, rare().clientName);
   } else if (sub == "id" && argc() == 2) {
     resp::appendInteger(s_.bytes, static_cast<int64_t>(clientId_));
   } else if ((sub == "setinfo" && argc() == 4) || ((sub == "no-evict" || sub == "no-touch") && argc() == 3) ||
@@ -344,7 +344,7 @@ void RedisSession::cmdClient(const char* req) {
     // during their handshake and treat an error as fatal.
     resp::appendSimpleString(s_.bytes, "OK");
   } else if (sub == "info" && argc() == 2) {
-    const std::string line = "id=" + std::to_string(clientId_) + " name=" + clientName_ +
+    const std::string line = "id=" + std::to_string(clientId_) + " name=" + rare().clientName +
                              " db=0 resp=" + std::to_string(static_cast<int>(protocol_)) + " lib-name= lib-ver=\n";
     resp::appendBulk(s_.bytes, line);
   } else {

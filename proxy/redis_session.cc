@@ -57,7 +57,7 @@ bool RedisSession::authRequired() const {
 
 RedisSession::~RedisSession() {
   // Requests were cancelled when the session closed; the WATCH connection has nothing owed.
-  if (watchConn_ != nullptr) watchConn_->close();
+  if (watchConn() != nullptr) watchConn()->close();
   if (parser_ != nullptr) {
     parser_->reset();  // it may hold a half-framed or failed request
     worker_.respParsers().put(parser_);
@@ -142,7 +142,7 @@ void RedisSession::dispatch(char* req) {
   }
   const CommandSpec* spec = findCommand(name);
   if (spec == nullptr) {
-    if (inMulti_) multiAborted_ = true;  // as Redis: a rejected command dooms the EXEC
+    if (inMulti()) rare().multiAborted = true;  // as Redis: a rejected command dooms the EXEC
     replyUnknownCommand(req);
     return;
   }
@@ -152,11 +152,11 @@ void RedisSession::dispatch(char* req) {
   }
   const size_t n = argc();
   if ((spec->arity > 0 && n != size_t(spec->arity)) || (spec->arity < 0 && n < size_t(-spec->arity))) {
-    if (inMulti_) multiAborted_ = true;
+    if (inMulti()) rare().multiAborted = true;
     replyError("ERR wrong number of arguments for '" + std::string(spec->name) + "' command");
     return;
   }
-  if (inMulti_ && spec->name != "exec" && spec->name != "discard" && spec->name != "multi" && spec->name != "watch" &&
+  if (inMulti() && spec->name != "exec" && spec->name != "discard" && spec->name != "multi" && spec->name != "watch" &&
       spec->name != "quit" && spec->name != "reset") {
     queueInMulti(*spec, req);
     return;
@@ -181,7 +181,7 @@ void RedisSession::dispatch(char* req) {
 }
 
 backends::upstream::UpstreamConn& RedisSession::connFor(uint32_t backend) {
-  if (watchConn_ != nullptr && backend == watchBackend_) return *watchConn_;
+  if (watchConn() != nullptr && backend == rare_->watchBackend) return *rare_->watchConn;
   return worker_.backend(backend, protocol_ == resp::Protocol::Resp3).pick();
 }
 

@@ -7,6 +7,7 @@
 // encoded here.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -96,14 +97,25 @@ class RedisSession final : public ClientSession {
   backends::resp::RequestParser* parser_ = nullptr;  // lent by the worker while input is pending
   backends::resp::Protocol protocol_ = backends::resp::Protocol::Resp2;
   bool authenticated_ = false;
-  std::string clientName_;
   uint64_t clientId_;
-  bool inMulti_ = false;
-  bool multiAborted_ = false;
-  int32_t multiBackend_ = -1;  // the backend of the first queued command (strict mode)
-  std::vector<Queued> queued_;
-  backends::upstream::UpstreamConn* watchConn_ = nullptr;
-  uint32_t watchBackend_ = 0;
+  // State few connections ever have (a name, a transaction, a WATCH), allocated on first use
+  // so an idle connection does not carry it.
+  struct RareState {
+    std::string clientName;
+    bool inMulti = false;
+    bool multiAborted = false;
+    int32_t multiBackend = -1;  // the backend of the first queued command (strict mode)
+    std::vector<Queued> queued;
+    backends::upstream::UpstreamConn* watchConn = nullptr;
+    uint32_t watchBackend = 0;
+  };
+  std::unique_ptr<RareState> rare_;
+  RareState& rare() {
+    if (!rare_) rare_ = std::make_unique<RareState>();
+    return *rare_;
+  }
+  bool inMulti() const { return rare_ && rare_->inMulti; }
+  backends::upstream::UpstreamConn* watchConn() const { return rare_ ? rare_->watchConn : nullptr; }
   SessionScratch& s_;  // the worker's scratch space (see session_scratch.h)
 };
 

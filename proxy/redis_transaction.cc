@@ -29,19 +29,19 @@ constexpr std::string_view kUnwatch = "*1\r\n$7\r\nUNWATCH\r\n";
 }  // namespace
 
 void RedisSession::abortMulti(std::string_view error) {
-  multiAborted_ = true;
+  rare().multiAborted = true;
   replyError(error);
 }
 
 void RedisSession::cmdMulti() {
-  if (inMulti_) {
+  if (rare().inMulti) {
     replyError("ERR MULTI calls can not be nested");
     return;
   }
-  inMulti_ = true;
-  multiAborted_ = false;
-  multiBackend_ = -1;
-  queued_.clear();
+  rare().inMulti = true;
+  rare().multiAborted = false;
+  rare().multiBackend = -1;
+  rare().queued.clear();
   replyLocal("+OK\r\n");
 }
 
@@ -58,7 +58,7 @@ void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
         return;
       }
       q.backend = -1;
-      queued_.push_back(std::move(q));
+      rare().queued.push_back(std::move(q));
       replyLocal("+QUEUED\r\n");
       return;
     default:
@@ -66,49 +66,49 @@ void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
   }
   uint32_t node = 0;
   if (!singleOwner(spec, req, node)) {  // replied with the reason
-    multiAborted_ = true;
+    rare().multiAborted = true;
     return;
   }
-  if (watchConn_ != nullptr && node != watchBackend_) {
+  if (rare().watchConn != nullptr && node != rare().watchBackend) {
     abortMulti("CROSSSLOT this transaction watches keys of one server; '" + std::string(spec.name) +
                "' touches keys of another (use a common hash tag)");
     return;
   }
-  if (route.config.transactions == config::TransactionMode::Strict && multiBackend_ >= 0 &&
-      static_cast<uint32_t>(multiBackend_) != node) {
+  if (route.config.transactions == config::TransactionMode::Strict && rare().multiBackend >= 0 &&
+      static_cast<uint32_t>(rare().multiBackend) != node) {
     abortMulti("CROSSSLOT Keys in transaction don't hash to the same server (transactions: strict); "
                "give them a common hash tag, e.g. {user1}:a and {user1}:b");
     return;
   }
-  if (multiBackend_ < 0) multiBackend_ = static_cast<int32_t>(node);
+  if (rare().multiBackend < 0) rare().multiBackend = static_cast<int32_t>(node);
   if (parser_->isInline()) resp::appendMultibulk(q.bytes, req, parser_->args());
   else q.bytes.assign(req, parser_->size());
   q.backend = static_cast<int32_t>(node);
-  queued_.push_back(std::move(q));
+  rare().queued.push_back(std::move(q));
   replyLocal("+QUEUED\r\n");
 }
 
 void RedisSession::cmdExec() {
-  if (!inMulti_) {
+  if (!rare().inMulti) {
     replyError("ERR EXEC without MULTI");
     return;
   }
-  inMulti_ = false;
-  if (multiAborted_) {
-    queued_.clear();
+  rare().inMulti = false;
+  if (rare().multiAborted) {
+    rare().queued.clear();
     releaseWatch();
     replyError("EXECABORT Transaction discarded because of previous errors.");
     return;
   }
   Request* r = newRequest();
   r->kind = kExec;
-  r->keyFragment.assign(queued_.size(), UINT32_MAX);
-  r->keyPosition.assign(queued_.size(), 0);
-  r->localReplies.resize(queued_.size());
+  r->keyFragment.assign(rare().queued.size(), UINT32_MAX);
+  r->keyPosition.assign(rare().queued.size(), 0);
+  r->localReplies.resize(rare().queued.size());
   // Group by server in order of first appearance; each group is one MULTI ... EXEC.
   s_.fragmentOfBackend.assign(worker_.snapshot().backends.size(), -1);
   std::vector<uint32_t> nodes;
-  for (const Queued& q : queued_)
+  for (const Queued& q : rare().queued)
     if (q.backend >= 0 && s_.fragmentOfBackend[q.backend] < 0) {
       s_.fragmentOfBackend[q.backend] = 0;
       nodes.push_back(static_cast<uint32_t>(q.backend));
@@ -119,9 +119,9 @@ void RedisSession::cmdExec() {
     bool ok = sendOn(*r, r->addFragment(), node, conn, kMultiCmd.data(), kMultiCmd.size());
     uint32_t position = 0;
     std::vector<size_t> members;
-    for (size_t i = 0; i < queued_.size() && ok; ++i) {
-      if (queued_[i].backend != static_cast<int32_t>(node)) continue;
-      ok = sendOn(*r, r->addFragment(), node, conn, queued_[i].bytes.data(), queued_[i].bytes.size());
+    for (size_t i = 0; i < rare().queued.size() && ok; ++i) {
+      if (rare().queued[i].backend != static_cast<int32_t>(node)) continue;
+      ok = sendOn(*r, r->addFragment(), node, conn, rare().queued[i].bytes.data(), rare().queued[i].bytes.size());
       r->keyPosition[i] = position++;
       members.push_back(i);
     }
@@ -130,9 +130,9 @@ void RedisSession::cmdExec() {
     else r->fragment(execFrag).failed = true;
     for (size_t i : members) r->keyFragment[i] = execFrag;
   }
-  for (size_t i = 0; i < queued_.size(); ++i)
-    if (queued_[i].backend < 0) r->localReplies[i] = std::move(queued_[i].bytes);
-  queued_.clear();
+  for (size_t i = 0; i < rare().queued.size(); ++i)
+    if (rare().queued[i].backend < 0) r->localReplies[i] = std::move(rare().queued[i].bytes);
+  rare().queued.clear();
   releaseWatch();  // the WATCH connection closes once EXEC has been answered
   enqueue(r);
   if (r->waiting == 0) fragmentDone(*r);
@@ -197,31 +197,31 @@ void RedisSession::mergeExec(Request& r) {
 }
 
 void RedisSession::cmdDiscard() {
-  if (!inMulti_) {
+  if (!rare().inMulti) {
     replyError("ERR DISCARD without MULTI");
     return;
   }
-  inMulti_ = false;
-  queued_.clear();
+  rare().inMulti = false;
+  rare().queued.clear();
   releaseWatch();
   replyLocal("+OK\r\n");
 }
 
 void RedisSession::cmdWatch(const CommandSpec& spec, const char* req) {
-  if (inMulti_) {
+  if (rare().inMulti) {
     replyError("ERR WATCH inside MULTI is not allowed");
     return;
   }
   uint32_t node = 0;
   if (!singleOwner(spec, req, node)) return;
-  if (watchConn_ != nullptr && node != watchBackend_) {
+  if (rare().watchConn != nullptr && node != rare().watchBackend) {
     replyError("CROSSSLOT ringproxy can only WATCH keys of one server per transaction; these keys belong to "
                "another server than the ones already watched (use a common hash tag)");
     return;
   }
-  if (watchConn_ == nullptr) {
-    watchConn_ = worker_.openDedicated(node, protocol_ == resp::Protocol::Resp3);
-    watchBackend_ = node;
+  if (rare().watchConn == nullptr) {
+    rare().watchConn = worker_.openDedicated(node, protocol_ == resp::Protocol::Resp3);
+    rare().watchBackend = node;
   }
   Request* r = newRequest();
   r->kind = kSingle;
@@ -229,7 +229,7 @@ void RedisSession::cmdWatch(const CommandSpec& spec, const char* req) {
   s_.bytes.clear();
   if (parser_->isInline()) resp::appendMultibulk(s_.bytes, req, parser_->args());
   else s_.bytes.assign(req, parser_->size());
-  if (!sendOn(*r, frag, node, *watchConn_, s_.bytes.data(), s_.bytes.size())) {
+  if (!sendOn(*r, frag, node, *rare().watchConn, s_.bytes.data(), s_.bytes.size())) {
     std::string err = std::move(r->error);
     freeRequest(r);
     releaseWatch();
@@ -240,14 +240,14 @@ void RedisSession::cmdWatch(const CommandSpec& spec, const char* req) {
 }
 
 void RedisSession::cmdUnwatch(const char*) {
-  if (watchConn_ == nullptr) {
+  if (rare().watchConn == nullptr) {
     replyLocal("+OK\r\n");
     return;
   }
   Request* r = newRequest();
   r->kind = kSingle;
   const uint32_t frag = r->addFragment();
-  if (!sendOn(*r, frag, watchBackend_, *watchConn_, kUnwatch.data(), kUnwatch.size())) {
+  if (!sendOn(*r, frag, rare().watchBackend, *rare().watchConn, kUnwatch.data(), kUnwatch.size())) {
     freeRequest(r);
     releaseWatch();
     replyLocal("+OK\r\n");  // the connection is gone, and its watches with it
@@ -258,19 +258,19 @@ void RedisSession::cmdUnwatch(const char*) {
 }
 
 void RedisSession::releaseWatch() {
-  if (watchConn_ == nullptr) return;
-  watchConn_->closeWhenIdle();
-  watchConn_ = nullptr;
+  if (rare().watchConn == nullptr) return;
+  rare().watchConn->closeWhenIdle();
+  rare().watchConn = nullptr;
 }
 
 void RedisSession::cmdReset() {
   // RESET: back to a fresh connection's state (Redis 6.2).
-  inMulti_ = false;
-  multiAborted_ = false;
-  queued_.clear();
+  rare().inMulti = false;
+  rare().multiAborted = false;
+  rare().queued.clear();
   releaseWatch();
   protocol_ = resp::Protocol::Resp2;
-  clientName_.clear();
+  rare().clientName.clear();
   authenticated_ = false;
   replyLocal("+RESET\r\n");
 }

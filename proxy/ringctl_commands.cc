@@ -99,7 +99,8 @@ int runOwner(const Options& o) {
     }
   }
   j.endArray().endObject();
-  std::fputs(o.json ? (j.str() + "\n").c_str() : out.c_str(), stdout);
+  if (o.json) out = j.str() + "\n";
+  std::fwrite(out.data(), 1, out.size(), stdout);  // keys may hold NUL bytes
   return kExitOk;
 }
 

@@ -356,6 +356,13 @@ void Worker::onAccept(Listener& l) {
   s->acceptFrom(&l.h.stream, l.unixSocket);
 }
 
+std::atomic<uint32_t>* Worker::clientCounter(size_t pool) {
+  const PoolRoute& route = snapshot_->pools[pool];
+  auto& slot = clientCounters_[route.config.name];
+  if (slot != route.clients) slot = route.clients;  // the same object unless the pool was re-added
+  return slot.get();
+}
+
 PoolStats& Worker::poolStats(const std::string& name) {
   auto& slot = poolStats_[name];
   if (!slot) slot = std::make_unique<PoolStats>();

@@ -79,6 +79,9 @@ class Worker {
   // The counters of pool `name` on this worker (kept across reloads, by name).
   PoolStats& poolStats(const std::string& name);
   RequestPool& requests() { return requests_; }
+  // The connected-clients counter of pool `pool` (shared by all workers); the worker keeps it
+  // alive for its own lifetime, so a session may hold the raw pointer across reloads.
+  std::atomic<uint32_t>* clientCounter(size_t pool);
   SessionScratch& scratch() { return scratch_; }
   LendingPool<backends::resp::RequestParser>& respParsers() { return respParsers_; }
   LendingPool<backends::memcache::RequestParser>& memcacheParsers() { return memcacheParsers_; }
@@ -128,6 +131,7 @@ class Worker {
   bool closed_ = false;  // guarded by mutex_: the async handle is closed, post() drops work
   std::unordered_map<std::string, std::unique_ptr<PoolStats>> poolStats_;
   RequestPool requests_;
+  std::unordered_map<std::string, std::shared_ptr<std::atomic<uint32_t>>> clientCounters_;
   SessionScratch scratch_;
   LendingPool<backends::resp::RequestParser> respParsers_;
   LendingPool<backends::memcache::RequestParser> memcacheParsers_;

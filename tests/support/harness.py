@@ -663,3 +663,109 @@ def mc_keys(port):
             fields = dict(f.split(b"=", 1) for f in line.split())
             key = unquote_to_bytes(fields.pop(b"key"))
             items[key] = {k.decode(): v.decode() for k, v in fields.items()}
+
+
+class McFleet:
+    """`n` memcached servers behind one ringproxy memcached pool (servers named mc0, mc1, ...
+    unless names=False), with the reference placement from `ringctl owner`."""
+
+    def __init__(self, pool="mc", n=3, hash_name="fnv1a_64", distribution="ketama", workers=2, names=True,
+                 memcached_extra=(), extra=""):
+        self.pool = pool
+        self.backends = [start_memcached(extra=memcached_extra) for _ in range(n)]
+        self.ports = [b.port for b in self.backends]
+        servers = [f"127.0.0.1:{p}:1" + (f" mc{i}" if names else "") for i, p in enumerate(self.ports)]
+        self.label_to_port = {(f"mc{i}" if names else f"127.0.0.1:{p}"): p for i, p in enumerate(self.ports)}
+        self.port = free_port()
+        self.config = write_config(memcache_pool_config(pool, self.port, servers, hash_name, distribution, extra))
+        self.proxy = start_ringproxy(self.config, self.port, extra=["--workers", str(workers)])
+
+    def owners(self, keys):
+        """{key: backend port} by `ringctl owner` (keys: str or bytes without a newline; the
+        JSON output is read by position, so any other byte, NUL included, is fine)."""
+        import json
+        keys = list(dict.fromkeys(keys))
+        raw = [k if isinstance(k, bytes) else k.encode() for k in keys]
+        if any(b"\n" in k for k in raw):
+            raise ValueError("ringctl owner reads one key per line")
+        out = subprocess.run([binary("ringctl"), "owner", "-c", self.config, "--pool", self.pool, "--json"],
+                             input=b"".join(k + b"\n" for k in raw), capture_output=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"ringctl owner failed: {out.stderr!r}")
+        rows = json.loads(out.stdout.decode("utf-8", errors="replace"))["owners"]
+        if len(rows) != len(keys):
+            raise RuntimeError(f"ringctl owner answered {len(rows)} keys for {len(keys)}")
+        return {k: self.label_to_port[r["node"]] if r["node"] in self.label_to_port else label_port(r["node"])
+                for k, r in zip(keys, rows)}
+
+    def keys_by_port(self, prefix, per_port, candidates=3000):
+        """{port: [per_port keys "<prefix><i>" that the port owns]}."""
+        names = [f"{prefix}{i}" for i in range(candidates)]
+        owners = self.owners(names)
+        by_port = {p: [k for k in names if owners[k] == p][:per_port] for p in self.ports}
+        for p, ks in by_port.items():
+            if len(ks) < per_port:
+                raise RuntimeError(f"backend {p} owns only {len(ks)} of {candidates} keys")
+        return by_port
+
+    def live_ports(self):
+        return [b.port for b in self.backends if b.popen.poll() is None]
+
+    def locate(self, keys):
+        """{key bytes: [ports of the live backends holding it]}, asked of every backend with
+        `mg <key>` (`mg <base64 key> b` for keys a text line cannot carry)."""
+        import base64
+        keys = [k.encode() if isinstance(k, str) else k for k in keys]
+        found = {k: [] for k in keys}
+        for port in self.live_ports():
+            with McConn(port) as c:
+                c.send(b"".join(b"mg %s\r\n" % k if _text_key(k) else b"mg %s b\r\n" % base64.b64encode(k)
+                                for k in keys))
+                for k in keys:
+                    reply = c.read_text()
+                    if reply.startswith(b"HD"):
+                        found[k].append(port)
+                    elif not reply.startswith(b"EN"):
+                        raise RuntimeError(f"mg {k!r} on {port}: {reply!r}")
+        return found
+
+    def stored_keys(self):
+        """Every key the live backends list in `lru_crawler metadump all`. memcached's crawler
+        skips an item it finds busy, so a key may rarely be missing: use locate() to prove a
+        key is there, this to find keys that should not be."""
+        keys = set()
+        for port in self.live_ports():
+            keys |= set(mc_keys(port))
+        return keys
+
+    def placement_problems(self, expected_keys):
+        """What is wrong with where the keys are: each of expected_keys must be on exactly one
+        live backend, the one `ringctl owner` names, and no backend may hold any other key.
+        Returns ([problem, ...], {key bytes: owner port})."""
+        expected = {k.encode() if isinstance(k, str) else k for k in expected_keys}
+        owners = self.owners(sorted(expected)) if expected else {}
+        found = self.locate(sorted(expected))
+        problems = [f"{k!r} is on {found[k]}, its owner is {owners[k]}" for k in sorted(expected)
+                    if found[k] != [owners[k]]]
+        problems += [f"unexpected key {k!r} on a backend" for k in sorted(self.stored_keys() - expected)]
+        return problems, owners
+
+    def flush_backends(self):
+        for b in self.backends:
+            if b.popen.poll() is None:
+                with McConn(b.port) as c:
+                    if c.call_text(b"flush_all\r\n") != b"OK\r\n":
+                        raise RuntimeError(f"flush_all on {b.port} failed")
+
+    def stop(self):
+        self.proxy.stop()
+        for b in self.backends:
+            b.stop()
+        try:
+            os.unlink(self.config)
+        except OSError:
+            pass
+
+
+def _text_key(key):
+    return 0 < len(key) <= 250 and all(0x20 < b < 0x7f or b > 0x7f for b in key)

@@ -1,0 +1,190 @@
+// fuzz_resp_request: backends/resp/request_parser.h on a pipelined client stream.
+//
+// Input: [plan byte][limits byte][stream]; see fuzz_common.h for the plan byte.
+// Limits byte: bit 7 clear, the defaults; set, small limits (bits 0-1 maxMultibulkCount,
+// 2-3 maxBulkLength, 4-5 maxInlineLength), some below what a config can set.
+//
+// Checked, for every request of the stream:
+//  - whole vs chunked: the same statuses, sizes, arguments and errors;
+//  - a Complete request's size() is within the bytes given and its argument spans within the
+//    request; bytes past the request are never written; parse() again answers the same;
+//  - a multibulk request is left as it is and re-encodes (appendMultibulk) to exactly its own
+//    bytes, its encoding being canonical; an inline one re-encodes to a multibulk request
+//    that frames to the same arguments;
+//  - an Error has a message without CR or LF;
+//  - limits only refuse: what frames under small limits frames identically under the defaults.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "backends/resp/request_parser.h"
+#include "tests/fuzz/fuzz_common.h"
+
+namespace {
+
+using backends::resp::appendMultibulk;
+using backends::resp::ParseStatus;
+using backends::resp::RequestLimits;
+using backends::resp::RequestParser;
+using fuzz::printable;
+
+// Enough to pipeline many requests without making one input cost much.
+constexpr size_t kMaxRequests = 64;
+
+RequestLimits limitsFrom(uint8_t b) {
+  RequestLimits limits;
+  if ((b & 0x80) == 0) return limits;
+  constexpr size_t kCounts[] = {2, 3, 16, 1024 * 1024};
+  constexpr size_t kBulks[] = {1024, 0, 5, 512u * 1024 * 1024};
+  constexpr size_t kInlines[] = {64 * 1024, 0, 8, 40};
+  limits.maxMultibulkCount = kCounts[b & 3];
+  limits.maxBulkLength = kBulks[(b >> 2) & 3];
+  limits.maxInlineLength = kInlines[(b >> 4) & 3];
+  return limits;
+}
+
+const char* statusName(ParseStatus s) {
+  switch (s) {
+    case ParseStatus::Complete: return "Complete";
+    case ParseStatus::NeedMore: return "NeedMore";
+    case ParseStatus::Error: return "Error";
+  }
+  return "?";
+}
+
+std::string describe(const RequestParser& p, const char* base, ParseStatus st) {
+  std::string out = statusName(st);
+  if (st == ParseStatus::Complete) {
+    out += " size=" + std::to_string(p.size()) + (p.isInline() ? " inline" : " multibulk") +
+           " args=[";
+    for (size_t i = 0; i < p.argc(); ++i) {
+      out += (i == 0 ? "'" : ", '") + printable(p.arg(base, i), 60) + "'";
+    }
+    out += "]";
+  } else if (st == ParseStatus::Error) {
+    out += " '" + std::string(p.errorMessage()) + "'";
+  }
+  return out + "\n";
+}
+
+// Checks one framed request. `original` is the request's bytes before parsing, `base` what the
+// parser was last given (`len` bytes), possibly rewritten in place.
+void checkRequest(RequestParser& p, char* base, size_t len, const char* original, ParseStatus st) {
+  const std::string_view was(original, len);
+  switch (st) {
+    case ParseStatus::NeedMore:
+      return;
+    case ParseStatus::Error: {
+      const std::string_view m = p.errorMessage();
+      FUZZ_CHECK(!m.empty(), "empty error message for '" + printable(was) + "'");
+      FUZZ_CHECK(m.find_first_of("\r\n") == std::string_view::npos,
+                 "CR or LF in error message '" + printable(m) + "'");
+      FUZZ_CHECK(p.parse(base, len) == ParseStatus::Error, "Error is not sticky");
+      return;
+    }
+    case ParseStatus::Complete:
+      break;
+  }
+  const size_t size = p.size();
+  FUZZ_CHECK(size >= 1 && size <= len,
+             "size " + std::to_string(size) + " of " + std::to_string(len) + " bytes");
+  FUZZ_CHECK(std::memcmp(base + size, original + size, len - size) == 0,
+             "bytes past the request were written: '" + printable(was) + "'");
+  for (size_t i = 0; i < p.argc(); ++i) {
+    const auto a = p.args()[i];
+    FUZZ_CHECK(a.offset <= size && a.length <= size - a.offset,
+               "argument " + std::to_string(i) + " outside the request '" + printable(was) + "'");
+  }
+  const std::string request(original, size);
+  std::string encoded;
+  if (p.argc() > 0) appendMultibulk(encoded, base, p.args());
+  if (!p.isInline()) {
+    FUZZ_CHECK(std::memcmp(base, original, size) == 0, "a multibulk request was written");
+    if (p.argc() > 0) {
+      FUZZ_CHECK(encoded == request, "re-encoded '" + printable(encoded) + "' from '" +
+                                         printable(request) + "'");
+    } else {
+      FUZZ_CHECK(request[0] == '*', "argc 0 multibulk not starting with '*'");
+    }
+  } else if (p.argc() > 0) {
+    RequestParser again;
+    const ParseStatus st2 = again.parse(encoded.data(), encoded.size());
+    FUZZ_CHECK(st2 == ParseStatus::Complete && again.size() == encoded.size() &&
+                   !again.isInline() && again.argc() == p.argc(),
+               "inline '" + printable(request) + "' re-encoded as '" + printable(encoded) +
+                   "' frames as " + describe(again, encoded.data(), st2));
+    for (size_t i = 0; i < p.argc(); ++i) {
+      FUZZ_CHECK(again.arg(encoded.data(), i) == p.arg(base, i),
+                 "argument " + std::to_string(i) + " changed by re-encoding '" +
+                     printable(request) + "'");
+    }
+  }
+  const size_t argc = p.argc();
+  FUZZ_CHECK(p.parse(base, len) == ParseStatus::Complete && p.size() == size && p.argc() == argc,
+             "Complete is not sticky");
+}
+
+// Frames the stream request after request; nullptr plan: each request's bytes all at once.
+std::string run(const char* stream, size_t n, fuzz::ChunkPlan* plan, const RequestLimits& limits) {
+  std::string log;
+  fuzz::Block block(stream, n);
+  RequestParser parser(limits);
+  std::unique_ptr<char[]> moved;
+  size_t start = 0;
+  for (size_t count = 0; count < kMaxRequests && start < n; ++count) {
+    parser.reset();
+    char* base = nullptr;
+    size_t len = 0;
+    const ParseStatus st = fuzz::feed(block, stream, start, plan, ParseStatus::NeedMore, moved,
+                                      &base, &len,
+                                      [&](char* b, size_t l) { return parser.parse(b, l); });
+    checkRequest(parser, base, len, stream + start, st);
+    log += describe(parser, base, st);
+    if (st != ParseStatus::Complete) break;
+    start += parser.size();
+  }
+  return log;
+}
+
+// Lines of a run's log, up to and including the first that is not Complete.
+bool isComplete(std::string_view line) { return line.starts_with("Complete"); }
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 2) return 0;
+  const uint8_t planByte = data[0];
+  const RequestLimits limits = limitsFrom(data[1]);
+  const char* stream = reinterpret_cast<const char*>(data + 2);
+  const size_t n = size - 2;
+
+  const std::string whole = run(stream, n, nullptr, limits);
+  fuzz::ChunkPlan plan(planByte);
+  const std::string chunked = run(stream, n, &plan, limits);
+  fuzz::compareRuns(whole, chunked, planByte, std::string_view(stream, n));
+
+  if ((data[1] & 0x80) != 0) {
+    // Limits only refuse. Every request framed under the small limits frames the same way
+    // under the defaults; one still waiting under the small limits waits under the defaults.
+    const std::string loose = run(stream, n, nullptr, RequestLimits{});
+    size_t a = 0;
+    size_t b = 0;
+    while (a < whole.size()) {
+      const size_t ea = whole.find('\n', a);
+      const size_t eb = loose.find('\n', b);
+      const std::string_view strict(whole.data() + a, ea - a);
+      const std::string_view relaxed =
+          eb == std::string::npos ? std::string_view() : std::string_view(loose.data() + b, eb - b);
+      if (!isComplete(strict) && !strict.starts_with("NeedMore")) break;
+      FUZZ_CHECK(strict == relaxed, "small limits (byte " + std::to_string(data[1]) +
+                                        ") framed '" + std::string(strict) +
+                                        "', the defaults '" + std::string(relaxed) +
+                                        "'; stream '" + printable(std::string_view(stream, n)) +
+                                        "'");
+      a = ea + 1;
+      b = eb + 1;
+    }
+  }
+  return 0;
+}
