@@ -23,7 +23,6 @@
 
 #include "backends/io/buffer.h"
 #include "backends/io/flush_scheduler.h"
-#include "backends/io/output_queue.h"
 #include "proxy/request.h"
 #include "proxy/stats.h"
 
@@ -38,9 +37,9 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   ClientSession(const ClientSession&) = delete;
   ClientSession& operator=(const ClientSession&) = delete;
 
-  // Accepts a pending connection from `server` and starts reading. On failure the session
-  // closes itself (and is deleted by its close callback).
-  void acceptFrom(uv_stream_t* server, bool unixSocket);
+  // Takes an accepted socket and starts reading. On failure the session closes itself (and
+  // is deleted by its close callback; the socket is closed with it).
+  void start(int fd, bool unixSocket);
   // Shutdown: stop reading, finish what is in flight, then close.
   void beginDrain();
   // Cancel everything and close now.
@@ -101,23 +100,21 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   void flushNow() override;
   void startReading();
   void stopReading();
-  void onRead(ssize_t nread);
+  void updatePoll();
+  void readSocket();
+  void onInput();
   void maybeResume();
   void maybeFinishClose();
   void drainCompleted();
-  static void onAllocCb(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
-  static void onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
-  static void onWriteDone(void* owner, int status);
+  static void onPollCb(uv_poll_t* h, int status, int events);
   static void onCloseCb(uv_handle_t* h);
 
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } h_{};
-  backends::io::OutputQueue out_;
+  uv_poll_t poll_{};
+  int fd_ = -1;
+  backends::io::Buffer out_;  // replies not yet accepted by the kernel
+  uint8_t polled_ = 0;        // the events poll_ watches now
   bool reading_ = false;
+  bool writeBlocked_ = false;  // the kernel's buffer was full: waiting for writable
   bool paused_ = false;     // reading stopped for back-pressure
   bool handleClosed_ = false;
   bool closeStarted_ = false;

@@ -39,6 +39,11 @@ std::vector<int> openUnix(const config::Pool& pool, int workers, std::string& er
     return fds;
   }
   if (pool.listen.perm != 0) ::chmod(pool.listen.path.c_str(), pool.listen.perm);
+  if (::listen(fd, pool.backlog) < 0) {
+    error = "cannot listen on " + pool.listen.path + ": " + std::strerror(errno);
+    ::close(fd);
+    return fds;
+  }
   fds.push_back(fd);
   for (int i = 1; i < workers; ++i) fds.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
   return fds;

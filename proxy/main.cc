@@ -2,6 +2,7 @@
 // validates the config, opens the listening sockets, starts the workers, and then waits on
 // the control loop for signals: SIGTERM/SIGINT stop (finishing in-flight work, bounded).
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -229,6 +230,12 @@ int main(int argc, char** argv) {
     if (!pf) LOG_WARN("cannot write pid file %s", args.pidFile.c_str());
   }
   signal(SIGPIPE, SIG_IGN);
+  // Every client is a file descriptor: allow as many as the hard limit permits.
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &files) != 0) LOG_WARN("cannot raise the open-files limit: %s", std::strerror(errno));
+  }
   LOG_NOTICE("ringproxy %s starting, pid %d, %d worker%s", RINGPROXY_VERSION, getpid(), options.workers,
              options.workers == 1 ? "" : "s");
   const int rc = control.run();

@@ -1,6 +1,10 @@
 #include "proxy/worker.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 
@@ -20,12 +24,17 @@ struct Worker::Listener {
   std::string name;    // pool name
   std::string listen;  // the address it listens on
   bool unixSocket;
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } h{};
+  int fd = -1;
+  uv_poll_t poll{};  // the listening socket, accepted from directly (accept4), see onAccept
+
+  // Closes the poll handle, then the socket, then deletes the listener.
+  static void close(Listener* l) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&l->poll), [](uv_handle_t* h) {
+      auto* self = static_cast<Listener*>(h->data);
+      ::close(self->fd);
+      delete self;
+    });
+  }
 };
 
 namespace {
@@ -178,7 +187,7 @@ void Worker::applySnapshot(std::shared_ptr<const RoutingSnapshot> next, ListenFd
       keptListeners.push_back(std::move(l));
     } else {
       Listener* raw = l.release();
-      uv_close(&raw->h.handle, [](uv_handle_t* h) { delete static_cast<Listener*>(h->data); });
+      Listener::close(raw);
     }
   }
   listeners_ = std::move(keptListeners);
@@ -331,12 +340,12 @@ void Worker::startListening(size_t pool, int fd) {
   l->name = snapshot_->pools[pool].config.name;
   l->listen = snapshot_->pools[pool].config.listen.str();
   l->unixSocket = snapshot_->pools[pool].config.listen.isUnix();
-  int rc = l->unixSocket ? uv_pipe_init(&loop_, &l->h.pipe, 0) : uv_tcp_init(&loop_, &l->h.tcp);
-  if (rc == 0) rc = l->unixSocket ? uv_pipe_open(&l->h.pipe, fd) : uv_tcp_open(&l->h.tcp, fd);
-  l->h.handle.data = l.get();
+  l->fd = fd;
+  int rc = uv_poll_init_socket(&loop_, &l->poll, fd);
+  l->poll.data = l.get();
   if (rc == 0) {
-    rc = uv_listen(&l->h.stream, snapshot_->pools[pool].config.backlog, [](uv_stream_t* s, int status) {
-      auto* listener = static_cast<Listener*>(s->data);
+    rc = uv_poll_start(&l->poll, UV_READABLE, [](uv_poll_t* h, int status, int) {
+      auto* listener = static_cast<Listener*>(h->data);
       if (status < 0) {
         LOG_WARN("accept error: %s", uv_strerror(status));
         return;
@@ -351,9 +360,20 @@ void Worker::startListening(size_t pool, int fd) {
 }
 
 void Worker::onAccept(Listener& l) {
-  const PoolRoute& route = snapshot_->pools[l.pool];
-  ClientSession* s = makeSession(*this, l.pool, route.config.protocol);
-  s->acceptFrom(&l.h.stream, l.unixSocket);
+  // Take what is waiting, a bounded number per wakeup so one busy listener cannot starve the
+  // loop; with SO_REUSEPORT another worker may have taken it first (EAGAIN).
+  for (int i = 0; i < 64; ++i) {
+    const int fd = ::accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED)
+        LOG_WARN("worker %d: accept on %s: %s", id_, l.listen.c_str(), std::strerror(errno));
+      return;
+    }
+    const PoolRoute& route = snapshot_->pools[l.pool];
+    ClientSession* s = makeSession(*this, l.pool, route.config.protocol);
+    s->start(fd, l.unixSocket);
+  }
 }
 
 std::atomic<uint32_t>* Worker::clientCounter(size_t pool) {
@@ -430,7 +450,7 @@ void Worker::beginStop() {
   stopping_ = true;
   for (auto& l : listeners_) {
     Listener* raw = l.release();
-    uv_close(&raw->h.handle, [](uv_handle_t* h) { delete static_cast<Listener*>(h->data); });
+    Listener::close(raw);
   }
   listeners_.clear();
   // Let clients finish what they have in flight, for a bounded time.
