@@ -18,6 +18,8 @@ void addConn(backends::upstream::ConnStats& a, const backends::upstream::ConnSta
   a.errors += b.errors;
   a.bytesOut += b.bytesOut;
   a.bytesIn += b.bytesIn;
+  for (size_t i = 0; i < backends::upstream::kLatencyBuckets; ++i) a.latency[i] += b.latency[i];
+  a.latencySumUs += b.latencySumUs;
 }
 }  // namespace
 
@@ -40,6 +42,8 @@ void PoolStats::add(const PoolStats& o) {
   limitErrors += o.limitErrors;
   clientsIdleClosed += o.clientsIdleClosed;
 }
+
+void addConnStats(backends::upstream::ConnStats& a, const backends::upstream::ConnStats& b) { addConn(a, b); }
 
 void WorkerReport::merge(const WorkerReport& o) {
   for (const PoolReport& p : o.pools) {

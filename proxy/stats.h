@@ -34,6 +34,8 @@ struct PoolStats {
   void add(const PoolStats& o);
 };
 
+void addConnStats(backends::upstream::ConnStats& into, const backends::upstream::ConnStats& from);
+
 struct BackendReport {
   std::string pool;
   std::string identity;  // the server's name in twemproxy's stats (name, host:port or host)

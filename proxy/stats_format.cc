@@ -171,6 +171,28 @@ std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& sn
     metric(m.name, m.type, m.help);
     for (const BackendReport& b : report.backends) backendValue(m.name, b, m.get(b));
   }
+  metric("ringproxy_backend_latency_seconds", "histogram", "Time from sending a request to its reply.");
+  for (const BackendReport& b : report.backends) {
+    const std::string labels = "pool=\"" + label(b.pool) + "\",backend=\"" + label(b.label) + "\"";
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < backends::upstream::kLatencyBuckets; ++i) {
+      cumulative += b.conn.latency[i];
+      char le[32];
+      if (i + 1 < backends::upstream::kLatencyBuckets)
+        std::snprintf(le, sizeof le, "%g", double(backends::upstream::kLatencyBucketsUs[i]) / 1e6);
+      else
+        std::snprintf(le, sizeof le, "+Inf");
+      std::snprintf(line, sizeof line, "ringproxy_backend_latency_seconds_bucket{%s,le=\"%s\"} %llu\n", labels.c_str(), le,
+                    static_cast<unsigned long long>(cumulative));
+      out += line;
+    }
+    std::snprintf(line, sizeof line, "ringproxy_backend_latency_seconds_sum{%s} %.6f\n", labels.c_str(),
+                  double(b.conn.latencySumUs) / 1e6);
+    out += line;
+    std::snprintf(line, sizeof line, "ringproxy_backend_latency_seconds_count{%s} %llu\n", labels.c_str(),
+                  static_cast<unsigned long long>(cumulative));
+    out += line;
+  }
   metric("ringproxy_reload_generation", "gauge", "Generation of the configuration being served.");
   std::snprintf(line, sizeof line, "ringproxy_reload_generation %llu\n", static_cast<unsigned long long>(reloads.generation));
   out += line;

@@ -407,17 +407,7 @@ WorkerReport Worker::report() const {
       for (const up::BackendPool* bp : {backends_[index], backends3_[index]}) {
         if (bp == nullptr) continue;
         for (const up::UpstreamConn* c : bp->connections()) {
-          const up::ConnStats& cs = c->stats();
-          b.conn.requests += cs.requests;
-          b.conn.replies += cs.replies;
-          b.conn.errorReplies += cs.errorReplies;
-          b.conn.failures += cs.failures;
-          b.conn.timeouts += cs.timeouts;
-          b.conn.connects += cs.connects;
-          b.conn.eofs += cs.eofs;
-          b.conn.errors += cs.errors;
-          b.conn.bytesOut += cs.bytesOut;
-          b.conn.bytesIn += cs.bytesIn;
+          addConnStats(b.conn, c->stats());
           b.inflight += c->inflight();
           b.connected += c->connected() ? 1 : 0;
           b.connections++;

@@ -53,7 +53,7 @@ uint64_t UpstreamConn::send(const char* data, size_t len, ReplySink* sink, uint6
   stats_.requests++;
   stats_.bytesOut += len;
   const bool wasEmpty = fifo_.empty();
-  fifo_.push_back({sink, cookie, hint, false, uv_now(loop_)});
+  fifo_.push_back({sink, cookie, hint, false, uv_now(loop_), uv_hrtime() / 1000});
   if (state_ == State::Ready) {
     flusher_.schedule(this);
     if (wasEmpty) armTimer();
@@ -78,7 +78,7 @@ void UpstreamConn::startConnect() {
   // Handshake first: the FIFO is empty whenever a socket is born, so it leads the stream.
   if (!options_.handshake.empty()) {
     socket_->out.append(options_.handshake.data(), options_.handshake.size());
-    for (uint32_t i = 0; i < options_.handshakeReplies; ++i) fifo_.push_back({nullptr, 0, 0, true, uv_now(loop_)});
+    for (uint32_t i = 0; i < options_.handshakeReplies; ++i) fifo_.push_back({nullptr, 0, 0, true, uv_now(loop_), 0});
   }
   armTimer();
   if (!endpoint_.path.empty()) {
@@ -191,6 +191,7 @@ void UpstreamConn::onRead(ssize_t nread) {
   stats_.bytesIn += static_cast<uint64_t>(nread);
   Socket* const sock = socket_;
   io::Buffer& in = sock->in;
+  const uint64_t nowUs = uv_hrtime() / 1000;  // one clock read for the whole batch of replies
   while (!in.empty()) {
     if (fifo_.empty()) {
       fail("backend sent bytes nobody asked for", false);
@@ -207,6 +208,7 @@ void UpstreamConn::onRead(ssize_t nread) {
     fifo_.pop_front();
     headSeq_++;
     stats_.replies++;
+    if (!head.handshake) stats_.recordLatency(nowUs > head.sentAtUs ? nowUs - head.sentAtUs : 0);
     if (failures_ != nullptr) *failures_ = 0;  // the backend answers: its failure streak ends
     if (f.isError) stats_.errorReplies++;
     if (head.handshake) {

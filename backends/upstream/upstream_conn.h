@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -72,6 +73,11 @@ class ReplySink {
   ~ReplySink() = default;
 };
 
+// Reply latency buckets (upper bounds, microseconds); the last bucket is everything slower.
+inline constexpr uint64_t kLatencyBucketsUs[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000,
+                                                 50000, 100000, 250000, 500000, 1000000};
+inline constexpr size_t kLatencyBuckets = std::size(kLatencyBucketsUs) + 1;
+
 struct ConnStats {
   uint64_t requests = 0;
   uint64_t replies = 0;
@@ -83,6 +89,15 @@ struct ConnStats {
   uint64_t errors = 0;    // sockets dropped for any other failure (refused, reset, timeout, ...)
   uint64_t bytesOut = 0;
   uint64_t bytesIn = 0;
+  uint64_t latency[kLatencyBuckets] = {};  // replies by how long they took (send to reply)
+  uint64_t latencySumUs = 0;
+
+  void recordLatency(uint64_t us) {
+    size_t b = 0;
+    while (b < kLatencyBuckets - 1 && us > kLatencyBucketsUs[b]) ++b;
+    latency[b]++;
+    latencySumUs += us;
+  }
 };
 
 class UpstreamConn final : private io::Flushable {
@@ -128,6 +143,7 @@ class UpstreamConn final : private io::Flushable {
     uint32_t hint;
     bool handshake;
     uint64_t sentAtMs;
+    uint64_t sentAtUs;  // monotonic, for the latency histogram
   };
   enum class State : uint8_t { Idle, Resolving, Connecting, Ready, Closed };
 
