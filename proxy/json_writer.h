@@ -39,7 +39,7 @@ class JsonWriter {
   JsonWriter& value(double d) {
     comma();
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%.9g", d);
+    std::snprintf(buf, sizeof buf, "%.17g", d);  // round-trips exactly
     out_ += buf;
     return *this;
   }
