@@ -19,6 +19,26 @@
 
 namespace ring {
 
+namespace detail {
+// Storage for the lookup arrays. Lookups hit them at random, so a block of 2 MiB or more is
+// 2 MiB-aligned and advised to use transparent huge pages: on a 1000-node ring (16+ MiB) that
+// replaces a TLB miss per array touched with a hit. Where THP is off the advice is ignored.
+void* allocLookup(size_t bytes);
+void freeLookup(void* p) noexcept;
+
+template <class T>
+struct LookupAllocator {
+  using value_type = T;
+  LookupAllocator() = default;
+  template <class U>
+  LookupAllocator(const LookupAllocator<U>&) noexcept {}
+  T* allocate(size_t n) { return static_cast<T*>(allocLookup(n * sizeof(T))); }
+  void deallocate(T* p, size_t) noexcept { freeLookup(p); }
+  template <class U>
+  bool operator==(const LookupAllocator<U>&) const noexcept { return true; }
+};
+}  // namespace detail
+
 class Ring {
  public:
   // Builds the placement. The spec must be valid (config/ validates): at least one node,
@@ -63,9 +83,16 @@ class Ring {
   RingSpec spec_;
   unsigned keyShift_ = 0;
   uint64_t positionMax_ = 0;
-  std::vector<uint64_t> positions_;
-  std::vector<uint32_t> owners_;  // one per point, plus a sentinel copy of owners_[0] (wrap)
-  std::vector<uint32_t> bucketStart_;  // first point >= bucket's lower bound; size buckets + 1
+  template <class T>
+  using LookupVector = std::vector<T, detail::LookupAllocator<T>>;
+
+  // A bucket entry with this bit set holds the owner of every position in the bucket (no point
+  // falls inside it); otherwise it is the index of the first point >= the bucket's lower bound.
+  static constexpr uint32_t kOwnedBucket = 0x80000000u;
+
+  LookupVector<uint64_t> positions_;
+  LookupVector<uint32_t> owners_;  // one per point, plus a sentinel copy of owners_[0] (wrap)
+  LookupVector<uint32_t> bucketStart_;  // one entry per bucket, see kOwnedBucket
   unsigned bucketShift_ = 0;
 };
 

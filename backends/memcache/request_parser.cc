@@ -118,38 +118,6 @@ void appendPacket(std::string& out, uint8_t magic, uint8_t opcode, uint16_t vbuc
 
 }  // namespace
 
-// --- SpanList --------------------------------------------------------------------------------
-
-SpanList& SpanList::operator=(SpanList&& other) noexcept {
-  if (this != &other) {
-    heap_ = std::move(other.heap_);
-    if (!heap_) std::copy_n(other.inline_, other.size_, inline_);
-    size_ = other.size_;
-    capacity_ = other.capacity_;
-    other.size_ = 0;
-    other.capacity_ = kInlineCapacity;
-  }
-  return *this;
-}
-
-void SpanList::clear() noexcept {
-  size_ = 0;
-  if (capacity_ > kKeptHeapCapacity) {
-    heap_.reset();
-    capacity_ = kInlineCapacity;
-  }
-}
-
-bool SpanList::grow() noexcept {
-  const size_t capacity = capacity_ * 2;
-  std::unique_ptr<ByteSpan[]> block(new (std::nothrow) ByteSpan[capacity]);
-  if (!block) return false;
-  std::copy_n(data(), size_, block.get());
-  heap_ = std::move(block);
-  capacity_ = capacity;
-  return true;
-}
-
 // --- RequestParser ---------------------------------------------------------------------------
 
 void RequestParser::reset() noexcept {

@@ -34,6 +34,7 @@
 #include <string_view>
 #include <utility>
 
+#include "backends/io/small_span_list.h"
 #include "backends/memcache/commands.h"
 #include "backends/memcache/memcache_types.h"
 
@@ -93,47 +94,9 @@ struct BinaryRequest {
   ByteSpan value;
 };
 
-// Spans of a request's tokens: kInlineCapacity inline, on the heap beyond that. The heap
-// block is kept across requests unless it grew large, so a client sending 100-key gets
-// allocates once, not per request.
-class SpanList {
- public:
-  static constexpr size_t kInlineCapacity = 16;
-
-  SpanList() noexcept = default;
-  SpanList(const SpanList&) = delete;
-  SpanList& operator=(const SpanList&) = delete;
-  SpanList(SpanList&& other) noexcept { *this = std::move(other); }
-  SpanList& operator=(SpanList&& other) noexcept;
-  ~SpanList() = default;
-
-  [[nodiscard]] size_t size() const noexcept { return size_; }
-  [[nodiscard]] const ByteSpan* data() const noexcept { return heap_ ? heap_.get() : inline_; }
-  [[nodiscard]] const ByteSpan& operator[](size_t i) const noexcept { return data()[i]; }
-
-  // False only when the heap refuses to grow.
-  [[nodiscard]] bool push(ByteSpan span) noexcept {
-    if (size_ == capacity_) [[unlikely]] {
-      if (!grow()) return false;
-    }
-    (heap_ ? heap_.get() : inline_)[size_++] = span;
-    return true;
-  }
-
-  void clear() noexcept;
-
- private:
-  // Past this many spans (64 KiB) the block is released on clear(): one huge get must not
-  // pin memory for the rest of a long-lived connection.
-  static constexpr size_t kKeptHeapCapacity = 4096;
-
-  [[nodiscard]] bool grow() noexcept;
-
-  size_t size_ = 0;
-  size_t capacity_ = kInlineCapacity;
-  std::unique_ptr<ByteSpan[]> heap_;
-  ByteSpan inline_[kInlineCapacity];
-};
+// Spans of a request's tokens: 16 inline (a get with a handful of keys allocates nothing), the
+// heap beyond that, kept across requests up to 4096 spans (64 KiB).
+using SpanList = io::SmallSpanList<ByteSpan, 16, 4096>;
 
 class RequestParser {
  public:

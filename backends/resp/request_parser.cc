@@ -75,37 +75,6 @@ int hexValue(char c) noexcept {
 
 }  // namespace
 
-ArgList& ArgList::operator=(ArgList&& other) noexcept {
-  if (this != &other) {
-    heap_ = std::move(other.heap_);
-    if (!heap_) std::copy_n(other.inline_, other.size_, inline_);
-    size_ = other.size_;
-    capacity_ = other.capacity_;
-    other.size_ = 0;
-    other.capacity_ = kInlineCapacity;
-  }
-  return *this;
-}
-
-void ArgList::clear() noexcept {
-  size_ = 0;
-  if (capacity_ > kKeptHeapCapacity) {
-    heap_.reset();
-    capacity_ = kInlineCapacity;
-  }
-}
-
-bool ArgList::grow() noexcept {
-  // Growth follows arguments actually received, never a declared count: `*1000000\r\n` alone
-  // must not reserve 16 MiB.
-  const size_t capacity = capacity_ * 2;
-  std::unique_ptr<ByteSpan[]> block(new (std::nothrow) ByteSpan[capacity]);
-  if (!block) return false;
-  std::copy_n(data(), size_, block.get());
-  heap_ = std::move(block);
-  capacity_ = capacity;
-  return true;
-}
 
 void RequestParser::reset() noexcept {
   state_ = State::Start;

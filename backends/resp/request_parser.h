@@ -22,6 +22,7 @@
 #include <string_view>
 #include <utility>
 
+#include "backends/io/small_span_list.h"
 #include "backends/resp/resp_types.h"
 
 namespace backends::resp {
@@ -34,47 +35,10 @@ struct RequestLimits {
   size_t maxInlineLength = 64 * 1024;           // bytes of an inline line, without its newline
 };
 
-// Spans of the arguments of one request: kInlineCapacity inline, on the heap beyond that.
-// Movable, not copyable. A heap block is kept across requests unless it grew large, so a
-// client that keeps sending 20-argument MSETs allocates once, not per request.
-class ArgList {
- public:
-  static constexpr size_t kInlineCapacity = 8;
-
-  ArgList() noexcept = default;
-  ArgList(const ArgList&) = delete;
-  ArgList& operator=(const ArgList&) = delete;
-  ArgList(ArgList&& other) noexcept { *this = std::move(other); }
-  ArgList& operator=(ArgList&& other) noexcept;
-  ~ArgList() = default;
-
-  [[nodiscard]] size_t size() const noexcept { return size_; }
-  [[nodiscard]] const ByteSpan* data() const noexcept { return heap_ ? heap_.get() : inline_; }
-  [[nodiscard]] const ByteSpan& operator[](size_t i) const noexcept { return data()[i]; }
-
-  // False only when the heap refuses to grow (the parser turns that into an Error).
-  [[nodiscard]] bool push(ByteSpan span) noexcept {
-    if (size_ == capacity_) [[unlikely]] {
-      if (!grow()) return false;
-    }
-    (heap_ ? heap_.get() : inline_)[size_++] = span;
-    return true;
-  }
-
-  void clear() noexcept;
-
- private:
-  // Past this many spans (16 KiB) the block is released on clear(): one huge command must
-  // not pin memory for the rest of a long-lived connection.
-  static constexpr size_t kKeptHeapCapacity = 1024;
-
-  [[nodiscard]] bool grow() noexcept;
-
-  size_t size_ = 0;
-  size_t capacity_ = kInlineCapacity;
-  std::unique_ptr<ByteSpan[]> heap_;
-  ByteSpan inline_[kInlineCapacity];
-};
+// Spans of the arguments of one request: 8 inline (the common request allocates nothing), the
+// heap beyond that, kept across requests up to 1024 spans (16 KiB), so a client that keeps
+// sending 20-argument MSETs allocates once, not per request.
+using ArgList = io::SmallSpanList<ByteSpan, 8, 1024>;
 
 class RequestParser {
  public:
