@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <vector>
 
 #include "proxy/redis_session.h"
 #include "proxy/stats.h"
@@ -24,6 +25,18 @@ std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
+}
+
+const char* routeSummary(Route route) {
+  switch (route) {
+    case Route::Local: return "answered by ringproxy itself";
+    case Route::Keyed: return "forwarded to the server that owns its key(s); all keys must share one server";
+    case Route::FanoutMget: return "split into one MGET per server, replies merged in key order";
+    case Route::FanoutMset: return "split into one MSET per server; OK when every part succeeded";
+    case Route::FanoutSum: return "split into one request per server; the integer replies are summed";
+    case Route::Unsupported: return "not supported through ringproxy";
+  }
+  return "";
 }
 
 // The version the proxy reports in HELLO: the Redis protocol generation it speaks.
@@ -306,8 +319,30 @@ void RedisSession::cmdCommand(const char* req) {
       else resp::appendNullArray(s_.bytes, protocol_);
     }
   } else if (sub == "docs") {
-    // No documentation is served; an empty map is what clients accept for "nothing known".
-    resp::appendMapHeader(s_.bytes, 0, protocol_);
+    // COMMAND DOCS [name ...]: for each supported command, how the proxy treats it (clients
+    // such as redis-cli use this for help text; unknown or refused names are left out, as
+    // Redis leaves out unknown ones).
+    std::vector<const CommandSpec*> docs;
+    if (argc() == 2) {
+      for (const CommandSpec& c : table)
+        if (supported(c)) docs.push_back(&c);
+    } else {
+      for (size_t i = 2; i < argc(); ++i) {
+        const CommandSpec* c = findCommand(arg(req, i));
+        if (c != nullptr && supported(*c)) docs.push_back(c);
+      }
+    }
+    resp::appendMapHeader(s_.bytes, docs.size(), protocol_);
+    for (const CommandSpec* c : docs) {
+      resp::appendBulk(s_.bytes, c->name);
+      resp::appendMapHeader(s_.bytes, 3, protocol_);
+      resp::appendBulk(s_.bytes, "summary");
+      resp::appendBulk(s_.bytes, routeSummary(c->route));
+      resp::appendBulk(s_.bytes, "group");
+      resp::appendBulk(s_.bytes, "ringproxy");
+      resp::appendBulk(s_.bytes, "arity");
+      resp::appendInteger(s_.bytes, c->arity);
+    }
   } else if (sub == "list") {
     resp::appendArrayHeader(s_.bytes, std::count_if(table.begin(), table.end(), supported));
     for (const CommandSpec& s : table)
