@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "backends/io/memory_budget.h"
 #include "proxy/log.h"
 #include "proxy/routing_snapshot.h"
 #include "proxy/worker.h"
@@ -21,6 +22,8 @@ namespace {
 constexpr size_t kMinRead = 4 * 1024;
 // ...and at most this much per callback, so one client cannot monopolise a turn of the loop.
 constexpr size_t kMaxRead = 256 * 1024;
+// Over --max-buffered-bytes, a non-reading client holding more unread replies than this is let go.
+constexpr size_t kShedOutputBytes = 1024 * 1024;
 }  // namespace
 
 ClientSession::ClientSession(Worker& worker, size_t pool)
@@ -203,6 +206,21 @@ void ClientSession::replyLocal(std::string_view bytes) {
 void ClientSession::appendOutput(const char* p, size_t n) {
   if (n == 0) return;
   out_.append(p, n);
+  lastActiveMs_ = uv_now(worker_.loop());  // a reply is activity too (client_idle_timeout)
+  // Over --max-buffered-bytes, a client that has stopped reading while replies pile up for it
+  // is let go (as Redis's client-output-buffer-limit does): its replies cannot be delivered
+  // and must not hold the memory every other client needs. Closed from the flush, not here,
+  // because callers may be walking this session's request queue.
+  if (!shedding_ && out_.readableSize() > kShedOutputBytes && backends::io::overBufferLimit()) {
+    // Large replies: see now whether the client takes them, rather than at the end of the turn.
+    if (!writeBlocked_) writeSome();
+  }
+  if (writeBlocked_ && !shedding_ && out_.readableSize() > kShedOutputBytes && backends::io::overBufferLimit()) {
+    shedding_ = true;
+    stats_->limitErrors++;
+    LOG_NOTICE("closing a client that is not reading its replies (%zu bytes waiting) while over --max-buffered-bytes",
+               out_.readableSize());
+  }
   worker_.flusher().schedule(this);
 }
 
@@ -238,10 +256,33 @@ void ClientSession::drainCompleted() {
   }
 }
 
+void ClientSession::writeSome() {
+  // Only writes: no state changes beyond the output buffer and writeBlocked_, so it is safe
+  // in the middle of queue processing. Errors are left for flushNow to find.
+  while (!out_.empty()) {
+    const ssize_t n = ::send(fd_, out_.readable(), out_.readableSize(), MSG_NOSIGNAL);
+    if (n > 0) {
+      out_.consume(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      writeBlocked_ = true;
+      updatePoll();
+    }
+    return;
+  }
+}
+
 void ClientSession::flushNow() {
   // One write of everything pending (written once per loop turn, by the FlushScheduler, or
   // when the socket becomes writable again).
   if (handleClosed_) return;
+  if (shedding_) {
+    stats_->clientErr++;
+    closeNow();
+    return;
+  }
   while (!out_.empty()) {
     const ssize_t n = ::send(fd_, out_.readable(), out_.readableSize(), MSG_NOSIGNAL);
     if (n > 0) {

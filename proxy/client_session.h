@@ -98,6 +98,7 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
 
  private:
   void flushNow() override;
+  void writeSome();
   void startReading();
   void stopReading();
   void updatePoll();
@@ -115,6 +116,7 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   uint8_t polled_ = 0;        // the events poll_ watches now
   bool reading_ = false;
   bool writeBlocked_ = false;  // the kernel's buffer was full: waiting for writable
+  bool shedding_ = false;      // to be closed at the next flush (see appendOutput)
   bool paused_ = false;     // reading stopped for back-pressure
   bool handleClosed_ = false;
   bool closeStarted_ = false;

@@ -90,16 +90,14 @@ int Control::run() {
   std::string error;
   if (options_.statsPort > 0) {
     statsServer_ = std::make_unique<AdminServer>(*this, AdminServer::Mode::StatsPort);
-    if (!statsServer_->start(options_.statsAddr, options_.statsPort, error)) {
-      LOG_WARN("stats port: %s", error.c_str());
-      statsServer_.reset();
-    }
+    // On failure the server has closed its handle; the object lives on until the loop ends
+    // (libuv still owns the handle until its close completes).
+    if (!statsServer_->start(options_.statsAddr, options_.statsPort, error)) LOG_WARN("stats port: %s", error.c_str());
   }
   if (options_.adminPort > 0) {
     adminServer_ = std::make_unique<AdminServer>(*this, AdminServer::Mode::Http);
     if (!adminServer_->start(options_.adminAddr, options_.adminPort, error)) {
       LOG_ERROR("admin listener: %s", error.c_str());
-      adminServer_.reset();
     } else {
       LOG_NOTICE("admin HTTP on %s:%d (/metrics /stats /status /ring POST /reload)", options_.adminAddr.c_str(),
                  options_.adminPort);

@@ -305,6 +305,7 @@ void Worker::onRejoinTimer() {
     if (ejectedUntilMs_[i] == 0 || ejectedUntilMs_[i] > now) continue;
     ejectedUntilMs_[i] = 0;
     backends_[i]->resetFailures();
+    backends_[i]->retryAll();  // try it now, as twemproxy does, not after a grown backoff
     if (backends3_[i] != nullptr) backends3_[i]->resetFailures();
     touched[snapshot_->backends[i].pool] = true;
     LOG_NOTICE("worker %d: backend %s rejoins the ring of pool %s", id_, snapshot_->backends[i].endpoint.label.c_str(),

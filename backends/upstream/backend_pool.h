@@ -56,6 +56,10 @@ class BackendPool {
   void resetFailures() { consecutiveFailures_ = 0; }
   uint32_t consecutiveFailures() const { return consecutiveFailures_; }
 
+  void retryAll() {
+    for (UpstreamConn* c : conns_) c->retryNow();
+  }
+
   void connectAll() {
     for (UpstreamConn* c : conns_) c->connectNow();
   }

@@ -1,5 +1,6 @@
 #include "backends/upstream/upstream_conn.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace backends::upstream {
@@ -45,7 +46,15 @@ uint64_t UpstreamConn::send(const char* data, size_t len, ReplySink* sink, uint6
     return 0;
   }
   if (state_ == State::Idle) {
-    if (uv_now(loop_) < backoffUntilMs_) return 0;  // fail fast: lastError_ says why
+    if (uv_now(loop_) < backoffUntilMs_) {
+      // Fail fast: lastError_ says why. A refused request is a failure of the backend too
+      // (as twemproxy counts each failed forward), so server_failure_limit ejects it promptly.
+      if (failures_ != nullptr) {
+        ++*failures_;
+        if (onFailure_ != nullptr) onFailure_(onFailureCtx_);
+      }
+      return 0;
+    }
     startConnect();
     if (state_ == State::Idle) return 0;  // could not even start
   }
@@ -64,6 +73,12 @@ uint64_t UpstreamConn::send(const char* data, size_t len, ReplySink* sink, uint6
 void UpstreamConn::cancel(uint64_t seq) {
   if (seq < headSeq_ || seq >= headSeq_ + fifo_.size()) return;
   fifo_[seq - headSeq_].sink = nullptr;
+}
+
+void UpstreamConn::retryNow() {
+  backoffMs_ = 0;
+  backoffUntilMs_ = 0;
+  if (state_ == State::Idle) startConnect();
 }
 
 void UpstreamConn::connectNow() {
@@ -171,9 +186,11 @@ void UpstreamConn::onConnected(int status) {
 
 void UpstreamConn::onAllocCb(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* sock = static_cast<Socket*>(h->data);
+  // At least 16 KiB of room (the thread's lent block size), at most 256 KiB per read: replies
+  // are handed on after every read, so a burst of large replies does not pile up here first.
   size_t avail = 0;
-  char* p = sock->in.writable(64 * 1024, &avail);
-  *buf = uv_buf_init(p, p ? static_cast<unsigned>(avail) : 0);
+  char* p = sock->in.writable(16 * 1024, &avail);
+  *buf = uv_buf_init(p, p ? static_cast<unsigned>(std::min<size_t>(avail, 256 * 1024)) : 0);
 }
 
 void UpstreamConn::onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
@@ -227,6 +244,7 @@ void UpstreamConn::onRead(ssize_t nread) {
     close();
     return;
   }
+  in.releaseIfEmpty();  // a large reply must not pin its buffer (nor the --max-buffered-bytes budget)
   armTimer();
 }
 

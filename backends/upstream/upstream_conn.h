@@ -114,6 +114,8 @@ class UpstreamConn final : private io::Flushable {
   void cancel(uint64_t seq);
   // Starts connecting now (preconnect) instead of at the first send.
   void connectNow();
+  // Forgets the backoff and connects now (a backend rejoining its ring after ejection).
+  void retryNow();
   // Fails what is owed, closes, and deletes this object once its handles have closed.
   void close();
   // Refuses new sends, lets every request already sent get its reply, then close()s. Used

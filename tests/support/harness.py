@@ -769,3 +769,196 @@ class McFleet:
 
 def _text_key(key):
     return 0 < len(key) <= 250 and all(0x20 < b < 0x7f or b > 0x7f for b in key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Failure and limit tests: a process's resident memory, the stats port's JSON, keys grouped by
+# owner, a misbehaving RESP server and a client with a small receive window (added for
+# test_failures / test_limits; nothing above depends on it).
+
+def rss_kb(pid):
+    """VmRSS of a live process, in KiB (from /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def read_stats_port(port, timeout=5.0):
+    """The JSON a twemproxy-style stats port writes before it closes, parsed."""
+    import json
+    data = bytearray()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        while True:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data.decode())
+
+
+def hashlike_keys(prefix, n):
+    """n key names that hash like random ones ("<prefix>:<hex>"); runs such as "k:0".."k:999"
+    spread unevenly under fnv1a."""
+    import hashlib
+    return [f"{prefix}:{hashlib.sha1(b'%d' % i).hexdigest()[:16]}" for i in range(n)]
+
+
+def keys_by_owner(config_path, pool, keys):
+    """{owner label: [keys, in the given order]} by `ringctl owner`."""
+    owners = ringctl_owners(config_path, pool, keys)
+    grouped = {}
+    for k in keys:
+        grouped.setdefault(owners[k], []).append(k)
+    return grouped
+
+
+class FakeRedis:
+    """A small RESP server that can misbehave as no real redis-server will: it answers
+    `GET key` with b"fake:" + key (MGET likewise), `PING` with PONG and anything else with
+    +OK, and once cut_after(n) is armed it answers n more requests, then sends the first half
+    of the next reply and closes that connection (after which it behaves again until
+    re-armed). Every request it reads is recorded in `received` (lists of bytes). Listens on
+    127.0.0.1."""
+
+    def __init__(self, port=None):
+        import threading
+        self.lock = threading.Lock()
+        self.received = []
+        self.cuts = 0
+        self._cut = None
+        self._conns = []
+        self._closed = False
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", port or 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @staticmethod
+    def value_of(key):
+        return b"fake:" + (key.encode() if isinstance(key, str) else key)
+
+    @staticmethod
+    def reply_for(args):
+        name = args[0].upper() if args else b""
+        if name == b"GET" and len(args) == 2:
+            v = FakeRedis.value_of(args[1])
+            return b"$%d\r\n%s\r\n" % (len(v), v)
+        if name == b"MGET":
+            vs = [FakeRedis.value_of(k) for k in args[1:]]
+            return b"*%d\r\n" % len(vs) + b"".join(b"$%d\r\n%s\r\n" % (len(v), v) for v in vs)
+        if name == b"PING":
+            return b"+PONG\r\n"
+        return b"+OK\r\n"
+
+    def cut_after(self, n):
+        """The next n requests (on any connection) are answered; the one after gets half a
+        reply and its connection is closed."""
+        with self.lock:
+            self._cut = n
+
+    def _accept(self):
+        import threading
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self._closed:
+                    conn.close()
+                    return
+                self._conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        buf, pos = bytearray(), 0
+        try:
+            while True:
+                chunk = conn.recv(1 << 16)
+                if not chunk:
+                    return
+                buf += chunk
+                out = bytearray()
+                while True:
+                    try:
+                        args, end = parse_reply(buf, pos)
+                    except Incomplete:
+                        break
+                    pos = end
+                    reply = self.reply_for(args)
+                    with self.lock:
+                        self.received.append(args)
+                        cut = self._cut == 0
+                        if self._cut is not None:
+                            self._cut = None if cut else self._cut - 1
+                        if cut:
+                            self.cuts += 1
+                    if cut:
+                        conn.sendall(bytes(out) + reply[:len(reply) // 2])
+                        conn.shutdown(socket.SHUT_RDWR)
+                        return
+                    out += reply
+                if out:
+                    conn.sendall(bytes(out))
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def stop(self):
+        with self.lock:
+            self._closed = True
+            conns = list(self._conns)
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Process memory and descriptor limits, for the churn test (nothing above depends on it).
+
+def proc_status_kb(pid, field="VmRSS"):
+    """A kB figure of /proc/PID/status (VmRSS, VmHWM, ...); None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def raise_nofile():
+    """Raises this process's RLIMIT_NOFILE soft limit to its hard limit (children started
+    afterwards inherit it). Returns (soft, hard) after the change."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+class SmallWindowConn(RawConn):
+    """A RawConn whose receive buffer is set small before it connects, so a client that does
+    not read stops the sender's kernel buffers from absorbing much."""
+
+    def __init__(self, port, rcvbuf=65536, host="127.0.0.1", timeout=10.0):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.pos = 0
