@@ -211,6 +211,12 @@ void ClientSession::appendOutput(const char* p, size_t n) {
   // is let go (as Redis's client-output-buffer-limit does): its replies cannot be delivered
   // and must not hold the memory every other client needs. Closed from the flush, not here,
   // because callers may be walking this session's request queue.
+  // A client that closed its end may be gone for good: write now, so a dead socket is found
+  // at the first reply (EPIPE) rather than after every reply still owed has been buffered.
+  if (closing_ && !writeBlocked_) {
+    writeSome();
+    if (socketDead_) return;
+  }
   if (!shedding_ && out_.readableSize() > kShedOutputBytes && backends::io::overBufferLimit()) {
     // Large replies: see now whether the client takes them, rather than at the end of the turn.
     if (!writeBlocked_) writeSome();
@@ -269,6 +275,10 @@ void ClientSession::writeSome() {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       writeBlocked_ = true;
       updatePoll();
+    } else if (n < 0) {
+      // The peer is gone: close at the next flush, which no longer copies replies for it.
+      socketDead_ = true;
+      worker_.flusher().schedule(this);
     }
     return;
   }
@@ -278,7 +288,7 @@ void ClientSession::flushNow() {
   // One write of everything pending (written once per loop turn, by the FlushScheduler, or
   // when the socket becomes writable again).
   if (handleClosed_) return;
-  if (shedding_) {
+  if (shedding_ || socketDead_) {
     stats_->clientErr++;
     closeNow();
     return;

@@ -117,6 +117,7 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   bool reading_ = false;
   bool writeBlocked_ = false;  // the kernel's buffer was full: waiting for writable
   bool shedding_ = false;      // to be closed at the next flush (see appendOutput)
+  bool socketDead_ = false;    // a write failed: to be closed at the next flush
   bool paused_ = false;     // reading stopped for back-pressure
   bool handleClosed_ = false;
   bool closeStarted_ = false;

@@ -1,5 +1,6 @@
 #include "proxy/control.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -87,6 +88,12 @@ int Control::run() {
   uv_signal_start(&sigint_, [](uv_signal_t* h, int) { static_cast<Control*>(h->data)->requestStop(); }, SIGINT);
   uv_signal_start(&sighup_, [](uv_signal_t* h, int) { static_cast<Control*>(h->data)->reload("SIGHUP"); }, SIGHUP);
   if (options_.watchConfig) startWatch();
+  // Give freed memory back to the system every two seconds: after a burst (thousands of large
+  // replies in flight) glibc keeps the freed pages resident, and a proxy's RSS should return to
+  // its baseline when the burst is over. malloc_trim walks every arena; a few ms at most.
+  uv_timer_init(loop_, &trimTimer_);
+  uv_timer_start(&trimTimer_, [](uv_timer_t*) { malloc_trim(0); }, 2000, 2000);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&trimTimer_));
   std::string error;
   if (options_.statsPort > 0) {
     statsServer_ = std::make_unique<AdminServer>(*this, AdminServer::Mode::StatsPort);
@@ -116,6 +123,7 @@ void Control::requestStop() {
   LOG_NOTICE("stopping: no longer accepting connections; finishing in-flight requests");
   for (auto& w : workers_) w->requestStop();
   for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&trimTimer_), nullptr);
   if (statsServer_) statsServer_->close();
   if (adminServer_) adminServer_->close();
   if (watching_) {

@@ -82,6 +82,7 @@ class Control {
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   uv_fs_event_t watch_{};
   uv_timer_t debounce_{};
+  uv_timer_t trimTimer_{};
   bool watching_ = false;
   std::unique_ptr<AdminServer> statsServer_;
   std::unique_ptr<AdminServer> adminServer_;
