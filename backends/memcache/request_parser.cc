@@ -295,9 +295,13 @@ RequestStatus RequestParser::parseLine(const char* request, size_t len) noexcept
 
 bool RequestParser::tokenize(const char* request, size_t end) noexcept {
   // memcached splits on spaces only (a tab is part of a token, and makes a key invalid).
-  // The verb, a get's exptime and maxKeys keys at most; past that the request is refused
-  // anyway, so the rest of the line is not split.
-  const size_t maxTokens = limits_.maxKeys > SIZE_MAX - 3 ? SIZE_MAX : limits_.maxKeys + 3;
+  // Only the get family can have many tokens: the verb, a gat's exptime and maxKeys keys at
+  // most; past that it is refused anyway, so the rest of the line is not split. Every other
+  // line is bounded by maxLineLength (at most kOtherTokens tokens), so the cap never drops a
+  // token of theirs (a noreply, a meta flag), however small maxKeys is set.
+  constexpr size_t kOtherTokens = 2048 / 2 + 2;
+  const size_t keys = std::max(limits_.maxKeys, kOtherTokens);
+  const size_t maxTokens = keys > SIZE_MAX - 3 ? SIZE_MAX : keys + 3;
   size_t i = 0;
   while (i < end) {
     if (request[i] == ' ') {
