@@ -142,7 +142,7 @@ class Buffer {
   }
 
   static constexpr size_t kInitial = 16 * 1024;
-  static constexpr size_t kMaxSpares = 256;
+  static constexpr size_t kMaxSpares = 32;  // 512 KiB per thread at most stays cached
   char* data_ = nullptr;
   size_t capacity_ = 0;
   size_t start_ = 0;
