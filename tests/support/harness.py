@@ -17,10 +17,21 @@ BUILD = os.environ.get("RINGPROXY_BUILD", os.path.join(os.path.dirname(__file__)
 _procs = []
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on, never the same one twice in this process (the
+    kernel may hand a just-released port out again, and a config with two pools on one port
+    is invalid)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free loopback port")
 
 
 def binary(name):
