@@ -365,12 +365,6 @@ bool setChoice(Field& f, const std::pair<std::string_view, E> (&choices)[N], E P
   return f.fail(quoted(*text) + " is not accepted; expected one of " + accepted);
 }
 
-constexpr std::pair<std::string_view, ring::Distribution> kDistributions[] = {
-    {"ketama", ring::Distribution::Ketama},
-    {"modula", ring::Distribution::Modula},
-    {"random", ring::Distribution::Random},
-    {"vnode", ring::Distribution::Vnode},
-};
 constexpr std::pair<std::string_view, Protocol> kProtocols[] = {
     {"redis", Protocol::Redis},
     {"memcache", Protocol::Memcache},
@@ -444,7 +438,7 @@ bool setHashTag(Field& f) {
   return true;
 }
 
-bool setDistribution(Field& f) { return setChoice(f, kDistributions, &Pool::distribution); }
+bool setDistribution(Field& f) { return setChoice(f, ring::kDistributionNames, &Pool::distribution); }
 bool setProtocol(Field& f) { return setChoice(f, kProtocols, &Pool::protocol); }
 bool setTransactions(Field& f) { return setChoice(f, kTransactionModes, &Pool::transactions); }
 
@@ -614,13 +608,6 @@ std::string unknownKeyMessage(std::string_view name) {
 // ---------------------------------------------------------------------------------------------
 // Pools and the file.
 
-std::string_view distributionName(ring::Distribution d) {
-  for (const auto& [name, value] : kDistributions) {
-    if (value == d) return name;
-  }
-  return "?";
-}
-
 // The checks that involve several keys of one pool, and the defaults that depend on others.
 bool finishPool(Reporter& report, PoolDraft& draft) {
   Pool& pool = draft.pool;
@@ -665,7 +652,7 @@ bool finishPool(Reporter& report, PoolDraft& draft) {
   if (draft.has("vnodes") && !vnode) {
     return report.fail(draft.lineOf("vnodes"), name + ".vnodes",
                        "only applies to distribution: vnode, and this pool uses " +
-                           std::string(distributionName(pool.distribution)) +
+                           std::string(ring::distributionName(pool.distribution)) +
                            "; remove it or set distribution: vnode");
   }
 

@@ -263,8 +263,8 @@ void ClientSession::drainCompleted() {
 }
 
 void ClientSession::writeSome() {
-  // Only writes: no state changes beyond the output buffer and writeBlocked_, so it is safe
-  // in the middle of queue processing. Errors are left for flushNow to find.
+  // Only writes: no state changes beyond the output buffer, writeBlocked_ and socketDead_, so
+  // it is safe in the middle of queue processing. A dead socket is closed by flushNow.
   while (!out_.empty()) {
     const ssize_t n = ::send(fd_, out_.readable(), out_.readableSize(), MSG_NOSIGNAL);
     if (n > 0) {
@@ -273,10 +273,11 @@ void ClientSession::writeSome() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      writeBlocked_ = true;
+      writeBlocked_ = true;  // the kernel buffer is full: wait until the socket is writable
       updatePoll();
     } else if (n < 0) {
       // The peer is gone: close at the next flush, which no longer copies replies for it.
+      LOG_DEBUG("client write failed: %s", std::strerror(errno));
       socketDead_ = true;
       worker_.flusher().schedule(this);
     }
@@ -288,31 +289,14 @@ void ClientSession::flushNow() {
   // One write of everything pending (written once per loop turn, by the FlushScheduler, or
   // when the socket becomes writable again).
   if (handleClosed_) return;
+  if (!shedding_ && !socketDead_) writeSome();
   if (shedding_ || socketDead_) {
     stats_->clientErr++;
     closeNow();
     return;
   }
-  while (!out_.empty()) {
-    const ssize_t n = ::send(fd_, out_.readable(), out_.readableSize(), MSG_NOSIGNAL);
-    if (n > 0) {
-      out_.consume(static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (!writeBlocked_) {
-        writeBlocked_ = true;  // the kernel buffer is full: wait until the socket is writable
-        updatePoll();
-      }
-      return;
-    }
-    LOG_DEBUG("client write failed: %s", std::strerror(errno));
-    stats_->clientErr++;
-    closeNow();
-    return;
-  }
-  out_.releaseIfEmpty();  // lent back: an idle connection keeps no output buffer
+  if (!out_.empty()) return;  // blocked: resumed when the socket is writable
+  out_.releaseIfEmpty();      // lent back: an idle connection keeps no output buffer
   if (writeBlocked_) {
     writeBlocked_ = false;
     updatePoll();

@@ -16,27 +16,6 @@ namespace {
 
 std::atomic<uint64_t> gNextClientId{1};
 
-// Appends a key or argument as a bulk string, for building sub-requests.
-void appendBulkArg(std::string& out, std::string_view a) {
-  out += '$';
-  char num[24];
-  auto [end, ec] = std::to_chars(num, num + sizeof num, a.size());
-  (void)ec;
-  out.append(num, end);
-  out += "\r\n";
-  out.append(a);
-  out += "\r\n";
-}
-
-void appendMultibulkHeader(std::string& out, size_t n) {
-  out += '*';
-  char num[24];
-  auto [end, ec] = std::to_chars(num, num + sizeof num, n);
-  (void)ec;
-  out.append(num, end);
-  out += "\r\n";
-}
-
 bool parseInt64(std::string_view s, int64_t& v) {
   if (s.empty()) return false;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -300,15 +279,15 @@ void RedisSession::fanout(const CommandSpec& spec, const char* req) {
       r->keyPosition[i] = s_.subKeyCounts[frag];
     }
     s_.subKeyCounts[frag]++;
-    appendBulkArg(s_.subRequests[frag], arg(req, s_.keys[i]));
-    if (pairs) appendBulkArg(s_.subRequests[frag], arg(req, s_.keys[i] + 1));
+    resp::appendBulk(s_.subRequests[frag], arg(req, s_.keys[i]));
+    if (pairs) resp::appendBulk(s_.subRequests[frag], arg(req, s_.keys[i] + 1));
   }
   // Send one sub-request per owner: "<CMD> k1 k2 ..." (MSET: k1 v1 k2 v2 ...).
   bool anySent = false;
   for (uint32_t frag = 0; frag < r->fragmentCount(); ++frag) {
     s_.bytes.clear();
-    appendMultibulkHeader(s_.bytes, 1 + s_.subKeyCounts[frag] * (pairs ? 2 : 1));
-    appendBulkArg(s_.bytes, name);
+    resp::appendArrayHeader(s_.bytes, 1 + s_.subKeyCounts[frag] * (pairs ? 2 : 1));
+    resp::appendBulk(s_.bytes, name);
     s_.bytes += s_.subRequests[frag];
     if (sendTo(*r, frag, r->fragment(frag).backend, s_.bytes.data(), s_.bytes.size())) anySent = true;
     stats_->fragments++;
@@ -406,7 +385,7 @@ void RedisSession::mergeMget(Request& r) {
     }
   }
   std::string failure;
-  appendMultibulkHeader(r.reply, r.keyFragment.size());
+  resp::appendArrayHeader(r.reply, r.keyFragment.size());
   for (size_t i = 0; i < r.keyFragment.size(); ++i) {
     const uint32_t f = r.keyFragment[i];
     Fragment& frag = r.fragment(f);

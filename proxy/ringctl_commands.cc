@@ -39,16 +39,6 @@ bool selectPools(const config::Topology& topo, const std::string& name, std::vec
   return true;
 }
 
-const char* distributionName(ring::Distribution d) {
-  switch (d) {
-    case ring::Distribution::Ketama: return "ketama";
-    case ring::Distribution::Modula: return "modula";
-    case ring::Distribution::Random: return "random";
-    case ring::Distribution::Vnode: return "vnode";
-  }
-  return "?";
-}
-
 bool writeFile(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary);
   f << text;
@@ -83,7 +73,7 @@ int runOwner(const Options& o) {
     for (std::string line; std::getline(std::cin, line);) keys.push_back(line);
   }
   JsonWriter j;
-  j.beginObject().key("pool").value(pool.name).key("distribution").value(distributionName(pool.distribution));
+  j.beginObject().key("pool").value(pool.name).key("distribution").value(ring::distributionName(pool.distribution));
   j.key("owners").beginArray();
   std::string out;
   for (const auto& key : keys) {
@@ -115,13 +105,13 @@ int runShares(const Options& o) {
   for (const config::Pool* pool : pools) {
     const ring::Ring r(pool->ringSpec());
     const ring::ShareReport rep = ring::computeShares(r);
-    j.beginObject().key("pool").value(pool->name).key("distribution").value(distributionName(pool->distribution));
+    j.beginObject().key("pool").value(pool->name).key("distribution").value(ring::distributionName(pool->distribution));
     j.key("hash").value(ring::hashKindName(pool->hash)).key("points").value(uint64_t(r.positions().size()));
     j.key("memory_bytes").value(uint64_t(r.memoryBytes())).key("peak_over_mean").value(rep.peakOverMean);
     j.key("nodes").beginArray();
     if (!o.json) {
       std::printf("pool %s: %s, hash %s, %zu nodes, %zu points, peak/mean %.4f\n", pool->name.c_str(),
-                  distributionName(pool->distribution), std::string(ring::hashKindName(pool->hash)).c_str(),
+                  std::string(ring::distributionName(pool->distribution)).c_str(), std::string(ring::hashKindName(pool->hash)).c_str(),
                   r.nodeCount(), r.positions().size(), rep.peakOverMean);
       std::printf("  %-32s %6s %8s %10s %10s %12s\n", "node", "weight", "points", "share", "ideal", "share/ideal");
     }

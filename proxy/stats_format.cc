@@ -18,16 +18,6 @@ std::string hostName() {
   return buf;
 }
 
-const char* distributionName(ring::Distribution d) {
-  switch (d) {
-    case ring::Distribution::Ketama: return "ketama";
-    case ring::Distribution::Modula: return "modula";
-    case ring::Distribution::Random: return "random";
-    case ring::Distribution::Vnode: return "vnode";
-  }
-  return "?";
-}
-
 // Prometheus label values: backslash, quote and newline escaped.
 std::string label(const std::string& v) {
   std::string out;
@@ -229,7 +219,7 @@ std::string ringJson(const RoutingSnapshot& snapshot, const std::string& poolNam
     const ring::ShareReport rep = ring::computeShares(pool.ring);
     JsonWriter j;
     j.beginObject().key("pool").value(pool.config.name).key("generation").value(snapshot.generation);
-    j.key("distribution").value(distributionName(pool.config.distribution));
+    j.key("distribution").value(ring::distributionName(pool.config.distribution));
     j.key("hash").value(ring::hashKindName(pool.config.hash)).key("points").value(uint64_t(pool.ring.positions().size()));
     j.key("peak_over_mean").value(rep.peakOverMean).key("nodes").beginArray();
     for (const auto& n : rep.nodes) {
@@ -257,7 +247,7 @@ std::string statusJson(const WorkerReport& report, const RoutingSnapshot& snapsh
       if (p.name == pool.config.name) s = p.stats;
     j.beginObject().key("name").value(pool.config.name).key("listen").value(pool.config.listen.str());
     j.key("protocol").value(pool.config.protocol == config::Protocol::Redis ? "redis" : "memcache");
-    j.key("distribution").value(distributionName(pool.config.distribution));
+    j.key("distribution").value(ring::distributionName(pool.config.distribution));
     j.key("clients").value(s.clientConnections - s.clientsClosed).key("requests").value(s.requests);
     j.key("errors").value(s.errorsReplied).key("backends").beginArray();
     for (const BackendReport& b : report.backends) {

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace ring {
@@ -33,6 +35,21 @@ enum class Distribution : uint8_t {
   Random,  // twemproxy's uniformly random server per request
   Vnode,   // our native ring: placement depends only on each node's identity and weight
 };
+
+// The config names of the distributions, one table for parsing (config/) and printing
+// (ringctl, /ring, /status).
+inline constexpr std::pair<std::string_view, Distribution> kDistributionNames[] = {
+    {"ketama", Distribution::Ketama},
+    {"modula", Distribution::Modula},
+    {"random", Distribution::Random},
+    {"vnode", Distribution::Vnode},
+};
+
+constexpr std::string_view distributionName(Distribution d) {
+  for (const auto& [name, value] : kDistributionNames)
+    if (value == d) return name;
+  return "?";
+}
 
 struct NodeSpec {
   std::string identity;  // what placement hashes: configured name, else host:port (or host)
