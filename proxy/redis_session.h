@@ -30,6 +30,9 @@ class RedisSession final : public ClientSession {
   ~RedisSession() override;
 
   enum Kind : uint8_t { kSingle, kMget, kMset, kSum, kInfo, kExec };
+  // Request::aux of a multi-key request sent whole to the one server owning all its keys:
+  // a good reply is relayed as it is.
+  static constexpr uint64_t kWholeReply = 1;
 
   // A command queued between MULTI and EXEC: its RESP bytes and the backend that owns its
   // keys, or (backend < 0) a reply the proxy computed itself (PING, ECHO, TIME).
@@ -56,6 +59,9 @@ class RedisSession final : public ClientSession {
   // backend refuses at once (it is backing off after a failure).
   bool sendOn(Request& r, uint32_t fragment, uint32_t backend, backends::upstream::UpstreamConn& conn, const char* bytes,
               size_t len);
+  // Sends the request being dispatched, unchanged (an inline request re-encoded as RESP), as
+  // a new fragment of `r`.
+  bool sendWhole(Request& r, uint32_t owner, const char* req);
   bool sendTo(Request& r, uint32_t fragment, uint32_t backend, const char* bytes, size_t len) {
     return sendOn(r, fragment, backend, connFor(backend), bytes, len);
   }

@@ -21,6 +21,7 @@ struct SessionScratch {
   std::string bytes;      // replies and sub-requests being built
   std::string keyBuffer;  // a decoded base64 key
   std::vector<uint32_t> keys;
+  std::vector<uint32_t> owners;  // the backend of each of `keys`
   std::vector<int32_t> fragmentOfBackend;
   std::vector<std::string> subRequests;
   std::vector<uint32_t> subKeyCounts;

@@ -120,6 +120,7 @@ void Worker::run() {
   // Everything is closed; run once more so close callbacks complete, then free the loop.
   uv_run(&loop_, UV_RUN_DEFAULT);
   if (uv_loop_close(&loop_) != 0) LOG_DEBUG("worker %d: loop closed with handles still open", id_);
+  backends::io::Buffer::releaseThreadSpares();
 }
 
 void Worker::publish(std::shared_ptr<const RoutingSnapshot> next, ListenFds newListeners) {

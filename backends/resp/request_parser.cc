@@ -24,7 +24,7 @@ constexpr size_t kMaxHeaderLine = 32;
 // what Redis would refuse. `start` is the first byte after the
 // type byte; *next is where the following line begins. Every request has at least three
 // header lines, so this is one fused scan (a memchr then a second parse cost ~2x as much).
-ParseStatus readHeaderNumber(const char* data, size_t len, size_t start, int64_t* value, size_t* next) noexcept {
+ParseStatus readHeaderNumberSlow(const char* data, size_t len, size_t start, int64_t* value, size_t* next) noexcept {
   size_t i = start;
   const size_t lineEnd = std::min(len, start - 1 + kMaxHeaderLine);
   bool negative = false;
@@ -56,6 +56,27 @@ ParseStatus readHeaderNumber(const char* data, size_t len, size_t start, int64_t
   }
   *next = i + 2;
   return ParseStatus::Complete;
+}
+
+// Nearly every header is 1 to 18 digits without a sign or a leading zero, then CRLF: that
+// shape needs no overflow check and no sign handling (~25 instructions instead of ~75 per
+// header, and a GET has three). Anything else goes to the exact rules above.
+inline ParseStatus readHeaderNumber(const char* data, size_t len, size_t start, int64_t* value, size_t* next) noexcept {
+  const size_t end = std::min(len, start + 18);
+  size_t i = start;
+  uint64_t v = 0;
+  while (i < end) {
+    const unsigned d = static_cast<unsigned char>(data[i]) - '0';
+    if (d > 9) break;
+    v = v * 10 + d;
+    ++i;
+  }
+  if (i > start && i + 1 < len && data[i] == '\r' && data[i + 1] == '\n' && (data[start] != '0' || i == start + 1)) {
+    *value = static_cast<int64_t>(v);
+    *next = i + 2;
+    return ParseStatus::Complete;
+  }
+  return readHeaderNumberSlow(data, len, start, value, next);
 }
 
 // The separators of Redis's sdssplitargs: isspace() between arguments and after a closing

@@ -371,8 +371,8 @@ void UpstreamConn::onTimer() {
 void UpstreamConn::closeWhenIdle() {
   closeWhenIdle_ = true;
   // Handshake replies do not count: nothing a client waits for.
-  for (const Entry& e : fifo_)
-    if (!e.handshake) return;
+  for (size_t i = 0; i < fifo_.size(); ++i)
+    if (!fifo_[i].handshake) return;
   close();
 }
 

@@ -19,7 +19,6 @@
 #include <uv.h>
 
 #include <cstdint>
-#include <deque>
 #include <iterator>
 #include <memory>
 #include <string>
@@ -27,6 +26,7 @@
 
 #include "backends/io/flush_scheduler.h"
 #include "backends/io/output_queue.h"
+#include "backends/io/ring_queue.h"
 
 namespace backends::upstream {
 
@@ -178,7 +178,7 @@ class UpstreamConn final : private io::Flushable {
   uv_getaddrinfo_t* resolving_ = nullptr;
   uv_timer_t timer_{};              // connect timeout, reply timeout and reconnect, one at a time
   bool closeWhenIdle_ = false;
-  std::deque<Entry> fifo_;
+  io::RingQueue<Entry> fifo_;
   uint64_t headSeq_ = 1;            // sequence number of fifo_.front()
   uint64_t backoffUntilMs_ = 0;
   int backoffMs_ = 0;

@@ -468,6 +468,25 @@ class ClosedMidReply(unittest.TestCase):
                 self.assertTrue(names_backend(r, "fake", self.fake.port), r)
         self.assert_recovers()
 
+    def test_multi_key_request_owned_by_the_failing_backend_alone(self):
+        # Every key on the fake: the request is sent whole to it. Its failure must look as it
+        # does for a split request: MGET gets one error element per key, DEL/EXISTS one error.
+        self.fake.cut_after(0)
+        keys = self.fake_keys[:5]
+        reply = self.conn.call("MGET", *keys)
+        self.assertIsInstance(reply, list, reply)
+        self.assertEqual(len(reply), len(keys))
+        for k, r in zip(keys, reply):
+            self.assertIsInstance(r, ErrorReply, f"{k}: {r!r}")
+            self.assertTrue(names_backend(r, "fake", self.fake.port), r)
+        harness.wait_for(lambda: self.conn.call("GET", keys[0]) == self.fake.value_of(keys[0]), timeout=3.0,
+                         interval=0.05, what="the fake backend serving again")
+        self.fake.cut_after(0)
+        reply = self.conn.call("EXISTS", *keys)
+        self.assertIsInstance(reply, ErrorReply, reply)
+        self.assertTrue(names_backend(reply, "fake", self.fake.port), reply)
+        self.assert_recovers()
+
 
 class AllServersDown(unittest.TestCase):
     """Three pools whose every server is down: redis, redis with auto_eject_hosts, memcached."""

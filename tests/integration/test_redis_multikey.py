@@ -117,6 +117,34 @@ class RedisMultiKey(unittest.TestCase):
             self.assertEqual(c.call_raw("UNLINK", ks[42], ks[43], ks[44]), b":3\r\n")
         self.assertEqual(sum(d.dbsize() for d in self.direct.values()), 10)
 
+    def test_keys_of_one_owner_are_sent_whole_and_answered_exactly(self):
+        # All keys under one hash tag: the request goes to that server as the client sent it and
+        # its reply comes back as it is; the results must be the same as for split requests.
+        tag_keys = [f"{{t42}}:{i}" for i in range(12)]
+        owner = self.owners(["t42"])["t42"]
+        self.assertTrue(self.client.mset({k: f"w:{k}" for k in tag_keys[:8]}))
+        self.assertEqual(set(self.placement()), set(tag_keys[:8]))
+        self.assertEqual(set(self.placement().values()), {owner})
+        ask = [tag_keys[0], tag_keys[9], tag_keys[0], *tag_keys[1:8], tag_keys[10]]
+        self.assertEqual(self.client.mget(ask), [None if k in tag_keys[8:] else f"w:{k}".encode() for k in ask])
+        self.direct[owner].rpush(tag_keys[11], "not a string")
+        self.assertEqual(self.client.mget([tag_keys[11], tag_keys[0]]), [None, f"w:{tag_keys[0]}".encode()])
+        with RawConn(self.port) as c:
+            self.assertEqual(c.call_raw("MGET", tag_keys[1], tag_keys[9]),
+                             b"*2\r\n$%d\r\nw:%s\r\n$-1\r\n" % (len(tag_keys[1]) + 2, tag_keys[1].encode()))
+            self.assertEqual(c.call_raw("EXISTS", *tag_keys[:3], tag_keys[9], tag_keys[0]), b":4\r\n")
+            self.assertEqual(c.call_raw("TOUCH", *tag_keys[:2]), b":2\r\n")
+            self.assertEqual(c.call_raw("DEL", *tag_keys[5:10]), b":3\r\n")  # 5, 6 and 7 exist
+            self.assertEqual(c.call_raw("UNLINK", tag_keys[4], tag_keys[11]), b":2\r\n")
+            # Inline requests are re-encoded as RESP before they are sent whole.
+            c.send(b"MGET {t42}:0 {t42}:1 {t42}:9\r\n")
+            self.assertEqual(c.read(), [f"w:{tag_keys[0]}".encode(), f"w:{tag_keys[1]}".encode(), None])
+            # RESP3: the backend connection speaks RESP3 too, so its nulls arrive as RESP3 nulls.
+            c.call("HELLO", "3")
+            self.assertEqual(c.call_raw("MGET", tag_keys[0], tag_keys[9]),
+                             b"*2\r\n$%d\r\nw:%s\r\n_\r\n" % (len(tag_keys[0]) + 2, tag_keys[0].encode()))
+        self.assertEqual(sorted(self.placement()), sorted(tag_keys[:4]))
+
     def test_msetnx_needs_one_owner(self):
         a, b = self.two_keys_with_different_owners()
         with RawConn(self.port) as c:
