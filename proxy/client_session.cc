@@ -244,6 +244,36 @@ void ClientSession::popHeadAndDrain() {
   drainCompleted();
 }
 
+void ClientSession::replyHead(const char* p, size_t n) {
+  // Nothing queued behind the head and nothing unsent: no other reply can join this one in
+  // the turn's write, so it is sent now, straight from the backend's buffer, with no copy
+  // into out_ and no block lent for it (GET -P 1: 2,414 -> 2,219 instructions). What the
+  // kernel does not take is buffered and written as usual.
+  if (head_->next == nullptr && out_.empty() && !closing_ && !writeBlocked_ && !shedding_ && !socketDead_) {
+    ssize_t sent;
+    do {
+      sent = ::send(fd_, p, n, MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    if (sent >= 0) {
+      lastActiveMs_ = uv_now(worker_.loop());
+      p += sent;
+      n -= static_cast<size_t>(sent);
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      LOG_DEBUG("client write failed: %s", std::strerror(errno));
+      socketDead_ = true;  // closed by the flush, as in writeSome
+      worker_.flusher().schedule(this);
+      n = 0;
+    }
+    if (n == 0) {
+      popHeadAndDrain();
+      if (paused_) worker_.flusher().schedule(this);  // the flush resumes reading
+      return;
+    }
+  }
+  appendOutput(p, n);
+  popHeadAndDrain();
+}
+
 void ClientSession::drainCompleted() {
   while (head_ != nullptr && head_->complete) {
     Request* r = head_;

@@ -79,6 +79,9 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   void appendOutput(const char* p, size_t n);
   // Pops the head (which must be complete and written) and writes any complete successors.
   void popHeadAndDrain();
+  // The head request's whole reply, from a backend's buffer: written (sent at once when it is
+  // the last reply owed), then the head is popped as by popHeadAndDrain().
+  void replyHead(const char* p, size_t n);
   // Stop reading; close once every queued reply has been written.
   void closeAfterFlush();
   bool wantsMoreInput() const;

@@ -355,8 +355,7 @@ bool MemcacheSession::keepReply(const Request& r, const char* data, size_t len) 
 void MemcacheSession::onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) {
   if (r.kind == kRelay || (r.kind == kBinary && (r.aux & kQuietBit) == 0)) {
     if (&r == head_) {
-      appendOutput(data, len);  // the common case: straight to the client
-      popHeadAndDrain();
+      replyHead(data, len);  // the common case: straight to the client
     } else {
       r.reply.assign(data, len);
       r.waiting = 0;

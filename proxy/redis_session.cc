@@ -321,8 +321,7 @@ void RedisSession::fanout(const CommandSpec& spec, const char* req) {
 void RedisSession::onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) {
   if (r.kind == kSingle || (r.aux == kWholeReply && !isError)) {
     if (&r == head_) {
-      appendOutput(data, len);  // the common case: straight to the client, no copy kept
-      popHeadAndDrain();
+      replyHead(data, len);  // the common case: straight to the client
     } else {
       r.reply.assign(data, len);
       r.waiting = 0;
