@@ -192,6 +192,27 @@ void ClientSession::enqueue(Request* r) {
   pending_++;
 }
 
+bool ClientSession::sendFragment(Request& r, uint32_t fragment, uint32_t backend,
+                                 backends::upstream::UpstreamConn& conn, const char* bytes, size_t len,
+                                 uint32_t hint) {
+  const uint64_t seq = conn.send(bytes, len, &r, fragment, hint);
+  Fragment& f = r.fragment(fragment);
+  f.backend = backend;
+  if (seq == 0) {
+    f.failed = true;
+    if (r.error.empty()) {
+      r.error = backendErrorPrefix();
+      r.error += "backend " + conn.endpoint().label + ": " + conn.lastError();
+    }
+    stats_->forwardErrors++;
+    return false;
+  }
+  f.conn = &conn;
+  f.seq = seq;
+  r.waiting++;
+  return true;
+}
+
 void ClientSession::replyLocal(std::string_view bytes) {
   if (head_ == nullptr) {  // nothing before it: no need to queue
     appendOutput(bytes.data(), bytes.size());

@@ -64,6 +64,8 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   virtual void processInput() = 0;
   // What a client refused for the pool's client_connections limit is told before the close.
   virtual std::string_view tooManyClientsReply() const = 0;
+  // What starts the error text of a request its backend refused ("ERR " for Redis).
+  virtual std::string_view backendErrorPrefix() const = 0;
 
   // This session's pool in the worker's current snapshot; nullptr once a reload removed it.
   const PoolRoute* poolRoute() const;
@@ -71,6 +73,12 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   Request* newRequest();
   void freeRequest(Request* r);
   void enqueue(Request* r);
+  // Sends `bytes` on `conn` as fragment `fragment` of `r`, bound for snapshot backend
+  // `backend`; `hint` is passed to the reply framer. False when the backend refuses at once
+  // (it is backing off after a failure): the fragment is then marked failed, r.error names the
+  // backend and the cause (if no earlier failure did), and the failure is counted.
+  bool sendFragment(Request& r, uint32_t fragment, uint32_t backend, backends::upstream::UpstreamConn& conn,
+                    const char* bytes, size_t len, uint32_t hint = 0);
   // Marks `r` complete (its reply in r->reply) and writes out whatever is now ready.
   void complete(Request* r);
   // The reply for a request answered without going upstream.

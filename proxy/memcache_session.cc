@@ -246,20 +246,12 @@ void MemcacheSession::forward(std::string_view key, const char* bytes, size_t le
   r->aux = aux;
   const uint32_t frag = r->addFragment();
   if (hint == UINT32_MAX) hint = mc::replyHint(parser_->replyKind());
-  const uint64_t seq = conn.send(bytes, len, r, frag, hint);
-  if (seq == 0) {
-    stats_->forwardErrors++;
-    enqueue(r);
-    failureReply(*r, "backend " + conn.endpoint().label + ": " + conn.lastError());
-    complete(r);
-    return;
-  }
-  Fragment& f = r->fragment(frag);
-  f.conn = &conn;
-  f.seq = seq;
-  f.backend = backend;
-  r->waiting = 1;
+  const bool sent = sendFragment(*r, frag, backend, conn, bytes, len, hint);
   enqueue(r);
+  if (!sent) {
+    failureReply(*r, r->error);
+    complete(r);
+  }
 }
 
 void MemcacheSession::multiGet(const char* req) {
@@ -290,19 +282,9 @@ void MemcacheSession::multiGet(const char* req) {
     // "<verb> [exptime] k1 k2 ..." with this shard's keys, in the client's order.
     s_.bytes.clear();
     mc::appendGet(s_.bytes, req, parser_->prefix(), s_.subKeys[frag]);
-    Fragment& f = r->fragment(frag);
-    auto& conn = worker_.backend(f.backend, false).pick();
-    const uint64_t seq = conn.send(s_.bytes.data(), s_.bytes.size(), r, frag, hint);
+    const uint32_t backend = r->fragment(frag).backend;
+    sendFragment(*r, frag, backend, worker_.backend(backend, false).pick(), s_.bytes.data(), s_.bytes.size(), hint);
     stats_->fragments++;
-    if (seq == 0) {
-      f.failed = true;
-      stats_->forwardErrors++;
-      if (r->error.empty()) r->error = "backend " + conn.endpoint().label + ": " + conn.lastError();
-      continue;
-    }
-    f.conn = &conn;
-    f.seq = seq;
-    r->waiting++;
   }
   enqueue(r);
   if (r->waiting == 0) finish(*r);
@@ -316,18 +298,8 @@ void MemcacheSession::broadcast(const char* bytes, size_t len, Kind kind, uint64
   const uint32_t hint = mc::replyHint(parser_->replyKind());
   for (uint32_t node = 0; node < pl.ring->nodeCount(); ++node) {
     const uint32_t frag = r->addFragment();
-    Fragment& f = r->fragment(frag);
-    f.backend = pl.nodeBackend[node];
-    auto& conn = worker_.backend(f.backend, binary).pick();
-    const uint64_t seq = conn.send(bytes, len, r, frag, hint);
-    if (seq == 0) {
-      f.failed = true;
-      if (r->error.empty()) r->error = "backend " + conn.endpoint().label + ": " + conn.lastError();
-      continue;
-    }
-    f.conn = &conn;
-    f.seq = seq;
-    r->waiting++;
+    const uint32_t backend = pl.nodeBackend[node];
+    sendFragment(*r, frag, backend, worker_.backend(backend, binary).pick(), bytes, len, hint);
   }
   enqueue(r);
   if (r->waiting == 0) finish(*r);

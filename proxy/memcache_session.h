@@ -48,6 +48,7 @@ class MemcacheSession final : public ClientSession {
   void processInput() override;
   void frameRequests();
   std::string_view tooManyClientsReply() const override { return "SERVER_ERROR too many open connections\r\n"; }
+  std::string_view backendErrorPrefix() const override { return ""; }
   void dispatch(const char* req);
   void dispatchText(const char* req);
   void dispatchBinary(const char* req);

@@ -165,23 +165,6 @@ backends::upstream::UpstreamConn& RedisSession::connFor(uint32_t backend) {
   return worker_.backend(backend, protocol_ == resp::Protocol::Resp3).pick();
 }
 
-bool RedisSession::sendOn(Request& r, uint32_t fragment, uint32_t backend, backends::upstream::UpstreamConn& conn,
-                          const char* bytes, size_t len) {
-  const uint64_t seq = conn.send(bytes, len, &r, fragment, 0);
-  Fragment& f = r.fragment(fragment);
-  f.backend = backend;
-  if (seq == 0) {
-    f.failed = true;
-    if (r.error.empty()) r.error = "ERR backend " + conn.endpoint().label + ": " + conn.lastError();
-    stats_->forwardErrors++;
-    return false;
-  }
-  f.conn = &conn;
-  f.seq = seq;
-  r.waiting++;
-  return true;
-}
-
 void RedisSession::broadcast(Kind kind, std::string_view bytes) {
   Request* r = newRequest();
   r->kind = kind;

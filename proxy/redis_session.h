@@ -44,6 +44,7 @@ class RedisSession final : public ClientSession {
   void processInput() override;
   void frameRequests();
   std::string_view tooManyClientsReply() const override { return "-ERR max number of clients reached\r\n"; }
+  std::string_view backendErrorPrefix() const override { return "ERR "; }
   void dispatch(char* req);
   void onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) override;
   void onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) override;
@@ -55,15 +56,11 @@ class RedisSession final : public ClientSession {
   // The connection requests for backend `backend` (a snapshot backend index) use: this
   // client's WATCH connection when it watches keys there, else a shared connection.
   backends::upstream::UpstreamConn& connFor(uint32_t backend);
-  // Sends `bytes` on `conn` as fragment `fragment` of `r`; false (and r.error set) when the
-  // backend refuses at once (it is backing off after a failure).
-  bool sendOn(Request& r, uint32_t fragment, uint32_t backend, backends::upstream::UpstreamConn& conn, const char* bytes,
-              size_t len);
   // Sends the request being dispatched, unchanged (an inline request re-encoded as RESP), as
   // a new fragment of `r`.
   bool sendWhole(Request& r, uint32_t owner, const char* req);
   bool sendTo(Request& r, uint32_t fragment, uint32_t backend, const char* bytes, size_t len) {
-    return sendOn(r, fragment, backend, connFor(backend), bytes, len);
+    return sendFragment(r, fragment, backend, connFor(backend), bytes, len);
   }
   // One request to every live backend of the pool (DBSIZE, INFO).
   void broadcast(Kind kind, std::string_view bytes);

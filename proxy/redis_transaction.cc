@@ -116,17 +116,17 @@ void RedisSession::cmdExec() {
   for (uint32_t node : nodes) {
     // One connection for the whole group, so MULTI, the commands and EXEC stay together.
     backends::upstream::UpstreamConn& conn = connFor(node);
-    bool ok = sendOn(*r, r->addFragment(), node, conn, kMultiCmd.data(), kMultiCmd.size());
+    bool ok = sendFragment(*r, r->addFragment(), node, conn, kMultiCmd.data(), kMultiCmd.size());
     uint32_t position = 0;
     std::vector<size_t> members;
     for (size_t i = 0; i < rare().queued.size() && ok; ++i) {
       if (rare().queued[i].backend != static_cast<int32_t>(node)) continue;
-      ok = sendOn(*r, r->addFragment(), node, conn, rare().queued[i].bytes.data(), rare().queued[i].bytes.size());
+      ok = sendFragment(*r, r->addFragment(), node, conn, rare().queued[i].bytes.data(), rare().queued[i].bytes.size());
       r->keyPosition[i] = position++;
       members.push_back(i);
     }
     const uint32_t execFrag = r->addFragment();
-    if (ok) sendOn(*r, execFrag, node, conn, kExecCmd.data(), kExecCmd.size());
+    if (ok) sendFragment(*r, execFrag, node, conn, kExecCmd.data(), kExecCmd.size());
     else r->fragment(execFrag).failed = true;
     for (size_t i : members) r->keyFragment[i] = execFrag;
   }
@@ -229,7 +229,7 @@ void RedisSession::cmdWatch(const CommandSpec& spec, const char* req) {
   s_.bytes.clear();
   if (parser_->isInline()) resp::appendMultibulk(s_.bytes, req, parser_->args());
   else s_.bytes.assign(req, parser_->size());
-  if (!sendOn(*r, frag, node, *rare().watchConn, s_.bytes.data(), s_.bytes.size())) {
+  if (!sendFragment(*r, frag, node, *rare().watchConn, s_.bytes.data(), s_.bytes.size())) {
     std::string err = std::move(r->error);
     freeRequest(r);
     releaseWatch();
@@ -247,7 +247,7 @@ void RedisSession::cmdUnwatch(const char*) {
   Request* r = newRequest();
   r->kind = kSingle;
   const uint32_t frag = r->addFragment();
-  if (!sendOn(*r, frag, rare().watchBackend, *rare().watchConn, kUnwatch.data(), kUnwatch.size())) {
+  if (!sendFragment(*r, frag, rare().watchBackend, *rare().watchConn, kUnwatch.data(), kUnwatch.size())) {
     freeRequest(r);
     releaseWatch();
     replyLocal("+OK\r\n");  // the connection is gone, and its watches with it
