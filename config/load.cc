@@ -889,8 +889,9 @@ bool loadTopologyText(const std::string& text, const std::string& file, Topology
   }
 }
 
-bool loadTopologyFile(const std::string& path, Topology& out, LoadError& error) {
+bool readConfigFile(const std::string& path, std::string& text, LoadError& error) {
   error = LoadError{};
+  text.clear();
   auto fail = [&](std::string message) {
     error.file = path;
     error.message = std::move(message);
@@ -908,7 +909,6 @@ bool loadTopologyFile(const std::string& path, Topology& out, LoadError& error) 
     ::close(fd);
     return fail("is a directory, not a config file");
   }
-  std::string text;
   try {
     char buffer[16384];
     for (;;) {
@@ -927,7 +927,12 @@ bool loadTopologyFile(const std::string& path, Topology& out, LoadError& error) 
     return fail(std::string("cannot read: ") + e.what());
   }
   ::close(fd);
-  return loadTopologyText(text, path, out, error);
+  return true;
+}
+
+bool loadTopologyFile(const std::string& path, Topology& out, LoadError& error) {
+  std::string text;
+  return readConfigFile(path, text, error) && loadTopologyText(text, path, out, error);
 }
 
 }  // namespace config

@@ -24,7 +24,11 @@ struct LoadError {
 // Reads and validates a file. Returns false and fills `error` on any problem.
 [[nodiscard]] bool loadTopologyFile(const std::string& path, Topology& out, LoadError& error);
 
-// Same, from text already in memory; `file` is used in messages only.
+// Reads the whole file into `text` (what loadTopologyFile reads): false and `error` (file,
+// no line) if it cannot be read or is a directory.
+[[nodiscard]] bool readConfigFile(const std::string& path, std::string& text, LoadError& error);
+
+// Same as loadTopologyFile, from text already in memory; `file` is used in messages only.
 [[nodiscard]] bool loadTopologyText(const std::string& text, const std::string& file, Topology& out,
                                     LoadError& error);
 

@@ -4,12 +4,10 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <fstream>
 #include <chrono>
 #include <functional>
 #include <future>
 #include <map>
-#include <sstream>
 
 #include "config/load.h"
 #include "proxy/listen_socket.h"
@@ -55,11 +53,15 @@ Control::Control(ControlOptions options) : options_(std::move(options)), loop_(n
 
 Control::~Control() = default;
 
+std::string Control::textDigest(const std::string& text) {
+  return std::to_string(std::hash<std::string>{}(text)) + ":" + std::to_string(text.size());
+}
+
 std::string Control::fileDigest(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return std::to_string(std::hash<std::string>{}(ss.str())) + ":" + std::to_string(ss.str().size());
+  std::string text;
+  config::LoadError unreadable;
+  if (!config::readConfigFile(path, text, unreadable)) return "unreadable: " + unreadable.message;
+  return textDigest(text);
 }
 
 bool Control::prepare(config::Topology topology, std::string& error) {
@@ -197,8 +199,18 @@ bool Control::reload(const char* trigger, std::string* errorOut) {
   config::Topology next;
   config::LoadError err;
   std::string error;
-  const std::string digest = fileDigest(options_.configFile);
-  if (!config::loadTopologyFile(options_.configFile, next, err)) {
+  // Read once: the digest remembered is that of the text loaded, even if the file changes
+  // again meanwhile.
+  std::string text;
+  std::string digest;
+  bool loaded = false;
+  if (config::readConfigFile(options_.configFile, text, err)) {
+    digest = textDigest(text);
+    loaded = config::loadTopologyText(text, options_.configFile, next, err);
+  } else {
+    digest = "unreadable: " + err.message;
+  }
+  if (!loaded) {
     error = err.str();
   } else {
     std::vector<Worker::ListenFds> fds;

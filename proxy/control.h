@@ -69,6 +69,7 @@ class Control {
   void onWatchEvent();
   void logDiff(const RoutingSnapshot& before, const RoutingSnapshot& after);
   static std::string fileDigest(const std::string& path);
+  static std::string textDigest(const std::string& text);
 
   ControlOptions options_;
   uv_loop_t* loop_;
