@@ -69,7 +69,18 @@ void RedisSession::runLocal(const CommandSpec& spec, const char* req) {
   } else if (n == "dbsize") {
     broadcast(kSum, "*1\r\n$6\r\nDBSIZE\r\n");
   } else if (n == "info") {
-    broadcast(kInfo, "*3\r\n$4\r\nINFO\r\n$6\r\nserver\r\n$8\r\nkeyspace\r\n");
+    // Sections as Redis picks them: none, "default", "all" or "everything" give every section
+    // the proxy has; otherwise the named ones (any case); a name it lacks adds nothing.
+    int64_t sections = 0;
+    for (size_t i = 1; i < argc(); ++i) {
+      std::string name(arg(req, i));
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (name == "default" || name == "all" || name == "everything") sections |= kInfoAll;
+      else if (name == "server") sections |= kInfoServer;
+      else if (name == "proxy") sections |= kInfoProxy;
+      else if (name == "keyspace") sections |= kInfoKeyspace;
+    }
+    broadcast(kInfo, "*3\r\n$4\r\nINFO\r\n$6\r\nserver\r\n$8\r\nkeyspace\r\n", argc() == 1 ? kInfoAll : sections);
   } else if (n == "multi") {
     cmdMulti();
   } else if (n == "exec") {
@@ -152,21 +163,34 @@ void RedisSession::mergeInfo(Request& r) {
       }
     }
   }
+  const int64_t sections = r.sum;  // the sections asked for (kInfo* bits)
   std::string info;
-  info += "# Server\r\nredis_version:" + version + "\r\nredis_mode:standalone\r\n";
-  info += "process_id:" + std::to_string(uv_os_getpid()) + "\r\n";
-  info += "tcp_port:" + std::to_string(pool.listen.port) + "\r\n";
-  info += "uptime_in_seconds:" + std::to_string(processUptimeSeconds()) + "\r\n";
-  info += "loading:0\r\n\r\n";
-  info += "# Proxy\r\nproxy:ringproxy\r\nproxy_version:" RINGPROXY_VERSION "\r\n";
-  info += "pool:" + pool.name + "\r\n";
-  info += "backends:" + std::to_string(r.fragmentCount()) + "\r\n";
-  info += "backends_answering:" + std::to_string(up) + "\r\n";
-  info += "worker:" + std::to_string(worker_.id()) + "\r\n\r\n";
-  info += "# Keyspace\r\n";
-  if (keys > 0) {
-    info += "db0:keys=" + std::to_string(keys) + ",expires=" + std::to_string(expires) +
-            ",avg_ttl=" + std::to_string(static_cast<int64_t>(ttlSum / double(keys))) + "\r\n";
+  auto startSection = [&](const char* title) {
+    if (!info.empty()) info += "\r\n";  // sections are separated by an empty line
+    info += title;
+  };
+  if (sections & kInfoServer) {
+    startSection("# Server\r\n");
+    info += "redis_version:" + version + "\r\nredis_mode:standalone\r\n";
+    info += "process_id:" + std::to_string(uv_os_getpid()) + "\r\n";
+    info += "tcp_port:" + std::to_string(pool.listen.port) + "\r\n";
+    info += "uptime_in_seconds:" + std::to_string(processUptimeSeconds()) + "\r\n";
+    info += "loading:0\r\n";
+  }
+  if (sections & kInfoProxy) {
+    startSection("# Proxy\r\n");
+    info += "proxy:ringproxy\r\nproxy_version:" RINGPROXY_VERSION "\r\n";
+    info += "pool:" + pool.name + "\r\n";
+    info += "backends:" + std::to_string(r.fragmentCount()) + "\r\n";
+    info += "backends_answering:" + std::to_string(up) + "\r\n";
+    info += "worker:" + std::to_string(worker_.id()) + "\r\n";
+  }
+  if (sections & kInfoKeyspace) {
+    startSection("# Keyspace\r\n");
+    if (keys > 0) {
+      info += "db0:keys=" + std::to_string(keys) + ",expires=" + std::to_string(expires) +
+              ",avg_ttl=" + std::to_string(static_cast<int64_t>(ttlSum / double(keys))) + "\r\n";
+    }
   }
   resp::appendBulk(r.reply, info);
 }

@@ -165,9 +165,10 @@ backends::upstream::UpstreamConn& RedisSession::connFor(uint32_t backend) {
   return worker_.backend(backend, protocol_ == resp::Protocol::Resp3).pick();
 }
 
-void RedisSession::broadcast(Kind kind, std::string_view bytes) {
+void RedisSession::broadcast(Kind kind, std::string_view bytes, int64_t detail) {
   Request* r = newRequest();
   r->kind = kind;
+  r->sum = detail;
   const Placement& pl = worker_.placement(pool_);
   for (uint32_t node = 0; node < pl.ring->nodeCount(); ++node) {
     const uint32_t frag = r->addFragment();

@@ -62,8 +62,11 @@ class RedisSession final : public ClientSession {
   bool sendTo(Request& r, uint32_t fragment, uint32_t backend, const char* bytes, size_t len) {
     return sendFragment(r, fragment, backend, connFor(backend), bytes, len);
   }
-  // One request to every live backend of the pool (DBSIZE, INFO).
-  void broadcast(Kind kind, std::string_view bytes);
+  // One request to every live backend of the pool (DBSIZE, INFO); `detail` is kept in the
+  // request's `sum` for the merge (INFO: the sections asked for).
+  void broadcast(Kind kind, std::string_view bytes, int64_t detail = 0);
+  static constexpr int64_t kInfoServer = 1, kInfoProxy = 2, kInfoKeyspace = 4;
+  static constexpr int64_t kInfoAll = kInfoServer | kInfoProxy | kInfoKeyspace;
   void mergeInfo(Request& r);
   // The backend owning all of the request's keys; false (and an error reply) if they have several.
   bool singleOwner(const CommandSpec& spec, const char* req, uint32_t& owner);

@@ -235,6 +235,31 @@ class RedisProtocol(unittest.TestCase):
             self.assertEqual(c.call_raw("SET", "sel:k", "v"), b"+OK\r\n")  # still db 0 after the refused SELECT
         self.assertEqual(self.direct[0].get("sel:k") or self.direct[1].get("sel:k") or self.direct[2].get("sel:k"), b"v")
 
+    def test_info_sections_are_picked_as_redis_picks_them(self):
+        self.client.mset({f"info:{i}": "x" for i in range(30)})
+        version = self.direct[0].info("server")["redis_version"]
+        with RawConn(self.port) as c:
+            def sections(*args):
+                text = c.call("INFO", *args).decode()
+                return [line for line in text.split("\r\n") if line.startswith("#")], text
+            everything = ["# Server", "# Proxy", "# Keyspace"]
+            for args in ((), ("default",), ("ALL",), ("everything",), ("server", "proxy", "keyspace")):
+                self.assertEqual(sections(*args)[0], everything, args)
+            names, text = sections("Server")
+            self.assertEqual(names, ["# Server"])
+            self.assertIn(f"redis_version:{version}\r\n", text)
+            self.assertTrue(text.endswith("loading:0\r\n"), text)
+            names, text = sections("keyspace")
+            self.assertEqual(names, ["# Keyspace"])
+            self.assertIn("db0:keys=30,", text)
+            self.assertEqual(sections("keyspace", "server")[0], ["# Server", "# Keyspace"])  # Redis's order
+            names, text = sections("proxy", "nosuchsection")
+            self.assertEqual(names, ["# Proxy"])
+            self.assertIn("backends_answering:3\r\n", text)
+            # A section the proxy does not have: an empty reply, as Redis gives for an unknown one.
+            self.assertEqual(c.call_raw("INFO", "commandstats"), b"$0\r\n\r\n")
+            self.assertEqual(c.call("PING"), b"PONG")
+
     def test_quit_replies_ok_and_closes(self):
         with RawConn(self.port) as c:
             c.send(encode_command("QUIT"))
