@@ -56,6 +56,8 @@ class RedisSession final : public ClientSession {
   // The connection requests for backend `backend` (a snapshot backend index) use: this
   // client's WATCH connection when it watches keys there, else a shared connection.
   backends::upstream::UpstreamConn& connFor(uint32_t backend);
+  // Appends argument i of the request being dispatched, RESP-encoded.
+  void appendEncodedArg(std::string& out, const char* req, size_t i);
   // Sends the request being dispatched, unchanged (an inline request re-encoded as RESP), as
   // a new fragment of `r`.
   bool sendWhole(Request& r, uint32_t owner, const char* req);

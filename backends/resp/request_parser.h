@@ -72,6 +72,16 @@ class RequestParser {
   [[nodiscard]] std::string_view arg(const char* request, size_t i) const noexcept {
     return {request + args_[i].offset, args_[i].length};
   }
+  // After Complete, multibulk requests only: argument i as the client sent it, from its `$`
+  // to its closing CRLF. The header is always exactly `$<decimal length>\r\n` (leading
+  // zeros and signs are refused), so its start follows from the payload's offset and length;
+  // fan-out copies these bytes into sub-requests instead of encoding the argument again.
+  [[nodiscard]] std::string_view encodedArg(const char* request, size_t i) const noexcept {
+    size_t digits = 1;
+    for (uint64_t v = args_[i].length; v >= 10; v /= 10) ++digits;
+    const size_t header = 1 + digits + 2;
+    return {request + args_[i].offset - header, header + args_[i].length + 2};
+  }
   // After Complete: true for an inline command, which must be re-encoded before forwarding.
   [[nodiscard]] bool isInline() const noexcept { return inline_; }
 
