@@ -4,11 +4,11 @@
 
 #include <cstring>
 #include <map>
-#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "backends/io/framing_test_support.h"
 #include "backends/memcache/memcache_reply_framer.h"
 #include "backends/memcache/request_parser.h"
 
@@ -30,72 +30,49 @@ struct Result {
 };
 
 std::string show(const Result& r) {
-  std::string s = r.status == ParseStatus::Complete   ? "Complete"
-                  : r.status == ParseStatus::NeedMore ? "NeedMore"
-                                                      : "Error";
+  const std::string s = framing_test::statusName(r.status);
   return s + " length=" + std::to_string(r.length) + (r.isError ? " isError" : "") +
          " values=" + std::to_string(r.values) + " status=" + std::to_string(r.binaryStatus) +
          " error='" + r.error + "'";
 }
 
-Result capture(const ReplyParser& p, ParseStatus st) {
-  Result r;
-  r.status = st;
-  if (st == ParseStatus::Complete) {
-    r.length = p.frame().length;
-    r.isError = p.frame().isError;
-    r.values = p.frame().values;
-    r.binaryStatus = p.frame().binaryStatus;
-    r.lastLine = p.lastLineOffset();
-  } else if (st == ParseStatus::Error) {
-    r.error = std::string(p.errorMessage());
-  }
-  return r;
-}
-
-std::unique_ptr<char[]> freshCopy(const std::string& input, size_t len) {
-  std::unique_ptr<char[]> buf(new char[len == 0 ? 1 : len]);
-  std::memcpy(buf.get(), input.data(), len);
-  return buf;
-}
-
-Result parseCut(const std::string& input, ReplyKind kind, const std::vector<size_t>& cuts,
-                const ReplyLimits& limits = {}) {
-  ReplyParser p(limits);
-  ParseStatus st = ParseStatus::NeedMore;
-  for (size_t len : cuts) {
-    auto buf = freshCopy(input, len);
-    st = p.parse(buf.get(), len, kind);
-    if (st != ParseStatus::NeedMore) break;
-  }
-  return capture(p, st);
-}
-
-Result parseWhole(const std::string& input, ReplyKind kind, const ReplyLimits& limits = {}) {
-  return parseCut(input, kind, {input.size()}, limits);
-}
-
-Result checkAllCuts(const std::string& input, ReplyKind kind, const ReplyLimits& limits = {}) {
-  CAPTURE(input);
-  const Result whole = parseWhole(input, kind, limits);
-  std::vector<size_t> bytes;
-  for (size_t i = 1; i <= input.size(); ++i) bytes.push_back(i);
-  const Result byByte = parseCut(input, kind, bytes, limits);
-  CHECK_MESSAGE(byByte == whole, show(byByte), " vs ", show(whole));
-  for (size_t k = 0; k <= input.size(); ++k) {
-    const Result split = parseCut(input, kind, {k, input.size()}, limits);
-    CHECK_MESSAGE(split == whole, "split at ", k, ": ", show(split), " vs ", show(whole));
-  }
-  return whole;
-}
-
-Result complete(size_t length, size_t values = 0, bool isError = false) {
+Result complete(size_t length, size_t values = 0, bool isError = false, uint16_t binaryStatus = 0,
+                size_t lastLine = 0) {
   Result r;
   r.status = ParseStatus::Complete;
   r.length = length;
-  r.values = values;
   r.isError = isError;
+  r.values = values;
+  r.binaryStatus = binaryStatus;
+  r.lastLine = lastLine;
   return r;
+}
+
+Result capture(const ReplyParser& p, ParseStatus st) {
+  if (st == ParseStatus::NeedMore) return {};
+  if (st == ParseStatus::Error) {
+    return framing_test::errorResult<Result>(std::string(p.errorMessage()));
+  }
+  const ReplyFrame& f = p.frame();
+  return complete(f.length, f.values, f.isError, f.binaryStatus, p.lastLineOffset());
+}
+
+Result parseCut(const std::string& input, ReplyKind kind, const framing_test::Reads& reads,
+                const ReplyLimits& limits = {}) {
+  ReplyParser p(limits);
+  return framing_test::feedReads(
+      input, reads, [&](const char* data, size_t len) { return p.parse(data, len, kind); },
+      [&](ParseStatus st, const char*) { return capture(p, st); });
+}
+
+Result parseWhole(const std::string& input, ReplyKind kind, const ReplyLimits& limits = {}) {
+  return parseCut(input, kind, framing_test::wholeRead(input), limits);
+}
+
+Result checkAllCuts(const std::string& input, ReplyKind kind, const ReplyLimits& limits = {}) {
+  return framing_test::checkAllCuts(input, [&](const framing_test::Reads& reads) {
+    return parseCut(input, kind, reads, limits);
+  });
 }
 
 std::string value(const std::string& key, const std::string& data, const std::string& cas = "") {
@@ -297,24 +274,21 @@ TEST_CASE("a 1 MiB value fed a byte at a time costs linear work") {
   const std::string data(1 << 20, 'v');
   const std::string reply = value("big", data, "7") + "END\r\n";
   ReplyParser p;
-  ParseStatus st = ParseStatus::NeedMore;
-  size_t len = 0;
-  while (st == ParseStatus::NeedMore && len < reply.size()) st = p.parse(reply.data(), ++len, ReplyKind::TextRetrieval);
-  CHECK(st == ParseStatus::Complete);
+  // One parser for the three, reset in between.
+  const auto byteByByte = [&p](const std::string& in, ReplyKind kind) {
+    p.reset();
+    return framing_test::feedGrowing(in.size(), 1,
+                                     [&](size_t len) { return p.parse(in.data(), len, kind); });
+  };
+  CHECK(byteByByte(reply, ReplyKind::TextRetrieval) == ParseStatus::Complete);
   CHECK(p.frame().length == reply.size());
 
   const std::string meta = "VA " + std::to_string(data.size()) + " c1\r\n" + data + "\r\n";
-  p.reset();
-  st = ParseStatus::NeedMore;
-  for (len = 0; st == ParseStatus::NeedMore && len < meta.size();) st = p.parse(meta.data(), ++len, ReplyKind::Meta);
-  CHECK(st == ParseStatus::Complete);
+  CHECK(byteByByte(meta, ReplyKind::Meta) == ParseStatus::Complete);
   CHECK(p.frame().length == meta.size());
 
   const std::string bin = packet(kOpcodeGet, 0, "", data);
-  p.reset();
-  st = ParseStatus::NeedMore;
-  for (len = 0; st == ParseStatus::NeedMore && len < bin.size();) st = p.parse(bin.data(), ++len, ReplyKind::Binary);
-  CHECK(st == ParseStatus::Complete);
+  CHECK(byteByByte(bin, ReplyKind::Binary) == ParseStatus::Complete);
   CHECK(p.frame().length == bin.size());
 }
 
@@ -437,33 +411,22 @@ TEST_CASE("request reply kinds and reply framing agree over a random pipeline") 
     lengths.push_back(pr.reply.size());
     replies += pr.reply;
   }
-  for (int mode = 0; mode < 3; ++mode) {
-    CAPTURE(mode);
+  for (framing_test::Arrival arrival : framing_test::kArrivals) {
+    CAPTURE(arrival);
     MemcacheReplyFramer framer;
-    std::string buffer;
-    size_t start = 0;
-    size_t fed = 0;
     size_t next = 0;
-    while (next < hints.size()) {
-      const size_t chunk = mode == 0 ? replies.size() : mode == 1 ? 1 : 1 + rng() % 200;
-      const size_t n = std::min(chunk, replies.size() - fed);
-      REQUIRE(n > 0);
-      buffer.append(replies, fed, n);
-      fed += n;
-      for (;;) {
-        const upstream::Frame f = framer.frame(buffer.data() + start, buffer.size() - start, hints[next]);
-        if (f.status == upstream::FrameStatus::NeedMore) break;
-        REQUIRE(f.status == upstream::FrameStatus::Complete);
-        CHECK(f.length == lengths[next]);
-        start += f.length;
-        framer.reset();
-        if (++next == hints.size()) break;
-      }
-      if (rng() % 3 == 0) {
-        buffer.erase(0, start);
-        start = 0;
-      }
-    }
+    const size_t fed = framing_test::readPipeline(
+        replies, arrival, 200, rng, [&] { return next == hints.size(); },
+        [&](const char* data, size_t len) -> size_t {
+          if (next == hints.size()) return 0;  // every reply is in: no hint for more
+          const upstream::Frame f = framer.frame(data, len, hints[next]);
+          if (f.status == upstream::FrameStatus::NeedMore) return 0;
+          REQUIRE(f.status == upstream::FrameStatus::Complete);
+          CHECK(f.length == lengths[next]);
+          framer.reset();
+          ++next;
+          return f.length;
+        });
     CHECK(fed == replies.size());
   }
 }

@@ -2,12 +2,12 @@
 
 #include <doctest/doctest.h>
 
-#include <cstring>
 #include <map>
-#include <memory>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "backends/io/framing_test_support.h"
 
 namespace backends::memcache {
 namespace {
@@ -41,19 +41,8 @@ struct Result {
   friend bool operator==(const Result&, const Result&) = default;
 };
 
-const char* statusName(RequestStatus s) {
-  switch (s) {
-    case RequestStatus::Complete: return "Complete";
-    case RequestStatus::NeedMore: return "NeedMore";
-    case RequestStatus::BadKey: return "BadKey";
-    case RequestStatus::Invalid: return "Invalid";
-    case RequestStatus::Error: return "Error";
-  }
-  return "?";
-}
-
 std::string show(const Result& r) {
-  std::string s = statusName(r.status);
+  std::string s = framing_test::statusName(r.status);
   s += " size=" + std::to_string(r.size) + " command=" + std::to_string(int(r.command)) +
        " dialect=" + std::to_string(int(r.dialect)) + " keys=[";
   for (const auto& k : r.keys) s += "'" + k + "' ";
@@ -92,63 +81,30 @@ Result capture(const RequestParser& p, RequestStatus st, const char* data) {
   return r;
 }
 
-// Each call gets a fresh heap block of exactly `len` bytes: a parser that kept a pointer into
-// an earlier buffer, or read one byte too far, trips AddressSanitizer.
-std::unique_ptr<char[]> freshCopy(const std::string& input, size_t len) {
-  std::unique_ptr<char[]> buf(new char[len == 0 ? 1 : len]);
-  std::memcpy(buf.get(), input.data(), len);
-  return buf;
+// Feeds the input as it would arrive through `reads`, to a fresh parser.
+Result parseCut(const std::string& input, const framing_test::Reads& reads,
+                const RequestLimits& limits = {}) {
+  RequestParser p(limits);
+  return framing_test::feedReads(
+      input, reads, [&](const char* data, size_t len) { return p.parse(data, len); },
+      [&](RequestStatus st, const char* data) { return capture(p, st, data); });
 }
 
 Result parseWhole(const std::string& input, const RequestLimits& limits = {}) {
-  RequestParser p(limits);
-  auto buf = freshCopy(input, input.size());
-  const RequestStatus st = p.parse(buf.get(), input.size());
-  return capture(p, st, buf.get());
+  return parseCut(input, framing_test::wholeRead(input), limits);
 }
 
-Result parseCut(const std::string& input, const std::vector<size_t>& cuts,
-                const RequestLimits& limits = {}) {
-  RequestParser p(limits);
-  RequestStatus st = RequestStatus::NeedMore;
-  std::unique_ptr<char[]> buf;
-  for (size_t len : cuts) {
-    buf = freshCopy(input, len);
-    st = p.parse(buf.get(), len);
-    if (st != RequestStatus::NeedMore) break;
-  }
-  return capture(p, st, buf.get());
-}
-
-Result parseByteByByte(const std::string& input, const RequestLimits& limits = {}) {
-  std::vector<size_t> cuts;
-  for (size_t i = 1; i <= input.size(); ++i) cuts.push_back(i);
-  return parseCut(input, cuts, limits);
-}
-
-// The central property: however the input is cut, the outcome is the same.
 Result checkAllCuts(const std::string& input, const RequestLimits& limits = {}) {
-  CAPTURE(input);
-  const Result whole = parseWhole(input, limits);
-  const Result bytes = parseByteByByte(input, limits);
-  CHECK_MESSAGE(bytes == whole, show(bytes), " vs ", show(whole));
-  for (size_t k = 0; k <= input.size(); ++k) {
-    const Result split = parseCut(input, {k, input.size()}, limits);
-    CHECK_MESSAGE(split == whole, "split at ", k, ": ", show(split), " vs ", show(whole));
-  }
-  return whole;
+  return framing_test::checkAllCuts(
+      input, [&](const framing_test::Reads& reads) { return parseCut(input, reads, limits); });
 }
 
-// For large inputs: one buffer, parsed with a growing length (no copies), one byte at a time.
-// A parser that rescanned what it had seen would take quadratic time here.
+// For large inputs: one buffer, parsed with a growing length (no copies).
 Result parseGrowingInPlace(const std::string& input, size_t step,
                            const RequestLimits& limits = {}) {
   RequestParser p(limits);
-  RequestStatus st = RequestStatus::NeedMore;
-  for (size_t len = std::min(step, input.size());; len = std::min(len + step, input.size())) {
-    st = p.parse(input.data(), len);
-    if (st != RequestStatus::NeedMore || len == input.size()) break;
-  }
+  const RequestStatus st = framing_test::feedGrowing(
+      input.size(), step, [&](size_t len) { return p.parse(input.data(), len); });
   return capture(p, st, input.data());
 }
 
@@ -814,32 +770,21 @@ TEST_CASE("pipelines of mixed dialects, arriving in random reads") {
     stream += r;
   }
 
-  for (int mode = 0; mode < 3; ++mode) {
-    CAPTURE(mode);
+  for (framing_test::Arrival arrival : framing_test::kArrivals) {
+    CAPTURE(arrival);
     RequestParser p;
-    std::string buffer;
-    size_t start = 0;
-    size_t fed = 0;
     std::vector<Result> got;
-    while (got.size() < expected.size()) {
-      const size_t chunk = mode == 0 ? stream.size() : mode == 1 ? 1 : 1 + rng() % 300;
-      const size_t n = std::min(chunk, stream.size() - fed);
-      REQUIRE(n > 0);
-      buffer.append(stream, fed, n);
-      fed += n;
-      for (;;) {
-        const RequestStatus st = p.parse(buffer.data() + start, buffer.size() - start);
-        if (st == RequestStatus::NeedMore) break;
-        REQUIRE(st != RequestStatus::Error);
-        got.push_back(capture(p, st, buffer.data() + start));
-        start += p.size();
-        p.reset();
-      }
-      if (rng() % 3 == 0) {
-        buffer.erase(0, start);
-        start = 0;
-      }
-    }
+    const size_t fed = framing_test::readPipeline(
+        stream, arrival, 300, rng, [&] { return got.size() == expected.size(); },
+        [&](const char* data, size_t len) -> size_t {
+          const RequestStatus st = p.parse(data, len);
+          if (st == RequestStatus::NeedMore) return 0;
+          REQUIRE(st != RequestStatus::Error);  // skippable refusals are consumed like requests
+          got.push_back(capture(p, st, data));
+          const size_t size = p.size();
+          p.reset();
+          return size;
+        });
     CHECK(fed == stream.size());
     REQUIRE(got.size() == expected.size());
     for (size_t i = 0; i < got.size(); ++i) {

@@ -4,11 +4,12 @@
 #include <hiredis/hiredis.h>
 
 #include <chrono>
-#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "backends/io/framing_test_support.h"
 
 namespace backends::resp {
 namespace {
@@ -27,75 +28,10 @@ struct Result {
 };
 
 std::string show(const Result& r) {
-  std::string s = r.status == ParseStatus::Complete   ? "Complete"
-                  : r.status == ParseStatus::NeedMore ? "NeedMore"
-                                                      : "Error";
+  const std::string s = framing_test::statusName(r.status);
   return s + " length=" + std::to_string(r.length) + " offset=" + std::to_string(r.offset) +
          " type='" + std::string(1, r.type) + "' value=" + std::to_string(r.value) +
          " error='" + r.error + "'";
-}
-
-Result capture(const ReplyParser& p, ParseStatus st) {
-  Result r;
-  r.status = st;
-  if (st == ParseStatus::Complete) {
-    r.length = p.frame().length;
-    r.offset = p.frame().offset;
-    r.type = p.frame().type;
-    r.value = p.frame().value;
-  } else if (st == ParseStatus::Error) {
-    r.error = std::string(p.errorMessage());
-  }
-  return r;
-}
-
-// A fresh exact-size heap block per call, so that stale pointers and over-reads trip ASan.
-std::unique_ptr<char[]> freshCopy(const std::string& input, size_t len) {
-  std::unique_ptr<char[]> buf(new char[len == 0 ? 1 : len]);
-  std::memcpy(buf.get(), input.data(), len);
-  return buf;
-}
-
-Result parseCut(const std::string& input, const std::vector<size_t>& cuts,
-                const ReplyLimits& limits = {}) {
-  ReplyParser p(limits);
-  ParseStatus st = ParseStatus::NeedMore;
-  for (size_t len : cuts) {
-    auto buf = freshCopy(input, len);
-    st = p.parse(buf.get(), len);
-    if (st != ParseStatus::NeedMore) break;
-  }
-  return capture(p, st);
-}
-
-Result parseWhole(const std::string& input, const ReplyLimits& limits = {}) {
-  return parseCut(input, {input.size()}, limits);
-}
-
-// Byte by byte over one buffer (growing len): cheap enough for large replies.
-Result parseByteByByte(const std::string& input, size_t* stoppedAt = nullptr) {
-  ReplyParser p;
-  ParseStatus st = ParseStatus::NeedMore;
-  size_t len = 0;
-  while (st == ParseStatus::NeedMore && len < input.size()) {
-    ++len;
-    st = p.parse(input.data(), len);
-  }
-  if (stoppedAt != nullptr) *stoppedAt = len;
-  return capture(p, st);
-}
-
-void checkAllCuts(const std::string& input, const ReplyLimits& limits = {}) {
-  CAPTURE(input);
-  const Result whole = parseWhole(input, limits);
-  std::vector<size_t> bytes;
-  for (size_t i = 1; i <= input.size(); ++i) bytes.push_back(i);
-  const Result byByte = parseCut(input, bytes, limits);
-  CHECK_MESSAGE(byByte == whole, show(byByte), " vs ", show(whole));
-  for (size_t k = 0; k <= input.size(); ++k) {
-    const Result split = parseCut(input, {k, input.size()}, limits);
-    CHECK_MESSAGE(split == whole, "split at ", k, ": ", show(split), " vs ", show(whole));
-  }
 }
 
 Result complete(size_t length, char type, int64_t value = 0, size_t offset = 0) {
@@ -108,11 +44,38 @@ Result complete(size_t length, char type, int64_t value = 0, size_t offset = 0) 
   return r;
 }
 
-Result error(std::string message) {
-  Result r;
-  r.status = ParseStatus::Error;
-  r.error = std::move(message);
-  return r;
+Result error(std::string message) { return framing_test::errorResult<Result>(std::move(message)); }
+
+Result capture(const ReplyParser& p, ParseStatus st) {
+  if (st == ParseStatus::NeedMore) return {};
+  if (st == ParseStatus::Error) return error(std::string(p.errorMessage()));
+  const ReplyFrame& f = p.frame();
+  return complete(f.length, f.type, f.value, f.offset);
+}
+
+Result parseCut(const std::string& input, const framing_test::Reads& reads,
+                const ReplyLimits& limits = {}) {
+  ReplyParser p(limits);
+  return framing_test::feedReads(
+      input, reads, [&](const char* data, size_t len) { return p.parse(data, len); },
+      [&](ParseStatus st, const char*) { return capture(p, st); });
+}
+
+Result parseWhole(const std::string& input, const ReplyLimits& limits = {}) {
+  return parseCut(input, framing_test::wholeRead(input), limits);
+}
+
+// Byte by byte over one buffer (growing len): cheap enough for large replies.
+Result parseByteByByte(const std::string& input, size_t* stoppedAt = nullptr) {
+  ReplyParser p;
+  const ParseStatus st = framing_test::feedGrowing(
+      input.size(), 1, [&](size_t len) { return p.parse(input.data(), len); }, stoppedAt);
+  return capture(p, st);
+}
+
+void checkAllCuts(const std::string& input, const ReplyLimits& limits = {}) {
+  framing_test::checkAllCuts(
+      input, [&](const framing_test::Reads& reads) { return parseCut(input, reads, limits); });
 }
 
 // ---- explicit cases ------------------------------------------------------------------------
@@ -412,32 +375,20 @@ TEST_CASE("reply: pipelined replies arriving in random reads") {
     lengths.push_back(r.size());
     stream += r;
   }
-  for (int mode = 0; mode < 3; ++mode) {
-    CAPTURE(mode);
+  for (framing_test::Arrival arrival : framing_test::kArrivals) {
+    CAPTURE(arrival);
     ReplyParser p;
-    std::string buffer;
-    size_t start = 0;
-    size_t fed = 0;
     std::vector<size_t> got;
-    while (got.size() < lengths.size()) {
-      const size_t chunk = mode == 0 ? stream.size() : mode == 1 ? 1 : 1 + rng() % 500;
-      const size_t n = std::min(chunk, stream.size() - fed);
-      REQUIRE(n > 0);
-      buffer.append(stream, fed, n);
-      fed += n;
-      for (;;) {
-        const ParseStatus st = p.parse(buffer.data() + start, buffer.size() - start);
-        if (st == ParseStatus::NeedMore) break;
-        REQUIRE(st == ParseStatus::Complete);
-        got.push_back(p.frame().length);
-        start += p.frame().length;
-        p.reset();
-      }
-      if (rng() % 3 == 0) {
-        buffer.erase(0, start);
-        start = 0;
-      }
-    }
+    framing_test::readPipeline(
+        stream, arrival, 500, rng, [&] { return got.size() == lengths.size(); },
+        [&](const char* data, size_t len) -> size_t {
+          const ParseStatus st = p.parse(data, len);
+          if (st == ParseStatus::NeedMore) return 0;
+          REQUIRE(st == ParseStatus::Complete);
+          got.push_back(p.frame().length);
+          p.reset();
+          return got.back();
+        });
     CHECK(got == lengths);
   }
 }
@@ -450,13 +401,8 @@ TEST_CASE("reply: large payloads and long lines cost linear work") {
   for (size_t step : {size_t{64} << 10, size_t{1}}) {
     CAPTURE(step);
     ReplyParser p;
-    ParseStatus st = ParseStatus::NeedMore;
-    size_t len = 0;
-    while (st == ParseStatus::NeedMore && len < reply.size()) {
-      len = std::min(reply.size(), len + step);
-      st = p.parse(reply.data(), len);
-      if (len < reply.size()) REQUIRE(st == ParseStatus::NeedMore);
-    }
+    const ParseStatus st = framing_test::feedGrowingToEnd(
+        reply.size(), step, [&](size_t len) { return p.parse(reply.data(), len); });
     REQUIRE(st == ParseStatus::Complete);
     CHECK(p.frame().length == reply.size());
   }
@@ -469,7 +415,7 @@ TEST_CASE("reply: large payloads and long lines cost linear work") {
 
 std::vector<std::string> split(const std::string& reply, ParseStatus expected) {
   std::vector<ByteSpan> spans = {{1, 2}};  // stale content must be cleared
-  auto buf = freshCopy(reply, reply.size());
+  auto buf = framing_test::freshCopy(reply, reply.size());
   REQUIRE(splitAggregate(buf.get(), reply.size(), spans) == expected);
   std::vector<std::string> out;
   for (const ByteSpan& s : spans) out.push_back(reply.substr(s.offset, s.length));
@@ -576,7 +522,7 @@ Observed hiredisByteByByte(const std::string& input) {
 }
 
 Observed oursWhole(const std::string& input) {
-  auto buf = freshCopy(input, input.size());
+  auto buf = framing_test::freshCopy(input, input.size());
   ReplyParser p;
   switch (p.parse(buf.get(), input.size())) {
     case ParseStatus::Complete: return {Outcome::Complete, p.frame().length};

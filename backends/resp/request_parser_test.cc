@@ -3,11 +3,11 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
-#include <cstring>
-#include <memory>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "backends/io/framing_test_support.h"
 
 namespace backends::resp {
 namespace {
@@ -27,78 +27,10 @@ struct Result {
 };
 
 std::string show(const Result& r) {
-  std::string s = r.status == ParseStatus::Complete   ? "Complete"
-                  : r.status == ParseStatus::NeedMore ? "NeedMore"
-                                                      : "Error";
+  std::string s = framing_test::statusName(r.status);
   s += " size=" + std::to_string(r.size) + (r.isInline ? " inline" : "") + " args=[";
   for (const auto& a : r.args) s += "'" + a + "' ";
   return s + "] error='" + r.error + "'";
-}
-
-Result capture(const RequestParser& p, ParseStatus st, const char* data) {
-  Result r;
-  r.status = st;
-  if (st == ParseStatus::Complete) {
-    r.size = p.size();
-    r.isInline = p.isInline();
-    for (size_t i = 0; i < p.argc(); ++i) r.args.emplace_back(p.arg(data, i));
-  } else if (st == ParseStatus::Error) {
-    r.error = std::string(p.errorMessage());
-  }
-  return r;
-}
-
-// Each call gets a fresh heap block of exactly `len` bytes: a parser that kept a pointer into
-// an earlier buffer, or read one byte too far, trips AddressSanitizer.
-std::unique_ptr<char[]> freshCopy(const std::string& input, size_t len) {
-  std::unique_ptr<char[]> buf(new char[len == 0 ? 1 : len]);
-  std::memcpy(buf.get(), input.data(), len);
-  return buf;
-}
-
-Result parseWhole(const std::string& input, const RequestLimits& limits = {}) {
-  RequestParser p(limits);
-  auto buf = freshCopy(input, input.size());
-  const ParseStatus st = p.parse(buf.get(), input.size());
-  return capture(p, st, buf.get());
-}
-
-// Feeds the input as it would arrive through reads returning `cuts` boundaries.
-Result parseCut(const std::string& input, const std::vector<size_t>& cuts,
-                const RequestLimits& limits = {}) {
-  RequestParser p(limits);
-  ParseStatus st = ParseStatus::NeedMore;
-  std::unique_ptr<char[]> buf;
-  for (size_t len : cuts) {
-    buf = freshCopy(input, len);
-    st = p.parse(buf.get(), len);
-    if (st != ParseStatus::NeedMore) return capture(p, st, buf.get());
-  }
-  return capture(p, st, buf.get());
-}
-
-Result parseByteByByte(const std::string& input, const RequestLimits& limits = {}) {
-  std::vector<size_t> cuts;
-  for (size_t i = 1; i <= input.size(); ++i) cuts.push_back(i);
-  return parseCut(input, cuts, limits);
-}
-
-// The central property: however the input is cut, the outcome is the same.
-void checkAllCuts(const std::string& input, const RequestLimits& limits = {}) {
-  CAPTURE(input);
-  const Result whole = parseWhole(input, limits);
-  const Result bytes = parseByteByByte(input, limits);
-  CHECK_MESSAGE(bytes == whole, show(bytes), " vs ", show(whole));
-  for (size_t k = 0; k <= input.size(); ++k) {
-    const Result split = parseCut(input, {k, input.size()}, limits);
-    CHECK_MESSAGE(split == whole, "split at ", k, ": ", show(split), " vs ", show(whole));
-  }
-}
-
-std::string multibulk(const std::vector<std::string>& args) {
-  std::string s = "*" + std::to_string(args.size()) + "\r\n";
-  for (const auto& a : args) s += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
-  return s;
 }
 
 Result complete(std::vector<std::string> args, size_t size, bool isInline = false) {
@@ -110,11 +42,42 @@ Result complete(std::vector<std::string> args, size_t size, bool isInline = fals
   return r;
 }
 
-Result error(std::string message) {
-  Result r;
-  r.status = ParseStatus::Error;
-  r.error = std::move(message);
-  return r;
+Result error(std::string message) { return framing_test::errorResult<Result>(std::move(message)); }
+
+Result capture(const RequestParser& p, ParseStatus st, const char* data) {
+  if (st == ParseStatus::NeedMore) return {};
+  if (st == ParseStatus::Error) return error(std::string(p.errorMessage()));
+  std::vector<std::string> args;
+  for (size_t i = 0; i < p.argc(); ++i) args.emplace_back(p.arg(data, i));
+  return complete(std::move(args), p.size(), p.isInline());
+}
+
+// Feeds the input as it would arrive through `reads`, to a fresh parser.
+Result parseCut(const std::string& input, const framing_test::Reads& reads,
+                const RequestLimits& limits = {}) {
+  RequestParser p(limits);
+  return framing_test::feedReads(
+      input, reads, [&](char* data, size_t len) { return p.parse(data, len); },
+      [&](ParseStatus st, const char* data) { return capture(p, st, data); });
+}
+
+Result parseWhole(const std::string& input, const RequestLimits& limits = {}) {
+  return parseCut(input, framing_test::wholeRead(input), limits);
+}
+
+Result parseByteByByte(const std::string& input, const RequestLimits& limits = {}) {
+  return parseCut(input, framing_test::byteReads(input), limits);
+}
+
+void checkAllCuts(const std::string& input, const RequestLimits& limits = {}) {
+  framing_test::checkAllCuts(
+      input, [&](const framing_test::Reads& reads) { return parseCut(input, reads, limits); });
+}
+
+std::string multibulk(const std::vector<std::string>& args) {
+  std::string s = "*" + std::to_string(args.size()) + "\r\n";
+  for (const auto& a : args) s += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+  return s;
 }
 
 TEST_CASE("request: multibulk commands, whole and cut anywhere") {
@@ -317,32 +280,21 @@ TEST_CASE("request: pipelines of many requests, arriving in random reads") {
     }
   }
 
-  for (int mode = 0; mode < 3; ++mode) {
-    CAPTURE(mode);
+  for (framing_test::Arrival arrival : framing_test::kArrivals) {
+    CAPTURE(arrival);
     RequestParser p;
-    std::string buffer;
-    size_t start = 0;
-    size_t fed = 0;
     std::vector<Result> got;
-    while (got.size() < expected.size()) {
-      const size_t chunk = mode == 0 ? stream.size() : mode == 1 ? 1 : 1 + rng() % 700;
-      const size_t n = std::min(chunk, stream.size() - fed);
-      REQUIRE(n > 0);
-      buffer.append(stream, fed, n);
-      fed += n;
-      for (;;) {
-        const ParseStatus st = p.parse(buffer.data() + start, buffer.size() - start);
-        if (st == ParseStatus::NeedMore) break;
-        REQUIRE(st == ParseStatus::Complete);
-        got.push_back(capture(p, st, buffer.data() + start));
-        start += p.size();
-        p.reset();
-      }
-      if (rng() % 3 == 0) {  // compaction moves the unconsumed bytes to the front
-        buffer.erase(0, start);
-        start = 0;
-      }
-    }
+    const size_t fed = framing_test::readPipeline(
+        stream, arrival, 700, rng, [&] { return got.size() == expected.size(); },
+        [&](char* data, size_t len) -> size_t {
+          const ParseStatus st = p.parse(data, len);
+          if (st == ParseStatus::NeedMore) return 0;
+          REQUIRE(st == ParseStatus::Complete);
+          got.push_back(capture(p, st, data));
+          const size_t size = p.size();
+          p.reset();
+          return size;
+        });
     CHECK(fed == stream.size());
     CHECK(got == expected);
   }
@@ -436,13 +388,8 @@ TEST_CASE("request: an 8 MiB argument costs linear work however it arrives") {
   for (size_t step : {size_t{64} << 10, size_t{1}}) {
     CAPTURE(step);
     RequestParser p;
-    ParseStatus st = ParseStatus::NeedMore;
-    size_t len = 0;
-    while (st == ParseStatus::NeedMore && len < input.size()) {
-      len = std::min(input.size(), len + step);
-      st = p.parse(input.data(), len);
-      if (len < input.size()) REQUIRE(st == ParseStatus::NeedMore);
-    }
+    const ParseStatus st = framing_test::feedGrowingToEnd(
+        input.size(), step, [&](size_t len) { return p.parse(input.data(), len); });
     REQUIRE(st == ParseStatus::Complete);
     CHECK(p.size() == input.size());
     CHECK(p.arg(input.data(), 2).size() == payload.size());
@@ -458,11 +405,8 @@ TEST_CASE("request: a long inline line arriving byte by byte is searched once") 
   std::string line(limits.maxInlineLength - 2, 'a');
   line += "\r\n";
   RequestParser p(limits);
-  ParseStatus st = ParseStatus::NeedMore;
-  for (size_t len = 1; len <= line.size(); ++len) {
-    st = p.parse(line.data(), len);
-    if (len < line.size()) REQUIRE(st == ParseStatus::NeedMore);
-  }
+  const ParseStatus st = framing_test::feedGrowingToEnd(
+      line.size(), 1, [&](size_t len) { return p.parse(line.data(), len); });
   REQUIRE(st == ParseStatus::Complete);
   CHECK(p.argc() == 1);
   CHECK(p.args()[0] == ByteSpan{0, line.size() - 2});

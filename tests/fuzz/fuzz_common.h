@@ -5,9 +5,10 @@
 // was given (the rest of the block is ASan-poisoned, or the call gets a fresh block holding
 // only those bytes), so a read past `len` is a crash, not a silent success.
 //
-// Input layout of every protocol target: byte 0 is the chunk plan (see ChunkPlan), byte 1 an
-// option byte each target reads its own way (limits, reply kind), the rest is the byte stream:
-// one request or reply after another, as a client or a backend would pipeline them.
+// Input layout of every protocol target (see Input): byte 0 is the chunk plan (see ChunkPlan),
+// byte 1 an option byte each target reads its own way (limits, reply kind) but for bit 7, small
+// limits instead of the defaults; the rest is the byte stream: one request or reply after
+// another, as a client or a backend would pipeline them.
 #pragma once
 
 #include <sanitizer/asan_interface.h>
@@ -21,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace fuzz {
 
@@ -37,6 +39,44 @@ namespace fuzz {
   do {                                                                  \
     if (!(condition)) ::fuzz::broken(__FILE__, __LINE__, #condition, (detail)); \
   } while (0)
+
+// A protocol target's input, split as the layout above says.
+struct Input {
+  uint8_t plan = 0;
+  uint8_t option = 0;
+  const char* stream = nullptr;
+  size_t size = 0;  // of the stream
+
+  [[nodiscard]] std::string_view bytes() const noexcept { return {stream, size}; }
+};
+
+// False when the input is too short to hold the plan and option bytes.
+inline bool splitInput(const uint8_t* data, size_t size, Input* input) {
+  if (size < 2) return false;
+  *input = {data[0], data[1], reinterpret_cast<const char*>(data + 2), size - 2};
+  return true;
+}
+
+// Bit 7 of the option byte: small limits (each target picks which from the other bits).
+inline bool smallLimits(uint8_t option) { return (option & 0x80) != 0; }
+
+// Requests or replies framed per input: enough to pipeline many without making one input
+// cost much.
+inline constexpr size_t kMaxItems = 64;
+
+// Names a framer's verdict in a run's log. Every framer's status names NeedMore, Complete and
+// Error; the memcached request parser's has two verdicts more.
+template <typename Status>
+const char* statusName(Status s) {
+  if (s == Status::Complete) return "Complete";
+  if (s == Status::NeedMore) return "NeedMore";
+  if (s == Status::Error) return "Error";
+  if constexpr (requires { Status::BadKey; Status::Invalid; }) {
+    if (s == Status::BadKey) return "BadKey";
+    if (s == Status::Invalid) return "Invalid";
+  }
+  return "?";
+}
 
 // Bytes shown readably in failure messages: printable ASCII as is, the rest as \xHH.
 inline std::string printable(std::string_view bytes, size_t max = 400) {
@@ -60,6 +100,19 @@ inline std::string printable(std::string_view bytes, size_t max = 400) {
   }
   if (bytes.size() > max) out += "...(" + std::to_string(bytes.size()) + " bytes)";
   return out;
+}
+
+// One line of a run's log, the record of one verdict: its name first (compareWithLooseLimits
+// reads it), then what framed() says of a Complete request or reply, or an Error's message.
+template <typename Parser, typename Status, typename Framed>
+std::string logLine(const Parser& p, Status status, Framed&& framed) {
+  std::string out = statusName(status);
+  if (status == Status::Complete) {
+    out += framed();
+  } else if (status == Status::Error) {
+    out += " '" + std::string(p.errorMessage()) + "'";
+  }
+  return out + "\n";
 }
 
 // How the bytes of one request or reply arrive, from the plan byte:
@@ -165,12 +218,78 @@ Status feed(Block& block, const char* original, size_t start, ChunkPlan* plan, S
   return status;
 }
 
+// Frames a stream one request or reply after another, as a connection does, up to kMaxItems,
+// each from a reset() parser. Each arrives through parse(base, len) as `plan` says (nullptr:
+// all its bytes at once; see feed); then settle(base, len, start, status) checks and records
+// that verdict, `start` being where the request or reply began in the stream, and returns the
+// bytes it took, or 0 to stop.
+template <typename Parser, typename Parse, typename Settle>
+void frameStream(Parser& parser, const char* stream, size_t n, ChunkPlan* plan, Parse&& parse,
+                 Settle&& settle) {
+  using Status = std::invoke_result_t<Parse&, char*, size_t>;
+  Block block(stream, n);
+  std::unique_ptr<char[]> moved;
+  size_t start = 0;
+  for (size_t count = 0; count < kMaxItems && start < n; ++count) {
+    parser.reset();
+    char* base = nullptr;
+    size_t len = 0;
+    const Status status =
+        feed(block, stream, start, plan, Status::NeedMore, moved, &base, &len, parse);
+    const size_t used = settle(base, len, start, status);
+    if (used == 0) break;
+    start += used;
+  }
+}
+
 // Every step of a framer turns into a line of text; two runs agree when their texts are equal.
 inline void compareRuns(const std::string& whole, const std::string& chunked, uint8_t plan,
                         std::string_view stream) {
   FUZZ_CHECK(whole == chunked, "plan byte " + std::to_string(plan) + ", stream '" +
                                    printable(stream) + "'\n--- whole:\n" + whole +
                                    "--- chunked:\n" + chunked);
+}
+
+// The first check of every protocol target: the stream framed with each request's or reply's
+// bytes all at once, run(nullptr), and chunked as the plan byte says, run(&plan), give the same
+// log, text(result). Returns the result of the first.
+template <typename Run, typename Text>
+auto wholeVsChunked(const Input& input, Run&& run, Text&& text) {
+  const auto whole = run(nullptr);
+  ChunkPlan plan(input.plan);
+  compareRuns(text(whole), text(run(&plan)), input.plan, input.bytes());
+  return whole;
+}
+
+// The same for runs whose result is their log.
+template <typename Run>
+auto wholeVsChunked(const Input& input, Run&& run) {
+  return wholeVsChunked(input, run, [](const std::string& log) -> const std::string& {
+    return log;
+  });
+}
+
+// Limits only refuse: every line of `strict` (a run under small limits, option byte `option`)
+// up to its first Error, which a small limit may have caused, is the same line of `loose` (the
+// same stream under the defaults).
+inline void compareWithLooseLimits(const std::string& strict, const std::string& loose,
+                                   uint8_t option, std::string_view stream) {
+  size_t a = 0;
+  size_t b = 0;
+  while (a < strict.size()) {
+    const size_t ea = strict.find('\n', a);
+    const size_t eb = loose.find('\n', b);
+    const std::string_view small(strict.data() + a, ea - a);
+    const std::string_view defaults =
+        eb == std::string::npos ? std::string_view() : std::string_view(loose.data() + b, eb - b);
+    if (small.starts_with("Error")) break;
+    FUZZ_CHECK(small == defaults, "small limits (byte " + std::to_string(option) + ") framed '" +
+                                      std::string(small) + "', the defaults '" +
+                                      std::string(defaults) + "'; stream '" + printable(stream) +
+                                      "'");
+    a = ea + 1;
+    b = eb + 1;
+  }
 }
 
 }  // namespace fuzz

@@ -27,16 +27,15 @@ namespace {
 
 namespace mc = backends::memcache;
 using fuzz::printable;
+using fuzz::statusName;
 using mc::ParseStatus;
 using mc::ReplyKind;
 using mc::ReplyLimits;
 using mc::ReplyParser;
 
-constexpr size_t kMaxReplies = 64;
-
 ReplyLimits limitsFrom(uint8_t b) {
   ReplyLimits limits;
-  if ((b & 0x80) == 0) return limits;
+  if (!fuzz::smallLimits(b)) return limits;
   constexpr size_t kLines[] = {8192, 0, 5, 20};
   constexpr uint64_t kValues[] = {1024u * 1024 * 1024, 0, 1, 10};
   limits.maxLineLength = kLines[(b >> 3) & 3];
@@ -44,26 +43,13 @@ ReplyLimits limitsFrom(uint8_t b) {
   return limits;
 }
 
-const char* statusName(ParseStatus s) {
-  switch (s) {
-    case ParseStatus::Complete: return "Complete";
-    case ParseStatus::NeedMore: return "NeedMore";
-    case ParseStatus::Error: return "Error";
-  }
-  return "?";
-}
-
 std::string describe(const ReplyParser& p, ParseStatus st) {
-  std::string out = statusName(st);
-  if (st == ParseStatus::Complete) {
+  return fuzz::logLine(p, st, [&] {
     const auto& f = p.frame();
-    out += " length=" + std::to_string(f.length) + " error=" + std::to_string(f.isError) +
+    return " length=" + std::to_string(f.length) + " error=" + std::to_string(f.isError) +
            " values=" + std::to_string(f.values) + " status=" + std::to_string(f.binaryStatus) +
            " last=" + std::to_string(p.lastLineOffset());
-  } else if (st == ParseStatus::Error) {
-    out += " '" + std::string(p.errorMessage()) + "'";
-  }
-  return out + "\n";
+  });
 }
 
 bool isErrorLine(std::string_view line) {
@@ -165,59 +151,30 @@ void checkReply(ReplyParser& p, const char* base, size_t len, size_t total, Repl
 std::string run(const char* stream, size_t n, fuzz::ChunkPlan* plan, ReplyKind kind,
                 const ReplyLimits& limits) {
   std::string log;
-  fuzz::Block block(stream, n);
   ReplyParser parser(limits);
-  std::unique_ptr<char[]> moved;
-  size_t start = 0;
-  for (size_t count = 0; count < kMaxReplies && start < n; ++count) {
-    parser.reset();
-    char* base = nullptr;
-    size_t len = 0;
-    const ParseStatus st =
-        fuzz::feed(block, stream, start, plan, ParseStatus::NeedMore, moved, &base, &len,
-                   [&](const char* b, size_t l) { return parser.parse(b, l, kind); });
-    checkReply(parser, base, len, n - start, kind, st, limits);
-    log += describe(parser, st);
-    if (st != ParseStatus::Complete) break;
-    start += parser.frame().length;
-  }
+  fuzz::frameStream(
+      parser, stream, n, plan, [&](const char* b, size_t l) { return parser.parse(b, l, kind); },
+      [&](const char* base, size_t len, size_t start, ParseStatus st) -> size_t {
+        checkReply(parser, base, len, n - start, kind, st, limits);
+        log += describe(parser, st);
+        return st == ParseStatus::Complete ? parser.frame().length : 0;
+      });
   return log;
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 2) return 0;
-  const uint8_t planByte = data[0];
-  const auto kind = static_cast<ReplyKind>((data[1] & 7) % mc::kReplyKindCount);
-  const ReplyLimits limits = limitsFrom(data[1]);
-  const char* stream = reinterpret_cast<const char*>(data + 2);
-  const size_t n = size - 2;
-  const std::string_view input(stream, n);
+  fuzz::Input in;
+  if (!fuzz::splitInput(data, size, &in)) return 0;
+  const auto kind = static_cast<ReplyKind>((in.option & 7) % mc::kReplyKindCount);
+  const ReplyLimits limits = limitsFrom(in.option);
+  const std::string whole = fuzz::wholeVsChunked(
+      in, [&](fuzz::ChunkPlan* plan) { return run(in.stream, in.size, plan, kind, limits); });
 
-  const std::string whole = run(stream, n, nullptr, kind, limits);
-  fuzz::ChunkPlan plan(planByte);
-  const std::string chunked = run(stream, n, &plan, kind, limits);
-  fuzz::compareRuns(whole, chunked, planByte, input);
-
-  if ((data[1] & 0x80) != 0) {
-    const std::string loose = run(stream, n, nullptr, kind, ReplyLimits{});
-    size_t a = 0;
-    size_t b = 0;
-    while (a < whole.size()) {
-      const size_t ea = whole.find('\n', a);
-      const size_t eb = loose.find('\n', b);
-      const std::string_view strict(whole.data() + a, ea - a);
-      const std::string_view relaxed =
-          eb == std::string::npos ? std::string_view() : std::string_view(loose.data() + b, eb - b);
-      if (strict.starts_with("Error")) break;
-      FUZZ_CHECK(strict == relaxed, "small limits (byte " + std::to_string(data[1]) +
-                                        ") framed '" + std::string(strict) +
-                                        "', the defaults '" + std::string(relaxed) +
-                                        "'; stream '" + printable(input) + "'");
-      a = ea + 1;
-      b = eb + 1;
-    }
+  if (fuzz::smallLimits(in.option)) {
+    const std::string loose = run(in.stream, in.size, nullptr, kind, ReplyLimits{});
+    fuzz::compareWithLooseLimits(whole, loose, in.option, in.bytes());
   }
   return 0;
 }

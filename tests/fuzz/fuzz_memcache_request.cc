@@ -31,13 +31,12 @@ namespace {
 
 namespace mc = backends::memcache;
 using fuzz::printable;
+using fuzz::statusName;
 using mc::ByteSpan;
 using mc::RequestError;
 using mc::RequestLimits;
 using mc::RequestParser;
 using mc::RequestStatus;
-
-constexpr size_t kMaxRequests = 64;
 
 #ifndef RINGPROXY_FUZZ_EXCUSE_TOKEN_CAP
 #define RINGPROXY_FUZZ_EXCUSE_TOKEN_CAP 0  // fixed: keep the check live
@@ -45,7 +44,7 @@ constexpr size_t kMaxRequests = 64;
 
 RequestLimits limitsFrom(uint8_t b) {
   RequestLimits limits;
-  if ((b & 0x80) == 0) return limits;
+  if (!fuzz::smallLimits(b)) return limits;
   constexpr size_t kKeys[] = {2, 3, 5, 10000};
   constexpr size_t kValues[] = {1024, 0, 5, 64u * 1024 * 1024};
   constexpr size_t kLines[] = {2048, 0, 16, 64};
@@ -55,17 +54,6 @@ RequestLimits limitsFrom(uint8_t b) {
   limits.maxLineLength = kLines[(b >> 4) & 3];
   limits.maxRetrievalLineLength = kRetrievalLines[(b >> 6) & 1];
   return limits;
-}
-
-const char* statusName(RequestStatus s) {
-  switch (s) {
-    case RequestStatus::Complete: return "Complete";
-    case RequestStatus::NeedMore: return "NeedMore";
-    case RequestStatus::BadKey: return "BadKey";
-    case RequestStatus::Invalid: return "Invalid";
-    case RequestStatus::Error: return "Error";
-  }
-  return "?";
 }
 
 bool framed(RequestStatus s) {
@@ -218,22 +206,14 @@ struct Step {
 std::vector<Step> run(const char* stream, size_t n, fuzz::ChunkPlan* plan,
                       const RequestLimits& limits) {
   std::vector<Step> steps;
-  fuzz::Block block(stream, n);
   RequestParser parser(limits);
-  std::unique_ptr<char[]> moved;
-  size_t start = 0;
-  for (size_t count = 0; count < kMaxRequests && start < n; ++count) {
-    parser.reset();
-    char* base = nullptr;
-    size_t len = 0;
-    const RequestStatus st =
-        fuzz::feed(block, stream, start, plan, RequestStatus::NeedMore, moved, &base, &len,
-                   [&](const char* b, size_t l) { return parser.parse(b, l); });
-    checkRequest(parser, base, len, n - start, st);
-    steps.push_back({st, parser.error(), parser.tokens().size(), describe(parser, base, st)});
-    if (!framed(st)) break;
-    start += parser.size();
-  }
+  fuzz::frameStream(
+      parser, stream, n, plan, [&](const char* b, size_t l) { return parser.parse(b, l); },
+      [&](const char* base, size_t len, size_t start, RequestStatus st) -> size_t {
+        checkRequest(parser, base, len, n - start, st);
+        steps.push_back({st, parser.error(), parser.tokens().size(), describe(parser, base, st)});
+        return framed(st) ? parser.size() : 0;
+      });
   return steps;
 }
 
@@ -246,22 +226,16 @@ std::string text(const std::vector<Step>& steps) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 2) return 0;
-  const uint8_t planByte = data[0];
-  const RequestLimits limits = limitsFrom(data[1]);
-  const char* stream = reinterpret_cast<const char*>(data + 2);
-  const size_t n = size - 2;
-  const std::string_view input(stream, n);
+  fuzz::Input in;
+  if (!fuzz::splitInput(data, size, &in)) return 0;
+  const RequestLimits limits = limitsFrom(in.option);
+  const std::vector<Step> whole = fuzz::wholeVsChunked(
+      in, [&](fuzz::ChunkPlan* plan) { return run(in.stream, in.size, plan, limits); }, text);
 
-  const std::vector<Step> whole = run(stream, n, nullptr, limits);
-  fuzz::ChunkPlan plan(planByte);
-  const std::vector<Step> chunked = run(stream, n, &plan, limits);
-  fuzz::compareRuns(text(whole), text(chunked), planByte, input);
-
-  if ((data[1] & 0x80) != 0) {
+  if (fuzz::smallLimits(in.option)) {
     // Limits only refuse: compare request by request until the first one they may have
     // refused (an Error, too many keys) or the end.
-    const std::vector<Step> loose = run(stream, n, nullptr, RequestLimits{});
+    const std::vector<Step> loose = run(in.stream, in.size, nullptr, RequestLimits{});
     for (size_t i = 0; i < whole.size(); ++i) {
       const Step& strict = whole[i];
       if (strict.status == RequestStatus::Error || strict.error == RequestError::TooManyKeys) break;
@@ -274,8 +248,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (loose[i].tokens > limits.maxKeys + 3) break;
 #endif
       FUZZ_CHECK(strict.text == loose[i].text,
-                 "small limits (byte " + std::to_string(data[1]) + ") framed\n  " + strict.text +
-                     "the defaults\n  " + loose[i].text + "stream '" + printable(input) + "'");
+                 "small limits (byte " + std::to_string(in.option) + ") framed\n  " + strict.text +
+                     "the defaults\n  " + loose[i].text + "stream '" + printable(in.bytes()) + "'");
     }
   }
   return 0;

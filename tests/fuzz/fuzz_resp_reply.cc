@@ -39,37 +39,23 @@ using backends::resp::ReplyLimits;
 using backends::resp::ReplyParser;
 using backends::resp::splitAggregate;
 using fuzz::printable;
-
-constexpr size_t kMaxReplies = 64;
+using fuzz::statusName;
 
 ReplyLimits limitsFrom(uint8_t b) {
   ReplyLimits limits;
-  if ((b & 0x80) == 0) return limits;
+  if (!fuzz::smallLimits(b)) return limits;
   constexpr uint64_t kBulks[] = {0, 1, 5, 100};
   limits.maxBulkLength = kBulks[b & 3];
   return limits;
 }
 
-const char* statusName(ParseStatus s) {
-  switch (s) {
-    case ParseStatus::Complete: return "Complete";
-    case ParseStatus::NeedMore: return "NeedMore";
-    case ParseStatus::Error: return "Error";
-  }
-  return "?";
-}
-
 std::string describe(const ReplyParser& p, ParseStatus st) {
-  std::string out = statusName(st);
-  if (st == ParseStatus::Complete) {
+  return fuzz::logLine(p, st, [&] {
     const auto& f = p.frame();
-    out += " length=" + std::to_string(f.length) + " offset=" + std::to_string(f.offset) +
+    return " length=" + std::to_string(f.length) + " offset=" + std::to_string(f.offset) +
            " type='" + printable(std::string_view(&f.type, 1)) +
            "' value=" + std::to_string(f.value);
-  } else if (st == ParseStatus::Error) {
-    out += " '" + std::string(p.errorMessage()) + "'";
-  }
-  return out + "\n";
+  });
 }
 
 void checkSplit(const char* base, const ReplyParser& p, const ReplyLimits& limits) {
@@ -140,30 +126,30 @@ void checkReply(ReplyParser& p, const char* base, size_t len, ParseStatus st,
   checkSplit(base, p, limits);
 }
 
-// Frames the stream reply after reply; records every reply's end in `ends` (Complete only).
-std::string run(const char* stream, size_t n, fuzz::ChunkPlan* plan, const ReplyLimits& limits,
-                std::vector<std::pair<ParseStatus, size_t>>* ends = nullptr) {
+// Where each reply of a stream ended: its verdict and the stream offset after it (the end of
+// the stream for anything but Complete).
+using Ends = std::vector<std::pair<ParseStatus, size_t>>;
+
+// A run over a stream: its log, and where each reply ended.
+struct Run {
   std::string log;
-  fuzz::Block block(stream, n);
+  Ends ends;
+};
+
+// Frames the stream reply after reply.
+Run run(const char* stream, size_t n, fuzz::ChunkPlan* plan, const ReplyLimits& limits) {
+  Run out;
   ReplyParser parser(limits);
-  std::unique_ptr<char[]> moved;
-  size_t start = 0;
-  for (size_t count = 0; count < kMaxReplies && start < n; ++count) {
-    parser.reset();
-    char* base = nullptr;
-    size_t len = 0;
-    const ParseStatus st =
-        fuzz::feed(block, stream, start, plan, ParseStatus::NeedMore, moved, &base, &len,
-                   [&](const char* b, size_t l) { return parser.parse(b, l); });
-    checkReply(parser, base, len, st, limits);
-    log += describe(parser, st);
-    if (ends != nullptr) {
-      ends->push_back({st, st == ParseStatus::Complete ? start + parser.frame().length : n});
-    }
-    if (st != ParseStatus::Complete) break;
-    start += parser.frame().length;
-  }
-  return log;
+  fuzz::frameStream(
+      parser, stream, n, plan, [&](const char* b, size_t l) { return parser.parse(b, l); },
+      [&](const char* base, size_t len, size_t start, ParseStatus st) -> size_t {
+        checkReply(parser, base, len, st, limits);
+        out.log += describe(parser, st);
+        const size_t used = st == ParseStatus::Complete ? parser.frame().length : 0;
+        out.ends.push_back({st, st == ParseStatus::Complete ? start + used : n});
+        return used;
+      });
+  return out;
 }
 
 // --- hiredis ---------------------------------------------------------------------------------
@@ -203,8 +189,7 @@ bool hasHugeArrayCount(std::string_view s) {
 
 bool isResp3Type(char c) { return std::string_view(",#_(!=%~>|").find(c) != std::string_view::npos; }
 
-void compareWithHiredis(const char* stream, size_t n,
-                        const std::vector<std::pair<ParseStatus, size_t>>& ours) {
+void compareWithHiredis(const char* stream, size_t n, const Ends& ours) {
   const std::string_view input(stream, n);
   if (hasHugeArrayCount(input)) return;
   std::unique_ptr<redisReader, ReaderDeleter> reader(redisReaderCreate());
@@ -246,31 +231,25 @@ void compareWithHiredis(const char* stream, size_t n,
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 2) return 0;
-  const uint8_t planByte = data[0];
-  const ReplyLimits limits = limitsFrom(data[1]);
-  const char* stream = reinterpret_cast<const char*>(data + 2);
-  const size_t n = size - 2;
-  const std::string_view input(stream, n);
+  fuzz::Input in;
+  if (!fuzz::splitInput(data, size, &in)) return 0;
+  const ReplyLimits limits = limitsFrom(in.option);
+  const Run whole = fuzz::wholeVsChunked(
+      in, [&](fuzz::ChunkPlan* plan) { return run(in.stream, in.size, plan, limits); },
+      [](const Run& r) -> const std::string& { return r.log; });
 
-  std::vector<std::pair<ParseStatus, size_t>> ends;
-  const std::string whole = run(stream, n, nullptr, limits, &ends);
-  fuzz::ChunkPlan plan(planByte);
-  const std::string chunked = run(stream, n, &plan, limits);
-  fuzz::compareRuns(whole, chunked, planByte, input);
-
-  if ((data[1] & 0x80) != 0) {
-    std::vector<std::pair<ParseStatus, size_t>> looseEnds;
-    const std::string loose = run(stream, n, nullptr, ReplyLimits{}, &looseEnds);
-    for (size_t i = 0; i < ends.size(); ++i) {
-      if (ends[i].first == ParseStatus::Error) break;
-      FUZZ_CHECK(i < looseEnds.size() && looseEnds[i] == ends[i],
+  if (fuzz::smallLimits(in.option)) {
+    const Run loose = run(in.stream, in.size, nullptr, ReplyLimits{});
+    for (size_t i = 0; i < whole.ends.size(); ++i) {
+      if (whole.ends[i].first == ParseStatus::Error) break;
+      FUZZ_CHECK(i < loose.ends.size() && loose.ends[i] == whole.ends[i],
                  "reply " + std::to_string(i) + " frames differently under a small limit: '" +
-                     printable(input) + "'\n--- small:\n" + whole + "--- default:\n" + loose);
+                     printable(in.bytes()) + "'\n--- small:\n" + whole.log + "--- default:\n" +
+                     loose.log);
     }
-    compareWithHiredis(stream, n, looseEnds);
+    compareWithHiredis(in.stream, in.size, loose.ends);
   } else {
-    compareWithHiredis(stream, n, ends);
+    compareWithHiredis(in.stream, in.size, whole.ends);
   }
   return 0;
 }

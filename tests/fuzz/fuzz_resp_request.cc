@@ -28,13 +28,11 @@ using backends::resp::ParseStatus;
 using backends::resp::RequestLimits;
 using backends::resp::RequestParser;
 using fuzz::printable;
-
-// Enough to pipeline many requests without making one input cost much.
-constexpr size_t kMaxRequests = 64;
+using fuzz::statusName;
 
 RequestLimits limitsFrom(uint8_t b) {
   RequestLimits limits;
-  if ((b & 0x80) == 0) return limits;
+  if (!fuzz::smallLimits(b)) return limits;
   constexpr size_t kCounts[] = {2, 3, 16, 1024 * 1024};
   constexpr size_t kBulks[] = {1024, 0, 5, 512u * 1024 * 1024};
   constexpr size_t kInlines[] = {64 * 1024, 0, 8, 40};
@@ -44,28 +42,15 @@ RequestLimits limitsFrom(uint8_t b) {
   return limits;
 }
 
-const char* statusName(ParseStatus s) {
-  switch (s) {
-    case ParseStatus::Complete: return "Complete";
-    case ParseStatus::NeedMore: return "NeedMore";
-    case ParseStatus::Error: return "Error";
-  }
-  return "?";
-}
-
 std::string describe(const RequestParser& p, const char* base, ParseStatus st) {
-  std::string out = statusName(st);
-  if (st == ParseStatus::Complete) {
-    out += " size=" + std::to_string(p.size()) + (p.isInline() ? " inline" : " multibulk") +
-           " args=[";
+  return fuzz::logLine(p, st, [&] {
+    std::string out = " size=" + std::to_string(p.size()) +
+                      (p.isInline() ? " inline" : " multibulk") + " args=[";
     for (size_t i = 0; i < p.argc(); ++i) {
       out += (i == 0 ? "'" : ", '") + printable(p.arg(base, i), 60) + "'";
     }
-    out += "]";
-  } else if (st == ParseStatus::Error) {
-    out += " '" + std::string(p.errorMessage()) + "'";
-  }
-  return out + "\n";
+    return out + "]";
+  });
 }
 
 // Checks one framed request. `original` is the request's bytes before parsing, `base` what the
@@ -128,63 +113,31 @@ void checkRequest(RequestParser& p, char* base, size_t len, const char* original
 // Frames the stream request after request; nullptr plan: each request's bytes all at once.
 std::string run(const char* stream, size_t n, fuzz::ChunkPlan* plan, const RequestLimits& limits) {
   std::string log;
-  fuzz::Block block(stream, n);
   RequestParser parser(limits);
-  std::unique_ptr<char[]> moved;
-  size_t start = 0;
-  for (size_t count = 0; count < kMaxRequests && start < n; ++count) {
-    parser.reset();
-    char* base = nullptr;
-    size_t len = 0;
-    const ParseStatus st = fuzz::feed(block, stream, start, plan, ParseStatus::NeedMore, moved,
-                                      &base, &len,
-                                      [&](char* b, size_t l) { return parser.parse(b, l); });
-    checkRequest(parser, base, len, stream + start, st);
-    log += describe(parser, base, st);
-    if (st != ParseStatus::Complete) break;
-    start += parser.size();
-  }
+  fuzz::frameStream(
+      parser, stream, n, plan, [&](char* b, size_t l) { return parser.parse(b, l); },
+      [&](char* base, size_t len, size_t start, ParseStatus st) -> size_t {
+        checkRequest(parser, base, len, stream + start, st);
+        log += describe(parser, base, st);
+        return st == ParseStatus::Complete ? parser.size() : 0;
+      });
   return log;
 }
-
-// Lines of a run's log, up to and including the first that is not Complete.
-bool isComplete(std::string_view line) { return line.starts_with("Complete"); }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 2) return 0;
-  const uint8_t planByte = data[0];
-  const RequestLimits limits = limitsFrom(data[1]);
-  const char* stream = reinterpret_cast<const char*>(data + 2);
-  const size_t n = size - 2;
+  fuzz::Input in;
+  if (!fuzz::splitInput(data, size, &in)) return 0;
+  const RequestLimits limits = limitsFrom(in.option);
+  const std::string whole = fuzz::wholeVsChunked(
+      in, [&](fuzz::ChunkPlan* plan) { return run(in.stream, in.size, plan, limits); });
 
-  const std::string whole = run(stream, n, nullptr, limits);
-  fuzz::ChunkPlan plan(planByte);
-  const std::string chunked = run(stream, n, &plan, limits);
-  fuzz::compareRuns(whole, chunked, planByte, std::string_view(stream, n));
-
-  if ((data[1] & 0x80) != 0) {
+  if (fuzz::smallLimits(in.option)) {
     // Limits only refuse. Every request framed under the small limits frames the same way
     // under the defaults; one still waiting under the small limits waits under the defaults.
-    const std::string loose = run(stream, n, nullptr, RequestLimits{});
-    size_t a = 0;
-    size_t b = 0;
-    while (a < whole.size()) {
-      const size_t ea = whole.find('\n', a);
-      const size_t eb = loose.find('\n', b);
-      const std::string_view strict(whole.data() + a, ea - a);
-      const std::string_view relaxed =
-          eb == std::string::npos ? std::string_view() : std::string_view(loose.data() + b, eb - b);
-      if (!isComplete(strict) && !strict.starts_with("NeedMore")) break;
-      FUZZ_CHECK(strict == relaxed, "small limits (byte " + std::to_string(data[1]) +
-                                        ") framed '" + std::string(strict) +
-                                        "', the defaults '" + std::string(relaxed) +
-                                        "'; stream '" + printable(std::string_view(stream, n)) +
-                                        "'");
-      a = ea + 1;
-      b = eb + 1;
-    }
+    const std::string loose = run(in.stream, in.size, nullptr, RequestLimits{});
+    fuzz::compareWithLooseLimits(whole, loose, in.option, in.bytes());
   }
   return 0;
 }
