@@ -225,7 +225,10 @@ void ClientSession::replyLocal(std::string_view bytes) {
 }
 
 void ClientSession::appendOutput(const char* p, size_t n) {
-  if (n == 0) return;
+  // A client to be closed at the flush (let go over --max-buffered-bytes, or its socket is
+  // dead) gets nothing more: its replies cannot be delivered, and buffering the rest of the
+  // turn's replies for it would push the process further over the limit it is shed for.
+  if (n == 0 || shedding_ || socketDead_) return;
   out_.append(p, n);
   lastActiveMs_ = uv_now(worker_.loop());  // a reply is activity too (client_idle_timeout)
   // Over --max-buffered-bytes, a client that has stopped reading while replies pile up for it
