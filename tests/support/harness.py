@@ -6,6 +6,7 @@ run in parallel and beside anything else on the machine.
 """
 import atexit
 import os
+import random
 import shutil
 import signal
 import socket
@@ -20,11 +21,36 @@ _procs = []
 _handed_out = set()
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
-    """A loopback port nobody listens on, never the same one twice in this process (the
-    kernel may hand a just-released port out again, and a config with two pools on one port
-    is invalid)."""
-    for _ in range(100):
+    """A loopback port nobody listens on, never the same one twice in this process (a config
+    with two pools on one port is invalid). Probed below the kernel's ephemeral range: a port
+    the kernel hands out by bind(0) can be given to an outgoing connection before the server
+    we start binds it (tests that open 10,000 connections use up much of that range), while a
+    port below it is never handed out implicitly."""
+    low, _ = _ephemeral_range()
+    if low > 12000:
+        rng = random.Random()
+        for _ in range(200):
+            port = rng.randrange(10000, low)
+            if port in _handed_out:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+    for _ in range(100):  # no room below the range: let the kernel pick
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
