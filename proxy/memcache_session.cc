@@ -35,10 +35,7 @@ MemcacheSession::MemcacheSession(Worker& worker, size_t pool)
     : ClientSession(worker, pool), s_(worker.scratch()) {}
 
 MemcacheSession::~MemcacheSession() {
-  if (parser_ != nullptr) {
-    parser_->reset();  // it may hold a half-framed or failed request
-    worker_.memcacheParsers().put(parser_);
-  }
+  worker_.memcacheParsers().giveBack(parser_);
 }
 
 void MemcacheSession::processInput() {
@@ -50,11 +47,7 @@ void MemcacheSession::processInput() {
   }
   frameRequests();
   // Nothing half-framed is left: give the parser back (idle connections hold none).
-  if (in_.empty() && parser_ != nullptr) {
-    parser_->reset();
-    worker_.memcacheParsers().put(parser_);
-    parser_ = nullptr;
-  }
+  if (in_.empty()) worker_.memcacheParsers().giveBack(parser_);
 }
 
 void MemcacheSession::frameRequests() {

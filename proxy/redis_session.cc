@@ -38,10 +38,7 @@ bool RedisSession::authRequired() const {
 RedisSession::~RedisSession() {
   // Requests were cancelled when the session closed; the WATCH connection has nothing owed.
   if (watchConn() != nullptr) watchConn()->close();
-  if (parser_ != nullptr) {
-    parser_->reset();  // it may hold a half-framed or failed request
-    worker_.respParsers().put(parser_);
-  }
+  worker_.respParsers().giveBack(parser_);
 }
 
 void RedisSession::processInput() {
@@ -54,11 +51,7 @@ void RedisSession::processInput() {
   }
   frameRequests();
   // Nothing half-framed is left: give the parser back (idle connections hold none).
-  if (in_.empty() && parser_ != nullptr) {
-    parser_->reset();
-    worker_.respParsers().put(parser_);
-    parser_ = nullptr;
-  }
+  if (in_.empty()) worker_.respParsers().giveBack(parser_);
 }
 
 void RedisSession::frameRequests() {

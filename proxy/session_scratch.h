@@ -44,6 +44,14 @@ class LendingPool {
     if (free_.size() < kMaxFree) free_.emplace_back(t);
     else delete t;
   }
+  // Takes back a session's borrowed parser, if it has one, forgetting whatever it held (a
+  // half-framed or failed request), and clears the session's pointer.
+  void giveBack(T*& t) {
+    if (t == nullptr) return;
+    t->reset();
+    put(t);
+    t = nullptr;
+  }
 
  private:
   static constexpr size_t kMaxFree = 256;
