@@ -183,7 +183,10 @@ const PoolRoute* ClientSession::poolRoute() const {
 
 Request* ClientSession::newRequest() { return worker_.requests().get(this); }
 
-void ClientSession::freeRequest(Request* r) { worker_.requests().put(r); }
+void ClientSession::freeRequest(Request* r) {
+  r->releaseHeldBytes();
+  worker_.requests().put(r);
+}
 
 void ClientSession::enqueue(Request* r) {
   if (tail_ != nullptr) tail_->next = r;
@@ -220,6 +223,7 @@ void ClientSession::replyLocal(std::string_view bytes) {
   }
   Request* r = newRequest();
   r->reply.assign(bytes);
+  r->accountHeldBytes();
   r->complete = true;
   enqueue(r);
 }
@@ -257,6 +261,7 @@ void ClientSession::appendOutput(const char* p, size_t n) {
 void ClientSession::complete(Request* r) {
   r->complete = true;
   if (r == head_) drainCompleted();
+  else r->accountHeldBytes();  // kept until the requests before it are answered
 }
 
 void ClientSession::popHeadAndDrain() {

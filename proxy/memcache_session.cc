@@ -348,6 +348,7 @@ void MemcacheSession::onFragmentReply(Request& r, uint32_t fragment, const char*
     if (r.error.empty()) r.error = std::string(data, len >= 2 ? len - 2 : len);
   }
   if (r.waiting == 0) finish(r);
+  else r.accountHeldBytes();  // the parts that came, kept until the others do
 }
 
 void MemcacheSession::onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) {

@@ -331,6 +331,7 @@ void RedisSession::onFragmentReply(Request& r, uint32_t fragment, const char* da
     }
   }
   if (r.waiting == 0) fragmentDone(r);
+  else r.accountHeldBytes();  // the parts that came, kept until the others do
 }
 
 void RedisSession::onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) {

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "backends/io/memory_budget.h"
 #include "backends/upstream/upstream_conn.h"
 
 namespace proxy {
@@ -69,6 +70,24 @@ class Request final : public backends::upstream::ReplySink {
            more_.capacity() * sizeof(Fragment) + (keyFragment.capacity() + keyPosition.capacity()) * sizeof(uint32_t);
   }
 
+  // The reply bytes this request holds copies of (its final reply, the shards' parts), added
+  // to the process's buffered-bytes figure so that --max-buffered-bytes also bounds replies
+  // kept while an earlier request of the same client is still unanswered. Sessions call
+  // accountHeldBytes() after storing a copy; freeing the request releases it.
+  void accountHeldBytes() {
+    int64_t held = static_cast<int64_t>(reply.size());
+    for (uint32_t i = 0; i < used_; ++i) held += static_cast<int64_t>(fragment(i).reply.size());
+    for (const std::string& s : localReplies) held += static_cast<int64_t>(s.size());
+    if (held != accounted_) {
+      backends::io::accountBuffer(held - accounted_);
+      accounted_ = held;
+    }
+  }
+  void releaseHeldBytes() {
+    if (accounted_ != 0) backends::io::accountBuffer(-accounted_);
+    accounted_ = 0;
+  }
+
   void onReply(uint64_t cookie, const char* data, size_t len, bool isError) override {
     Fragment& f = fragment(static_cast<uint32_t>(cookie));
     f.conn = nullptr;
@@ -116,6 +135,7 @@ class Request final : public backends::upstream::ReplySink {
   Fragment first_;
   std::vector<Fragment> more_;
   uint32_t used_ = 0;
+  int64_t accounted_ = 0;  // what accountHeldBytes() last added to the buffered-bytes figure
 };
 
 }  // namespace proxy

@@ -16,6 +16,7 @@
    its buffer limit` (counted) instead of memory, and once those clients read and leave,
    service is normal. Replies that clients do not read must not take the process far past the
    limit, and one large reply, once delivered, must not leave it over the limit for good.
+   Replies held behind a stalled request of the same client count against the limit too.
 """
 import os
 import signal
@@ -510,6 +511,65 @@ class BufferLimit(unittest.TestCase):
                          f"(limit {self.LIMIT}) and every request is refused")
         self.assertEqual(self.probe.call("GET", "small"), b"s")
         fresh.close()
+
+
+class HeldReplies(unittest.TestCase):
+    """--max-buffered-bytes also counts reply copies the proxy keeps: replies that arrived
+    while an earlier request of the same client is still unanswered (a stalled backend) wait
+    in the proxy, and enough of them put the process over its limit like any buffer."""
+    LIMIT = 4000000
+    BIG = 512 * 1024
+    OVER = "over its buffer limit"
+
+    def setUp(self):
+        self.fast, self.slow = harness.start_redis(), harness.start_redis()
+        self.port = harness.free_port()
+        # murmur: fnv1a_64 can put every one of a run of keys like held:0..held:199 on one node.
+        text = harness.redis_pool_config("h", self.port, [f"127.0.0.1:{b.port}:1" for b in (self.fast, self.slow)],
+                                         hash_name="murmur")
+        self.proxy, self.admin = start_proxy(text, self.port, workers=1,
+                                             extra=["--max-buffered-bytes", str(self.LIMIT)])
+        owners = {k: harness.label_port(v) for k, v in
+                  harness.ringctl_owners(self.proxy.config_path, "h", [f"held:{i}" for i in range(200)]).items()}
+        self.fast_keys = [k for k, p in owners.items() if p == self.fast.port][:12]
+        self.slow_key = next(k for k, p in owners.items() if p == self.slow.port)
+        self.assertEqual(len(self.fast_keys), 12)
+        direct = redis.Redis(port=self.fast.port)
+        for i, k in enumerate(self.fast_keys):
+            direct.set(k, (b"%d|" % i) * (self.BIG // 3))
+        redis.Redis(port=self.slow.port).set(self.slow_key, "slow-value")
+        self.values = {k: direct.get(k) for k in self.fast_keys}
+        direct.close()
+
+    def tearDown(self):
+        self.slow.signal(signal.SIGCONT)
+        stop_proxy(self.proxy)
+        self.fast.stop()
+        self.slow.stop()
+
+    def buffered(self):
+        return harness.metric_value(harness.get_metrics(self.admin), "ringproxy_buffered_bytes")
+
+    def test_replies_waiting_behind_a_stalled_request_count_against_the_limit(self):
+        before = self.buffered()
+        self.slow.signal(signal.SIGSTOP)
+        c = RawConn(self.port)
+        c.send(encode_command("GET", self.slow_key) + b"".join(encode_command("GET", k) for k in self.fast_keys))
+        # 12 x ~512 KiB answered by the fast backend, held behind the stalled first GET.
+        harness.wait_for(lambda: self.buffered() > self.LIMIT, timeout=5.0,
+                         what="the held replies counted in ringproxy_buffered_bytes")
+        with RawConn(self.port) as probe:
+            r = probe.call("GET", self.fast_keys[0])
+            self.assertIsInstance(r, ErrorReply, "a request while held replies exceed --max-buffered-bytes")
+            self.assertIn(self.OVER, r)
+            self.slow.signal(signal.SIGCONT)
+            self.assertEqual(c.read(), b"slow-value")
+            for k in self.fast_keys:
+                self.assertEqual(c.read(), self.values[k], f"reply to GET {k} out of place")
+            harness.wait_for(lambda: self.buffered() < before + 1000000, timeout=5.0,
+                             what="the held replies released once delivered")
+            self.assertEqual(probe.call("GET", self.fast_keys[1]), self.values[self.fast_keys[1]])
+        c.close()
 
 
 if __name__ == "__main__":
