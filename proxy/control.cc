@@ -76,6 +76,14 @@ int Control::run() {
   loop_ = uv_default_loop();  // created here, after any daemonizing fork
   for (int w = 0; w < options_.workers; ++w)
     workers_.push_back(std::make_unique<Worker>(w, snapshot_, std::move(initialFds_[w]), options_.worker));
+  // An ejection on one worker is passed to the others (workers_ does not change once they run,
+  // and every worker is joined before any is destroyed).
+  for (auto& w : workers_) {
+    w->setEjectionListener([this](int from, uint64_t generation, uint32_t backend) {
+      for (auto& other : workers_)
+        if (other->id() != from) other->post([generation, backend](Worker& x) { x.ejectFromPeer(generation, backend); });
+    });
+  }
   for (auto& w : workers_) w->start();
   for (const auto& pool : topology_.pools)
     LOG_NOTICE("pool %s: listening on %s, %zu servers, %s, %s", pool.name.c_str(), pool.listen.str().c_str(),

@@ -249,16 +249,30 @@ void Worker::onBackendFailure(void* ctx, up::BackendPool& pool, uint32_t consecu
   if (index == UINT32_MAX) return;  // retired by a reload
   const BackendSpec& spec = self->snapshot_->backends[index];
   if (!spec.autoEject || consecutive < spec.failureLimit || self->ejectedUntilMs_[index] != 0) return;
-  self->backends_[index]->resetFailures();
-  if (self->backends3_[index] != nullptr) self->backends3_[index]->resetFailures();
-  self->ejectedUntilMs_[index] = uv_now(&self->loop_) + static_cast<uint64_t>(std::max(spec.retryTimeoutMs, 1));
-  self->ejectedAtUsec_[index] = uv_hrtime() / 1000;
-  self->poolStats(self->snapshot_->pools[spec.pool].config.name).serverEjects++;
+  self->eject(index);
+  self->poolStats(self->snapshot_->pools[spec.pool].config.name).serverEjects++;  // counted once, here
   LOG_WARN("worker %d: pool %s: backend %s ejected for %d ms after %u consecutive failures (%s)", self->id_,
            self->snapshot_->pools[spec.pool].config.name.c_str(), spec.endpoint.label.c_str(), spec.retryTimeoutMs,
            consecutive, pool.connections().front()->lastError().c_str());
-  self->rebuildPlacement(spec.pool);
-  self->armRejoinTimer();
+  if (self->ejectionListener_) self->ejectionListener_(self->id_, self->snapshot_->generation, index);
+}
+
+void Worker::ejectFromPeer(uint64_t generation, uint32_t backend) {
+  if (stopping_ || generation != snapshot_->generation || backend >= ejectedUntilMs_.size()) return;
+  const BackendSpec& spec = snapshot_->backends[backend];
+  if (!spec.autoEject || ejectedUntilMs_[backend] != 0) return;
+  eject(backend);
+  LOG_DEBUG("worker %d: backend %s ejected along with another worker", id_, spec.endpoint.label.c_str());
+}
+
+void Worker::eject(uint32_t index) {
+  const BackendSpec& spec = snapshot_->backends[index];
+  backends_[index]->resetFailures();
+  if (backends3_[index] != nullptr) backends3_[index]->resetFailures();
+  ejectedUntilMs_[index] = uv_now(&loop_) + static_cast<uint64_t>(std::max(spec.retryTimeoutMs, 1));
+  ejectedAtUsec_[index] = uv_hrtime() / 1000;
+  rebuildPlacement(spec.pool);
+  armRejoinTimer();
 }
 
 void Worker::rebuildPlacement(size_t p) {

@@ -54,8 +54,17 @@ class Worker {
   void requestStop();
   void join();
 
-  // Control thread: runs `fn` on the worker's thread, soon.
+  // Any thread: runs `fn` on the worker's thread, soon.
   void post(std::function<void(Worker&)> fn);
+  // Ejections are process-wide. A worker that ejects a backend calls this listener (set by
+  // Control before start(), called on that worker's thread) so the others eject it too:
+  // every worker then routes around it at once, not only the one that saw the failures
+  // (twemproxy, one process, has one ejection state).
+  using EjectionListener = std::function<void(int fromWorker, uint64_t generation, uint32_t backend)>;
+  void setEjectionListener(EjectionListener fn) { ejectionListener_ = std::move(fn); }
+  // Worker thread: another worker ejected `backend` of snapshot `generation` (ignored once a
+  // reload has replaced that snapshot, or if it is ejected here already).
+  void ejectFromPeer(uint64_t generation, uint32_t backend);
   // Control thread: switch to a new snapshot (a reload). `newListeners` holds sockets for
   // pools that are new or listen somewhere new; pools absent from `next` stop listening and
   // their clients drain; backends absent from `next` finish their in-flight work and close.
@@ -99,6 +108,7 @@ class Worker {
   // Ejection (twemproxy's auto_eject_hosts): a backend with server_failure_limit consecutive
   // failures leaves its pool's ring for server_retry_timeout ms; its keys go to the next owners.
   static void onBackendFailure(void* ctx, backends::upstream::BackendPool& pool, uint32_t consecutive);
+  void eject(uint32_t backend);  // out of its pool's ring for server_retry_timeout ms
   void rebuildPlacement(size_t pool);
   void armRejoinTimer();
   void onRejoinTimer();
@@ -143,6 +153,7 @@ class Worker {
   std::vector<LivePool> live_;                 // per snapshot pool
   std::vector<uint64_t> ejectedUntilMs_;       // per snapshot backend; 0: in the ring
   std::vector<uint64_t> ejectedAtUsec_;        // per snapshot backend: when last ejected
+  EjectionListener ejectionListener_;
   uv_timer_t rejoinTimer_{};
   uv_timer_t idleTimer_{};  // client_idle_timeout sweep, once a second
 };

@@ -6,7 +6,8 @@ the reference where twemproxy's behaviour is the contract).
    next owners; the very same keys land on the very same backends as through nutcracker; a
    backend that is still down when its retry timeout ends costs at most server_failure_limit
    more errors per cycle (as nutcracker); restarted on its port, it gets its keys back; the
-   ejections are counted in /metrics and in the stats JSON.
+   ejections are counted in /metrics and in the stats JSON. With 2 workers, an ejection by one
+   holds for the other at once (counted once).
 2. Without auto_eject_hosts: the dead backend's keys fail fast with an error naming the backend
    and the cause, other keys keep working, and the backend is reconnected in the background.
 3. A backend that accepts but never answers (SIGSTOP): "no reply within <timeout> ms", in time,
@@ -283,6 +284,55 @@ class AutoEject(unittest.TestCase):
             self.assertEqual(self.rp.call("GET", k), value, k)
         self.assertEqual(self.f.backend_metric("ringproxy_backend_ejected", "r1"), 0)
         self.assertLess(back_after, RETRY_TIMEOUT + MAX_BACKOFF + 2.0)
+
+
+class AutoEjectAcrossWorkers(unittest.TestCase):
+    """With --workers 2, an ejection is the process's, not one worker's: once one worker has
+    seen server_failure_limit failures and ejected a stalled backend, clients served by the
+    other worker no longer meet its timeouts either (as with nutcracker, one process)."""
+
+    def setUp(self):
+        self.f = Fleet(EJECT, workers=2)
+        self.addCleanup(self.f.stop)
+
+    def worker_of(self, conn):
+        info = conn.call("INFO", "proxy").decode()
+        return int(next(line.split(":")[1] for line in info.split("\r\n") if line.startswith("worker:")))
+
+    def test_an_ejection_by_one_worker_holds_for_the_other(self):
+        conns = {}
+        for _ in range(64):  # SO_REUSEPORT spreads connections over the workers
+            c = RawConn(self.f.port)
+            self.addCleanup(c.close)
+            conns.setdefault(self.worker_of(c), []).append(c)
+            if len(conns) == 2 and min(len(v) for v in conns.values()) >= 4:
+                break
+        self.assertEqual(sorted(conns), [0, 1], "connections on both workers")
+        dead = self.f.by_owner["r1"]
+        for cs in conns.values():  # every connection has used every backend
+            for c in cs:
+                for name in self.f.backends:
+                    k = self.f.by_owner[name][0]
+                    self.assertEqual(c.call("SET", k, value_of(k)), b"OK")
+        # Stalled, not killed: a dead backend's closed connections would tell every worker at
+        # once; a stalled one only fails the requests sent to it (timeout 300 ms), so worker 1,
+        # which sends it nothing, learns of the failures from worker 0 alone.
+        r1 = self.f.backends["r1"]
+        os.kill(r1.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: r1.popen.poll() is None and os.kill(r1.pid, signal.SIGCONT))
+        drive_to_ejection(conns[0][0], dead)
+        time.sleep(0.1)
+        errors = []
+        for c in conns[1]:
+            for k in dead[:10]:
+                r = c.call("SET", k, value_of(k))
+                if r != b"OK":
+                    errors.append(r)
+        self.assertEqual(errors, [], "worker 1 still sent the stalled backend's keys to it after worker 0 ejected it")
+        # Counted once, by the worker that saw the failures.
+        self.assertEqual(harness.metric_value(self.f.metrics(), "ringproxy_pool_ejections_total", pool="pool"), 1)
+        for k in dead[:10]:
+            self.assertEqual(conns[0][1 % len(conns[0])].call("GET", k), value_of(k))
 
 
 class NoAutoEject(unittest.TestCase):
