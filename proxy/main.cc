@@ -73,7 +73,7 @@ const char kStatsDescription[] =
     "  responses           \"replies received\"\n"
     "  response_bytes      \"bytes received\"\n"
     "  in_queue            \"requests waiting to be sent (always 0: sent in the same loop turn)\"\n"
-    "  in_queue_bytes      \"bytes waiting to be sent\"\n"
+    "  in_queue_bytes      \"request bytes not yet accepted by the kernel\"\n"
     "  out_queue           \"requests sent and awaiting a reply\"\n"
     "  out_queue_bytes     \"bytes of requests awaiting a reply\"\n"
     "\n"

@@ -43,6 +43,7 @@ struct BackendReport {
   std::string address;
   backends::upstream::ConnStats conn;
   uint64_t inflight = 0;
+  uint64_t queuedBytes = 0;  // request bytes not yet accepted by the kernel
   uint64_t connected = 0;  // connections currently open
   uint64_t connections = 0;
   bool ejected = false;

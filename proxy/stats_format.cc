@@ -62,7 +62,7 @@ std::string twemproxyStatsJson(const WorkerReport& report, const RoutingSnapshot
       j.key("server_ejected_at").value(b.ejectedAtUsec);
       j.key("requests").value(b.conn.requests).key("request_bytes").value(b.conn.bytesOut);
       j.key("responses").value(b.conn.replies).key("response_bytes").value(b.conn.bytesIn);
-      j.key("in_queue").value(uint64_t(0)).key("in_queue_bytes").value(uint64_t(0));
+      j.key("in_queue").value(uint64_t(0)).key("in_queue_bytes").value(b.queuedBytes);
       j.key("out_queue").value(b.inflight).key("out_queue_bytes").value(uint64_t(0));
       j.endObject();
     }

@@ -425,6 +425,7 @@ WorkerReport Worker::report() const {
         for (const up::UpstreamConn* c : bp->connections()) {
           addConnStats(b.conn, c->stats());
           b.inflight += c->inflight();
+          b.queuedBytes += c->queuedBytes();
           b.connected += c->connected() ? 1 : 0;
           b.connections++;
           if (b.lastError.empty()) b.lastError = c->lastError();

@@ -29,6 +29,8 @@ std::string errorText(int status) { return uv_strerror(status); }
 
 }  // namespace
 
+size_t UpstreamConn::queuedBytes() const { return socket_ != nullptr ? socket_->out.queuedBytes() : 0; }
+
 UpstreamConn::UpstreamConn(uv_loop_t* loop, io::FlushScheduler& flusher, Endpoint endpoint, Options options,
                            std::unique_ptr<ReplyFramer> framer)
     : loop_(loop), flusher_(flusher), endpoint_(std::move(endpoint)), options_(std::move(options)),

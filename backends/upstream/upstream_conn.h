@@ -125,6 +125,8 @@ class UpstreamConn final : private io::Flushable {
   const Endpoint& endpoint() const { return endpoint_; }
   const std::string& lastError() const { return lastError_; }
   size_t inflight() const { return fifo_.size(); }
+  // Request bytes written by clients but not yet accepted by the kernel.
+  size_t queuedBytes() const;
   bool connected() const { return state_ == State::Ready; }
   const ConnStats& stats() const { return stats_; }
 

@@ -199,6 +199,25 @@ class AdminEndpoints(unittest.TestCase):
         self.assertEqual(sum(after["beta"][s]["requests"] for s in self.expected_servers()["beta"]), 0)
 
     # 2 ---------------------------------------------------------------------------------------
+    def test_in_queue_bytes_counts_what_a_stalled_backend_has_not_taken(self):
+        a = self.ports[0]
+        owners = harness.ringctl_owners(self.config, "alpha", keyset("iq", 200))
+        key = next(k for k, lbl in owners.items() if lbl.split(" ")[0] in (f"127.0.0.1:{a}", f"127.0.0.1:{a}:1"))
+        server = f"127.0.0.1:{a}"
+        stalled = self.backends[0]
+        stalled.signal(signal.SIGSTOP)
+        self.addCleanup(stalled.signal, signal.SIGCONT)
+        value = b"q" * (16 * 1024 * 1024)
+        queued = lambda: json.loads(read_until_close(self.stats_port))["alpha"][server]["in_queue_bytes"]  # noqa: E731
+        with RawConn(self.port) as c:
+            c.send(encode_command("SET", key, value))
+            harness.wait_for(lambda: queued() > 1000000, timeout=10.0,
+                             what="in_queue_bytes showing the SET the stalled backend has not taken")
+            stalled.signal(signal.SIGCONT)
+            self.assertEqual(c.read(), b"OK")
+        harness.wait_for(lambda: queued() == 0, timeout=5.0, what="in_queue_bytes back to 0")
+        self.assertEqual(len(self.direct[a].get(key)), len(value))
+
     def test_metrics_is_prometheus_text_and_counts_requests(self):
         status, headers, body = harness.http_request(self.admin, "GET", "/metrics")
         self.assertEqual(status, 200)
