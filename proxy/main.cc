@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -46,7 +47,7 @@ const char kUsage[] =
     "  -i, --stats-interval=N : stats aggregation interval in msec (default: 30000)\n"
     "  -p, --pid-file=S       : pid file\n"
     "  -m, --mbuf-size=N      : accepted for twemproxy compatibility; buffers grow as needed\n"
-    "      --workers=N        : worker threads (default: number of cores)\n"
+    "      --workers=N        : worker threads (default: half the cores, at least 1)\n"
     "      --admin=ADDR:PORT  : admin HTTP: /metrics /stats /status /ring?pool=P, POST /reload\n"
     "      --max-buffered-bytes=N : refuse new requests while socket buffers hold more than N\n"
     "                         bytes in all (default 1073741824; 0: no limit)\n"
@@ -208,7 +209,11 @@ int main(int argc, char** argv) {
   backends::io::setBufferLimit(args.maxBufferedBytes);
   proxy::ControlOptions options;
   options.configFile = args.conf;
-  options.workers = args.workers > 0 ? args.workers : static_cast<int>(uv_available_parallelism());
+  // Default: one worker per two cores. The proxy usually shares its host with clients or
+  // backends; on 2 cores, a second worker beside redis-server and the client cost 48% more CPU
+  // per request at -P 1 (7.1 vs 4.8 µs) and a third less throughput than one worker, while
+  // -P 16 gained nothing. On a host of its own, --workers N uses every core.
+  options.workers = args.workers > 0 ? args.workers : std::max(1, static_cast<int>(uv_available_parallelism()) / 2);
   options.watchConfig = args.watchConfig;
   options.statsAddr = args.statsAddr;
   options.statsPort = args.statsPort;

@@ -63,6 +63,7 @@ void WorkerReport::merge(const WorkerReport& o) {
     }
     addConn(mine->conn, b.conn);
     mine->inflight += b.inflight;
+    mine->queuedBytes += b.queuedBytes;
     mine->connected += b.connected;
     mine->connections += b.connections;
     if (mine->lastError.empty()) mine->lastError = b.lastError;
