@@ -278,29 +278,18 @@ void ClientSession::replyHead(const char* p, size_t n) {
   // the turn's write, so it is sent now, straight from the backend's buffer, with no copy
   // into out_ and no block lent for it (GET -P 1: 2,414 -> 2,219 instructions). What the
   // kernel does not take is buffered and written as usual.
+  bool sentAll = false;
   if (head_->next == nullptr && out_.empty() && !closing_ && !writeBlocked_ && !shedding_ && !socketDead_) {
-    ssize_t sent;
-    do {
-      sent = ::send(fd_, p, n, MSG_NOSIGNAL);
-    } while (sent < 0 && errno == EINTR);
-    if (sent >= 0) {
-      lastActiveMs_ = uv_now(worker_.loop());
-      p += sent;
-      n -= static_cast<size_t>(sent);
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      LOG_DEBUG("client write failed: %s", std::strerror(errno));
-      socketDead_ = true;  // closed by the flush, as in writeSome
-      worker_.flusher().schedule(this);
-      n = 0;
-    }
-    if (n == 0) {
-      popHeadAndDrain();
-      if (paused_) worker_.flusher().schedule(this);  // the flush resumes reading
-      return;
-    }
+    const size_t sent = sendBytes(p, n);
+    if (sent > 0) lastActiveMs_ = uv_now(worker_.loop());
+    p += sent;
+    n -= sent;
+    sentAll = n == 0;
   }
-  appendOutput(p, n);
+  appendOutput(p, n);  // the rest, if any (nothing once the socket is dead)
   popHeadAndDrain();
+  // No flush was scheduled for this reply; a client paused for back-pressure resumes there.
+  if (sentAll && paused_) worker_.flusher().schedule(this);
 }
 
 void ClientSession::drainCompleted() {
@@ -322,26 +311,32 @@ void ClientSession::drainCompleted() {
 }
 
 void ClientSession::writeSome() {
-  // Only writes: no state changes beyond the output buffer, writeBlocked_ and socketDead_, so
-  // it is safe in the middle of queue processing. A dead socket is closed by flushNow.
-  while (!out_.empty()) {
-    const ssize_t n = ::send(fd_, out_.readable(), out_.readableSize(), MSG_NOSIGNAL);
-    if (n > 0) {
-      out_.consume(static_cast<size_t>(n));
+  if (!out_.empty()) out_.consume(sendBytes(out_.readable(), out_.readableSize()));
+}
+
+size_t ClientSession::sendBytes(const char* p, size_t n) {
+  // Only writes: no state changes beyond writeBlocked_ and socketDead_, so it is safe in the
+  // middle of queue processing. A dead socket is closed by flushNow.
+  size_t sent = 0;
+  while (sent < n) {
+    const ssize_t k = ::send(fd_, p + sent, n - sent, MSG_NOSIGNAL);
+    if (k > 0) {
+      sent += static_cast<size_t>(k);
       continue;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       writeBlocked_ = true;  // the kernel buffer is full: wait until the socket is writable
       updatePoll();
-    } else if (n < 0) {
+    } else if (k < 0) {
       // The peer is gone: close at the next flush, which no longer copies replies for it.
       LOG_DEBUG("client write failed: %s", std::strerror(errno));
       socketDead_ = true;
       worker_.flusher().schedule(this);
     }
-    return;
+    break;
   }
+  return sent;
 }
 
 void ClientSession::flushNow() {

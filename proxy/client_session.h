@@ -110,6 +110,9 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
  private:
   void flushNow() override;
   void writeSome();
+  // Sends what the kernel takes of p[0, n) and returns how much that was; a full socket
+  // buffer sets writeBlocked_ (wait for writable), a dead peer socketDead_.
+  size_t sendBytes(const char* p, size_t n);
   void startReading();
   void stopReading();
   void updatePoll();
