@@ -23,6 +23,8 @@
 #include <utility>
 #include <vector>
 
+#include "backends/io/status_name.h"
+
 namespace backends::framing_test {
 
 // What a framer is given, call by call: the length of the bytes from the start of the input.
@@ -37,18 +39,7 @@ inline Reads byteReads(const std::string& input) {
   return reads;
 }
 
-// For failure messages. The memcached request parser's status has two verdicts more.
-template <typename Status>
-const char* statusName(Status s) {
-  if (s == Status::Complete) return "Complete";
-  if (s == Status::NeedMore) return "NeedMore";
-  if (s == Status::Error) return "Error";
-  if constexpr (requires { Status::BadKey; Status::Invalid; }) {
-    if (s == Status::BadKey) return "BadKey";
-    if (s == Status::Invalid) return "Invalid";
-  }
-  return "?";
-}
+using backends::io::statusName;  // names a framer's verdict in messages
 
 // The record of a parse that ended in Error with `message`, for tests whose Result (what a
 // parse produced, detached from the buffer) keeps the verdict in `status` and the message in

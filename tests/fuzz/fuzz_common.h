@@ -24,6 +24,8 @@
 #include <string_view>
 #include <type_traits>
 
+#include "backends/io/status_name.h"
+
 namespace fuzz {
 
 [[noreturn]] inline void broken(const char* file, int line, const char* condition,
@@ -64,19 +66,7 @@ inline bool smallLimits(uint8_t option) { return (option & 0x80) != 0; }
 // cost much.
 inline constexpr size_t kMaxItems = 64;
 
-// Names a framer's verdict in a run's log. Every framer's status names NeedMore, Complete and
-// Error; the memcached request parser's has two verdicts more.
-template <typename Status>
-const char* statusName(Status s) {
-  if (s == Status::Complete) return "Complete";
-  if (s == Status::NeedMore) return "NeedMore";
-  if (s == Status::Error) return "Error";
-  if constexpr (requires { Status::BadKey; Status::Invalid; }) {
-    if (s == Status::BadKey) return "BadKey";
-    if (s == Status::Invalid) return "Invalid";
-  }
-  return "?";
-}
+using backends::io::statusName;  // names a framer's verdict in messages
 
 // Bytes shown readably in failure messages: printable ASCII as is, the rest as \xHH.
 inline std::string printable(std::string_view bytes, size_t max = 400) {
