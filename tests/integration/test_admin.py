@@ -26,7 +26,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 import harness  # noqa: E402
 import redis  # noqa: E402
-from harness import ErrorReply, RawConn, encode_command  # noqa: E402
+from harness import ErrorReply, RawConn, encode_command, read_until_close  # noqa: E402
 
 POOL_FIELDS = {"client_eof", "client_err", "client_connections", "server_ejects", "forward_error", "fragments"}
 SERVER_FIELDS = {"server_eof", "server_err", "server_timedout", "server_connections", "server_ejected_at", "requests",
@@ -42,16 +42,6 @@ def keyset(prefix, n):
 
 def value_of(key):
     return b"v:" + key.encode() + b":" + hashlib.sha1(key.encode()).hexdigest()[:16].encode()
-
-
-def read_until_close(port, timeout=5.0):
-    data = bytearray()
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        while True:
-            chunk = s.recv(1 << 16)
-            if not chunk:
-                return bytes(data)
-            data += chunk
 
 
 def key_paths(obj, prefix=()):

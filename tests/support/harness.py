@@ -822,17 +822,21 @@ def rss_kb(pid):
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def read_stats_port(port, timeout=5.0):
-    """The JSON a twemproxy-style stats port writes before it closes, parsed."""
-    import json
+def read_until_close(port, timeout=5.0):
+    """Everything a server writes to a new connection before it closes it."""
     data = bytearray()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         while True:
             chunk = s.recv(1 << 16)
             if not chunk:
-                break
+                return bytes(data)
             data += chunk
-    return json.loads(data.decode())
+
+
+def read_stats_port(port, timeout=5.0):
+    """The JSON a twemproxy-style stats port writes before it closes, parsed."""
+    import json
+    return json.loads(read_until_close(port, timeout).decode())
 
 
 def hashlike_keys(prefix, n):
