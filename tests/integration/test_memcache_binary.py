@@ -18,7 +18,6 @@ mc0..mc2, ketama fnv1a_64):
 - a key reaches the same server whether written in text, meta (b) or binary.
 """
 import base64
-import faulthandler
 import json
 import os
 import socket
@@ -61,32 +60,8 @@ def memjs_binary_value(i):
     return (b"\x00\r\n\x00" + b"\r\nEND\r\nVALUE x 0 1\r\n%d\r\n" % i + bytes(range(256)) + b"\x80\x81\r")
 
 
-class MemcacheBinary(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        faulthandler.dump_traceback_later(240, exit=True)
-        cls.fleet = harness.McFleet(pool="bin", memcached_extra=("-I", "2m"))
-        cls.port, cls.ports = cls.fleet.port, cls.fleet.ports
-        cls.ref = harness.start_memcached(extra=("-I", "2m"))
-        cls.by_port = cls.fleet.keys_by_port("b:", 40)
-        cls.keys = [cls.by_port[p][i] for i in range(40) for p in cls.ports]  # owners cycle
-
-    @classmethod
-    def tearDownClass(cls):
-        faulthandler.cancel_dump_traceback_later()
-        cls.ref.stop()
-        cls.fleet.stop()
-
-    def setUp(self):
-        self.fleet.flush_backends()
-        with McConn(self.ref.port) as c:
-            self.assertEqual(c.call_text(b"flush_all\r\n"), b"OK\r\n")
-
-    def tearDown(self):
-        self.assertIsNone(self.fleet.proxy.popen.poll(), f"proxy exited: {self.fleet.proxy.output()}")
-
-    def owner(self, key):
-        return self.fleet.owners([key])[key]
+class MemcacheBinary(harness.McFleetCase):
+    POOL, KEY_PREFIX, KEYS_PER_SERVER, REFERENCE = "bin", "b:", 40, True
 
     def owner_cas(self, key):
         key = key.encode() if isinstance(key, str) else key

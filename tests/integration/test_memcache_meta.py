@@ -16,7 +16,6 @@ semantics do not depend on sharding:
   unframeable ms closes that client only.
 """
 import base64
-import faulthandler
 import os
 import re
 import sys
@@ -71,32 +70,8 @@ def b64(key):
     return base64.b64encode(key.encode() if isinstance(key, str) else key).decode()
 
 
-class MemcacheMeta(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        faulthandler.dump_traceback_later(240, exit=True)
-        cls.fleet = harness.McFleet(pool="meta", memcached_extra=("-I", "2m"))
-        cls.port, cls.ports = cls.fleet.port, cls.fleet.ports
-        cls.ref = harness.start_memcached(extra=("-I", "2m"))
-        cls.by_port = cls.fleet.keys_by_port("m:", 40)
-        cls.keys = [cls.by_port[p][i] for i in range(40) for p in cls.ports]  # owners cycle
-
-    @classmethod
-    def tearDownClass(cls):
-        faulthandler.cancel_dump_traceback_later()
-        cls.ref.stop()
-        cls.fleet.stop()
-
-    def setUp(self):
-        self.fleet.flush_backends()
-        with McConn(self.ref.port) as c:
-            self.assertEqual(c.call_text(b"flush_all\r\n"), b"OK\r\n")
-
-    def tearDown(self):
-        self.assertIsNone(self.fleet.proxy.popen.poll(), f"proxy exited: {self.fleet.proxy.output()}")
-
-    def owner(self, key):
-        return self.fleet.owners([key])[key]
+class MemcacheMeta(harness.McFleetCase):
+    POOL, KEY_PREFIX, KEYS_PER_SERVER, REFERENCE = "meta", "m:", 40, True
 
     def assert_placement(self, keys):
         problems, owners = self.fleet.placement_problems(keys)

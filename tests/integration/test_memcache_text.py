@@ -18,7 +18,6 @@ ketama fnv1a_64):
 - a backend stopped: a single get answers SERVER_ERROR naming it, a multi-get answers the
   other shards' items, and the connection stays up.
 """
-import faulthandler
 import os
 import random
 import re
@@ -62,30 +61,8 @@ def ttl_of(port, key):
     return int(m.group(1))
 
 
-class MemcacheTextBase(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        faulthandler.dump_traceback_later(240, exit=True)  # a stalled reply must not hang ctest silently
-        # -I 2m: room for 1 MiB values (memcached's default limit counts the item header too).
-        cls.fleet = harness.McFleet(pool="text", memcached_extra=("-I", "2m"))
-        cls.port, cls.ports = cls.fleet.port, cls.fleet.ports
-        cls.by_port = cls.fleet.keys_by_port("t:", 60)
-        # Keys whose owners cycle over the three servers.
-        cls.keys = [cls.by_port[p][i] for i in range(60) for p in cls.ports]
-
-    @classmethod
-    def tearDownClass(cls):
-        faulthandler.cancel_dump_traceback_later()
-        cls.fleet.stop()
-
-    def setUp(self):
-        self.fleet.flush_backends()
-
-    def tearDown(self):
-        self.assertIsNone(self.fleet.proxy.popen.poll(), f"proxy exited: {self.fleet.proxy.output()}")
-
-    def owner(self, key):
-        return self.fleet.owners([key])[key]
+class MemcacheTextBase(harness.McFleetCase):
+    POOL, KEY_PREFIX, KEYS_PER_SERVER, REFERENCE = "text", "t:", 60, False
 
     def assert_ttl(self, port, key, expected):
         """The TTL the owner has for key is `expected` seconds, read up to 3 s later."""

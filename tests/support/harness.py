@@ -5,6 +5,7 @@ Every server binds 127.0.0.1 only. Ports come from the kernel (bind to port 0), 
 run in parallel and beside anything else on the machine.
 """
 import atexit
+import faulthandler
 import os
 import random
 import shutil
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import unittest
 
 BUILD = os.environ.get("RINGPROXY_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 _procs = []
@@ -802,6 +804,45 @@ class McFleet:
             os.unlink(self.config)
         except OSError:
             pass
+
+
+class McFleetCase(unittest.TestCase):
+    """Base of the memcached protocol suites: a McFleet (3 memcached -I 2m, room for 1 MiB
+    values, whose default limit counts the item header too) behind pool POOL; `keys` cycle over
+    the servers' owners, KEYS_PER_SERVER each, named KEY_PREFIX...; with REFERENCE, a lone
+    memcached (`ref`) to compare replies with. Every server is flushed before each test, and a
+    proxy that has exited fails it."""
+    POOL = KEY_PREFIX = None
+    KEYS_PER_SERVER = 40
+    REFERENCE = False
+
+    @classmethod
+    def setUpClass(cls):
+        faulthandler.dump_traceback_later(240, exit=True)  # a stalled reply must not hang ctest silently
+        cls.fleet = McFleet(pool=cls.POOL, memcached_extra=("-I", "2m"))
+        cls.port, cls.ports = cls.fleet.port, cls.fleet.ports
+        cls.ref = start_memcached(extra=("-I", "2m")) if cls.REFERENCE else None
+        cls.by_port = cls.fleet.keys_by_port(cls.KEY_PREFIX, cls.KEYS_PER_SERVER)
+        cls.keys = [cls.by_port[p][i] for i in range(cls.KEYS_PER_SERVER) for p in cls.ports]
+
+    @classmethod
+    def tearDownClass(cls):
+        faulthandler.cancel_dump_traceback_later()
+        if cls.ref is not None:
+            cls.ref.stop()
+        cls.fleet.stop()
+
+    def setUp(self):
+        self.fleet.flush_backends()
+        if self.ref is not None:
+            with McConn(self.ref.port) as c:
+                self.assertEqual(c.call_text(b"flush_all\r\n"), b"OK\r\n")
+
+    def tearDown(self):
+        self.assertIsNone(self.fleet.proxy.popen.poll(), f"proxy exited: {self.fleet.proxy.output()}")
+
+    def owner(self, key):
+        return self.fleet.owners([key])[key]
 
 
 def _text_key(key):
