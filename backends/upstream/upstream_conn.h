@@ -27,6 +27,7 @@
 #include "backends/io/flush_scheduler.h"
 #include "backends/io/output_queue.h"
 #include "backends/io/ring_queue.h"
+#include "backends/upstream/upstream_link.h"
 
 namespace backends::upstream {
 
@@ -64,15 +65,6 @@ class ReplyFramer {
   virtual void reset() = 0;
 };
 
-class ReplySink {
- public:
-  virtual void onReply(uint64_t cookie, const char* data, size_t len, bool isError) = 0;
-  virtual void onFailure(uint64_t cookie, std::string_view why) = 0;
-
- protected:
-  ~ReplySink() = default;
-};
-
 // Reply latency buckets (upper bounds, microseconds); the last bucket is everything slower.
 inline constexpr uint64_t kLatencyBucketsUs[] = {100, 250, 500, 1000, 2500, 5000, 10000, 25000,
                                                  50000, 100000, 250000, 500000, 1000000};
@@ -100,7 +92,7 @@ struct ConnStats {
   }
 };
 
-class UpstreamConn final : private io::Flushable {
+class UpstreamConn final : public UpstreamLink, private io::Flushable {
  public:
   UpstreamConn(uv_loop_t* loop, io::FlushScheduler& flusher, Endpoint endpoint, Options options,
                std::unique_ptr<ReplyFramer> framer);
@@ -109,9 +101,9 @@ class UpstreamConn final : private io::Flushable {
 
   // Queues a request. Returns its sequence number (for cancel), or 0 when the backend is
   // backing off after a failure: then nothing was queued and lastError() says why.
-  [[nodiscard]] uint64_t send(const char* data, size_t len, ReplySink* sink, uint64_t cookie, uint32_t hint);
+  [[nodiscard]] uint64_t send(const char* data, size_t len, ReplySink* sink, uint64_t cookie, uint32_t hint) override;
   // The sink of request `seq` is forgotten; its reply will be read and dropped.
-  void cancel(uint64_t seq);
+  void cancel(uint64_t seq) override;
   // Starts connecting now (preconnect) instead of at the first send.
   void connectNow();
   // Forgets the backoff and connects now (a backend rejoining its ring after ejection).
@@ -120,10 +112,11 @@ class UpstreamConn final : private io::Flushable {
   void close();
   // Refuses new sends, lets every request already sent get its reply, then close()s. Used
   // for backends removed by a reload and for a client's dedicated WATCH connection.
-  void closeWhenIdle();
+  void closeWhenIdle() override;
 
   const Endpoint& endpoint() const { return endpoint_; }
-  const std::string& lastError() const { return lastError_; }
+  const std::string& label() const override { return endpoint_.label; }
+  const std::string& lastError() const override { return lastError_; }
   size_t inflight() const { return fifo_.size(); }
   // Request bytes written by clients but not yet accepted by the kernel.
   size_t queuedBytes() const;
