@@ -18,8 +18,8 @@
 
 #include "backends/io/memory_budget.h"
 #include "config/load.h"
-#include "proxy/control.h"
-#include "proxy/log.h"
+#include "proxy/control/control.h"
+#include "proxy/runtime/log.h"
 
 #ifndef RINGPROXY_VERSION
 #define RINGPROXY_VERSION "0.1.0"

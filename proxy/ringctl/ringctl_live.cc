@@ -14,8 +14,8 @@
 #include <thread>
 
 #include "config/load.h"
-#include "proxy/json_writer.h"
-#include "proxy/ringctl_commands.h"
+#include "proxy/common/json_writer.h"
+#include "proxy/ringctl/ringctl_commands.h"
 #include "ring/ring_diff.h"
 
 namespace proxy::ringctl {

@@ -1,4 +1,4 @@
-#include "proxy/ringctl_svg.h"
+#include "proxy/ringctl/ringctl_svg.h"
 
 #include <cmath>
 #include <cstdio>

@@ -1,4 +1,4 @@
-#include "proxy/log.h"
+#include "proxy/runtime/log.h"
 
 #include <atomic>
 #include <ctime>

@@ -1,4 +1,4 @@
-#include "proxy/client_session.h"
+#include "proxy/runtime/client_session.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -9,9 +9,9 @@
 #include <cstring>
 
 #include "backends/io/memory_budget.h"
-#include "proxy/log.h"
-#include "proxy/routing_snapshot.h"
-#include "proxy/worker.h"
+#include "proxy/runtime/log.h"
+#include "proxy/runtime/routing_snapshot.h"
+#include "proxy/runtime/worker.h"
 
 namespace proxy {
 

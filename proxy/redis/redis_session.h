@@ -14,9 +14,9 @@
 #include "backends/resp/reply_parser.h"
 #include "backends/resp/request_parser.h"
 #include "backends/resp/resp_encode.h"
-#include "proxy/client_session.h"
-#include "proxy/redis_commands.h"
-#include "proxy/session_scratch.h"
+#include "proxy/runtime/client_session.h"
+#include "proxy/redis/redis_commands.h"
+#include "proxy/runtime/session_scratch.h"
 
 namespace proxy {
 

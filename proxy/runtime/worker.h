@@ -18,11 +18,11 @@
 
 #include "backends/io/flush_scheduler.h"
 #include "backends/upstream/backend_pool.h"
-#include "proxy/request.h"
-#include "proxy/session_scratch.h"
-#include "proxy/routing_snapshot.h"
+#include "proxy/runtime/request.h"
+#include "proxy/runtime/session_scratch.h"
+#include "proxy/runtime/routing_snapshot.h"
 #include "ring/ring.h"
-#include "proxy/stats.h"
+#include "proxy/runtime/stats.h"
 
 namespace proxy {
 

@@ -1,4 +1,4 @@
-#include "proxy/stats_format.h"
+#include "proxy/control/stats_format.h"
 
 #include <unistd.h>
 
@@ -6,7 +6,7 @@
 #include <ctime>
 
 #include "backends/io/memory_budget.h"
-#include "proxy/json_writer.h"
+#include "proxy/common/json_writer.h"
 #include "ring/ring_diff.h"
 
 namespace proxy {

@@ -1,10 +1,10 @@
-#include "proxy/admin_server.h"
+#include "proxy/control/admin_server.h"
 
 #include <cstring>
 
-#include "proxy/control.h"
-#include "proxy/log.h"
-#include "proxy/stats_format.h"
+#include "proxy/control/control.h"
+#include "proxy/runtime/log.h"
+#include "proxy/control/stats_format.h"
 
 namespace proxy {
 

@@ -1,7 +1,7 @@
-#include "proxy/client_factory.h"
+#include "proxy/control/client_factory.h"
 
-#include "proxy/memcache_session.h"
-#include "proxy/redis_session.h"
+#include "proxy/memcache/memcache_session.h"
+#include "proxy/redis/redis_session.h"
 
 namespace proxy {
 

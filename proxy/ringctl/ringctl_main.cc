@@ -4,7 +4,7 @@
 #include <cstring>
 #include <string>
 
-#include "proxy/ringctl_commands.h"
+#include "proxy/ringctl/ringctl_commands.h"
 
 using namespace proxy::ringctl;
 

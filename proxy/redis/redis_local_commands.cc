@@ -5,9 +5,9 @@
 #include <charconv>
 #include <vector>
 
-#include "proxy/redis_session.h"
-#include "proxy/stats.h"
-#include "proxy/worker.h"
+#include "proxy/redis/redis_session.h"
+#include "proxy/runtime/stats.h"
+#include "proxy/runtime/worker.h"
 
 namespace proxy {
 

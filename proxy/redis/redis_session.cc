@@ -1,12 +1,12 @@
-#include "proxy/redis_session.h"
+#include "proxy/redis/redis_session.h"
 
 #include <algorithm>
 #include <atomic>
 #include <charconv>
 
 #include "backends/io/memory_budget.h"
-#include "proxy/log.h"
-#include "proxy/worker.h"
+#include "proxy/runtime/log.h"
+#include "proxy/runtime/worker.h"
 
 namespace proxy {
 

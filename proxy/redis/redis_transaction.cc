@@ -15,8 +15,8 @@
 // WATCH pins the client to a dedicated backend connection (watched keys belong to a
 // connection) until EXEC, DISCARD or UNWATCH; every command of that client for that server
 // travels on it meanwhile. Watching keys of two servers is refused.
-#include "proxy/redis_session.h"
-#include "proxy/worker.h"
+#include "proxy/redis/redis_session.h"
+#include "proxy/runtime/worker.h"
 
 namespace proxy {
 

@@ -24,8 +24,8 @@
 
 #include "backends/memcache/reply_parser.h"
 #include "backends/memcache/request_parser.h"
-#include "proxy/client_session.h"
-#include "proxy/session_scratch.h"
+#include "proxy/runtime/client_session.h"
+#include "proxy/runtime/session_scratch.h"
 
 namespace proxy {
 

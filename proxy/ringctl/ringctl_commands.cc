@@ -1,4 +1,4 @@
-#include "proxy/ringctl_commands.h"
+#include "proxy/ringctl/ringctl_commands.h"
 
 #include <cstdio>
 #include <fstream>
@@ -6,8 +6,8 @@
 #include <set>
 
 #include "config/load.h"
-#include "proxy/json_writer.h"
-#include "proxy/ringctl_svg.h"
+#include "proxy/common/json_writer.h"
+#include "proxy/ringctl/ringctl_svg.h"
 #include "ring/ring_diff.h"
 
 namespace proxy::ringctl {

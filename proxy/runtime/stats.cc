@@ -1,4 +1,4 @@
-#include "proxy/stats.h"
+#include "proxy/runtime/stats.h"
 
 #include <algorithm>
 #include <chrono>

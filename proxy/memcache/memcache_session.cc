@@ -1,11 +1,11 @@
-#include "proxy/memcache_session.h"
+#include "proxy/memcache/memcache_session.h"
 
 #include <algorithm>
 
 #include "backends/io/memory_budget.h"
 #include "backends/memcache/memcache_reply_framer.h"
-#include "proxy/routing_snapshot.h"
-#include "proxy/worker.h"
+#include "proxy/runtime/routing_snapshot.h"
+#include "proxy/runtime/worker.h"
 
 namespace proxy {
 

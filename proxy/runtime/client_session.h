@@ -23,8 +23,8 @@
 
 #include "backends/io/buffer.h"
 #include "backends/io/flush_scheduler.h"
-#include "proxy/request.h"
-#include "proxy/stats.h"
+#include "proxy/runtime/request.h"
+#include "proxy/runtime/stats.h"
 
 namespace proxy {
 

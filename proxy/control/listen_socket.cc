@@ -1,4 +1,4 @@
-#include "proxy/listen_socket.h"
+#include "proxy/control/listen_socket.h"
 
 #include <fcntl.h>
 #include <netdb.h>

@@ -1,4 +1,4 @@
-#include "proxy/worker.h"
+#include "proxy/runtime/worker.h"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,9 +10,9 @@
 
 #include "backends/memcache/memcache_reply_framer.h"
 #include "backends/resp/resp_reply_framer.h"
-#include "proxy/client_factory.h"
-#include "proxy/client_session.h"
-#include "proxy/log.h"
+#include "proxy/control/client_factory.h"
+#include "proxy/runtime/client_session.h"
+#include "proxy/runtime/log.h"
 
 namespace proxy {
 

@@ -1,4 +1,4 @@
-#include "proxy/redis_commands.h"
+#include "proxy/redis/redis_commands.h"
 
 #include <algorithm>
 #include <cstdint>

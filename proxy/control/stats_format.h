@@ -5,8 +5,8 @@
 
 #include <string>
 
-#include "proxy/control.h"
-#include "proxy/stats.h"
+#include "proxy/control/control.h"
+#include "proxy/runtime/stats.h"
 
 namespace proxy {
 

@@ -1,4 +1,4 @@
-#include "proxy/control.h"
+#include "proxy/control/control.h"
 
 #include <malloc.h>
 #include <unistd.h>
@@ -10,8 +10,8 @@
 #include <map>
 
 #include "config/load.h"
-#include "proxy/listen_socket.h"
-#include "proxy/log.h"
+#include "proxy/control/listen_socket.h"
+#include "proxy/runtime/log.h"
 #include "ring/ring_diff.h"
 
 namespace proxy {

@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "config/topology.h"
-#include "proxy/admin_server.h"
-#include "proxy/routing_snapshot.h"
-#include "proxy/stats.h"
-#include "proxy/worker.h"
+#include "proxy/control/admin_server.h"
+#include "proxy/runtime/routing_snapshot.h"
+#include "proxy/runtime/stats.h"
+#include "proxy/runtime/worker.h"
 
 namespace proxy {
 

@@ -1,4 +1,4 @@
-#include "proxy/routing_snapshot.h"
+#include "proxy/runtime/routing_snapshot.h"
 
 #include <map>
 
