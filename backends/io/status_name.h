@@ -1,5 +1,5 @@
 // status_name.h: the name of a framer's verdict, for the failure messages of the framer unit
-// tests (framing_test_support.h) and the logs of the fuzz targets (tests/fuzz/fuzz_common.h),
+// tests (tests/support/framing_test_support.h) and the logs of the fuzz targets (tests/fuzz/fuzz_common.h),
 // which are built apart and cannot include each other. Every framer's status names NeedMore,
 // Complete and Error; the memcached request parser's has two verdicts more.
 #pragma once

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "backends/io/framing_test_support.h"
+#include "tests/support/framing_test_support.h"
 #include "backends/memcache/memcache_reply_framer.h"
 #include "backends/memcache/request_parser.h"
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "backends/io/framing_test_support.h"
+#include "tests/support/framing_test_support.h"
 
 namespace backends::resp {
 namespace {

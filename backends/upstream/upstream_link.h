@@ -32,8 +32,10 @@ class UpstreamLink {
   // How messages name the backend ("127.0.0.1:6379", or the server's name).
   virtual const std::string& label() const = 0;
   virtual const std::string& lastError() const = 0;
-  // A link lent to one client alone (WATCH): let what is owed finish, then close it.
+  // A link lent to one client alone (WATCH): let what is owed finish, then close it...
   virtual void closeWhenIdle() = 0;
+  // ...or close it now, failing what is owed (its client is gone and cancelled its requests).
+  virtual void close() = 0;
 
  protected:
   ~UpstreamLink() = default;

@@ -1,4 +1,5 @@
 #include "proxy/control/control.h"
+#include "proxy/control/frontends.h"
 
 #include <malloc.h>
 #include <unistd.h>
@@ -74,8 +75,10 @@ bool Control::prepare(config::Topology topology, std::string& error) {
 
 int Control::run() {
   loop_ = uv_default_loop();  // created here, after any daemonizing fork
+  WorkerOptions workerOptions = options_.worker;
+  if (workerOptions.makeFrontend == nullptr) workerOptions.makeFrontend = &makeFrontend;
   for (int w = 0; w < options_.workers; ++w)
-    workers_.push_back(std::make_unique<Worker>(w, snapshot_, std::move(initialFds_[w]), options_.worker));
+    workers_.push_back(std::make_unique<Worker>(w, snapshot_, std::move(initialFds_[w]), workerOptions));
   // An ejection on one worker is passed to the others (workers_ does not change once they run,
   // and every worker is joined before any is destroyed).
   for (auto& w : workers_) {

@@ -5,7 +5,6 @@
 #include "backends/io/memory_budget.h"
 #include "backends/memcache/memcache_reply_framer.h"
 #include "proxy/runtime/routing_snapshot.h"
-#include "proxy/runtime/worker.h"
 
 namespace proxy {
 
@@ -15,7 +14,6 @@ namespace {
 
 constexpr uint16_t kBinaryStatusInternalError = 0x0084;
 constexpr uint16_t kBinaryStatusNotSupported = 0x0083;
-constexpr uint64_t kQuietBit = uint64_t(1) << 40;
 
 uint16_t binaryStatus(const char* data, size_t len) {
   if (len < mc::kBinaryHeaderLength) return kBinaryStatusInternalError;
@@ -31,29 +29,32 @@ mc::RequestLimits limitsFor(const config::Pool& pool) {
 
 }  // namespace
 
-MemcacheSession::MemcacheSession(Worker& worker, size_t pool)
-    : ClientSession(worker, pool), s_(worker.scratch()) {}
+MemcacheSession::MemcacheSession(SessionHost& host, MemcacheFrontend& frontend, size_t pool)
+    : ClientSession(host, frontend.requests, pool), frontend_(frontend), s_(frontend.scratch) {}
 
-MemcacheSession::~MemcacheSession() {
-  worker_.memcacheParsers().giveBack(parser_);
+ClientSession* MemcacheFrontend::newSession(SessionHost& host, size_t pool) {
+  return new MemcacheSession(host, *this, pool);
 }
 
+MemcacheSession::~MemcacheSession() { frontend_.parsers.giveBack(parser_); }
+
 void MemcacheSession::processInput() {
-  if (in_.empty()) return;
+  if (input().empty()) return;
   if (parser_ == nullptr) {
-    parser_ = worker_.memcacheParsers().get();
+    parser_ = frontend_.parsers.get();
     const PoolRoute* route = poolRoute();
     if (route != nullptr) parser_->setLimits(limitsFor(route->config));
   }
   frameRequests();
   // Nothing half-framed is left: give the parser back (idle connections hold none).
-  if (in_.empty()) worker_.memcacheParsers().giveBack(parser_);
+  if (input().empty()) frontend_.parsers.giveBack(parser_);
 }
 
 void MemcacheSession::frameRequests() {
-  while (!closing_ && !in_.empty() && wantsMoreInput()) {
-    const char* req = in_.readable();
-    const mc::RequestStatus st = parser_->parse(req, in_.readableSize());
+  backends::io::Buffer& in = input();
+  while (!finishing() && !in.empty() && wantsMoreInput()) {
+    const char* req = in.readable();
+    const mc::RequestStatus st = parser_->parse(req, in.readableSize());
     if (st == mc::RequestStatus::NeedMore) break;
     if (poolRoute() == nullptr) {  // a reload removed this client's pool
       replyLocal(parser_->dialect() == mc::Dialect::Binary ? "" : "SERVER_ERROR this pool was removed\r\n");
@@ -62,8 +63,8 @@ void MemcacheSession::frameRequests() {
     }
     if (st == mc::RequestStatus::Error) {
       // Unframeable: answer what can be answered, then close this client only.
-      stats_->protocolErrors++;
-      stats_->clientErr++;
+      stats().protocolErrors++;
+      stats().clientErr++;
       s_.bytes.clear();
       if (mc::appendErrorReply(s_.bytes, *parser_)) replyLocal(s_.bytes);
       closeAfterFlush();
@@ -73,22 +74,22 @@ void MemcacheSession::frameRequests() {
     // request of the other kind must not overtake requests still in flight: its effects
     // would land out of order (a binary SET then a text GET). Wait for them to finish.
     const bool binary = parser_->dialect() == mc::Dialect::Binary;
-    if (head_ != nullptr && binary != inflightBinary_) {
+    if (hasQueued() && binary != inflightBinary_) {
       parser_->reset();
-      waitingForDrain_ = true;
+      holdInputUntilDrained();
       return;
     }
     inflightBinary_ = binary;
     const size_t size = parser_->size();
-    stats_->requests++;
+    stats().requests++;
     if (st == mc::RequestStatus::BadKey || st == mc::RequestStatus::Invalid) {
       // Framed but unacceptable: answer as memcached would and carry on.
-      stats_->errorsReplied++;
+      stats().errorsReplied++;
       s_.bytes.clear();
       if (mc::appendErrorReply(s_.bytes, *parser_)) replyLocal(s_.bytes);
     } else if (backends::io::overBufferLimit()) {
       // The process holds --max-buffered-bytes already: refuse new work, not memory.
-      stats_->limitErrors++;
+      stats().limitErrors++;
       if (parser_->dialect() == mc::Dialect::Binary) {
         replyBinary(parser_->binary().opcode, mc::kBinaryStatusOutOfMemory, parser_->binary().opaque,
                     "ringproxy is over its buffer limit (--max-buffered-bytes)");
@@ -99,7 +100,7 @@ void MemcacheSession::frameRequests() {
       dispatch(req);
     }
     parser_->reset();
-    in_.consume(size);
+    in.consume(size);
   }
 }
 
@@ -159,12 +160,14 @@ void MemcacheSession::dispatchText(const char* req) {
       // A sound meaning for a fleet: flush every server of the pool.
       size_t len = 0;
       const char* bytes = loudForm(req, len);
-      broadcast(bytes, len, kFlush, parser_->noreply() ? 1 : 0, false);
+      MemcacheRequest* r = newMcRequest();
+      r->begin<McFlush>().noreply = parser_->noreply();
+      broadcast(*r, bytes, len, Channel::Default);
       return;
     }
     case Command::Stats:
     case Command::Verbosity:
-      stats_->errorsReplied++;
+      stats().errorsReplied++;
       if (!parser_->noreply())
         replyLocal("SERVER_ERROR ringproxy does not support '" + std::string(parser_->token(req, 0)) +
                    "': it is per server; ask the backends directly, or the proxy's stats port\r\n");
@@ -187,12 +190,17 @@ void MemcacheSession::dispatchText(const char* req) {
     // exactly what memcached keeps in quiet mode, and the proxy strips the MN.
     s_.bytes.assign(req, parser_->size());
     s_.bytes += "mn\r\n";
-    forward(key, s_.bytes.data(), s_.bytes.size(), kQuietMeta, 0, false, mc::kHintMetaThroughNoop);
+    MemcacheRequest* r = newMcRequest();
+    r->begin<McQuietMeta>();
+    forward(*r, key, s_.bytes.data(), s_.bytes.size(), Channel::Default, mc::kHintMetaThroughNoop);
     return;
   }
   size_t len = 0;
   const char* bytes = loudForm(req, len);
-  forward(key, bytes, len, parser_->noreply() ? kQuietText : kRelay, 0, false);
+  MemcacheRequest* r = newMcRequest();
+  if (parser_->noreply()) r->begin<McQuietText>();
+  else r->begin<McRelay>();
+  forward(*r, key, bytes, len, Channel::Default);
 }
 
 void MemcacheSession::dispatchBinary(const char* req) {
@@ -213,11 +221,13 @@ void MemcacheSession::dispatchBinary(const char* req) {
     case mc::kOpcodeFlush: {
       size_t len = 0;
       const char* bytes = loudForm(req, len);
-      broadcast(bytes, len, kBinaryFlush, (info->quiet ? kQuietBit : 0) | (uint64_t(op) << 32) | b.opaque, true);
+      MemcacheRequest* r = newMcRequest();
+      r->begin<McBinaryFlush>() = McBinaryFlush{op, info->quiet, b.opaque};
+      broadcast(*r, bytes, len, Channel::Binary);
       return;
     }
     case mc::kOpcodeStat:
-      stats_->errorsReplied++;
+      stats().errorsReplied++;
       replyBinary(op, kBinaryStatusNotSupported, b.opaque,
                   "ringproxy does not merge STAT: ask the backends, or the proxy's stats port");
       return;
@@ -227,37 +237,35 @@ void MemcacheSession::dispatchBinary(const char* req) {
   const std::string_view key = hashKey(req);
   size_t len = 0;
   const char* bytes = loudForm(req, len);
-  forward(key, bytes, len, kBinary, (info->quiet ? kQuietBit : 0) | (uint64_t(op) << 32) | b.opaque, true);
+  MemcacheRequest* r = newMcRequest();
+  r->begin<McBinary>() = McBinary{op, info->quiet, b.opaque};
+  forward(*r, key, bytes, len, Channel::Binary);
 }
 
-void MemcacheSession::forward(std::string_view key, const char* bytes, size_t len, Kind kind, uint64_t aux,
-                              bool binary, uint32_t hint) {
-  const uint32_t backend = worker_.placement(pool_).backendOf(key);
-  auto& conn = worker_.backend(backend, binary).pick();
-  Request* r = newRequest();
-  r->kind = kind;
-  r->aux = aux;
-  const uint32_t frag = r->addFragment();
+void MemcacheSession::forward(MemcacheRequest& r, std::string_view key, const char* bytes, size_t len,
+                              Channel channel, uint32_t hint) {
+  const uint32_t backend = host_.placement(pool()).backendOf(key);
+  const uint32_t frag = r.addFragment();
   if (hint == UINT32_MAX) hint = mc::replyHint(parser_->replyKind());
-  const bool sent = sendFragment(*r, frag, backend, conn, bytes, len, hint);
-  enqueue(r);
+  const bool sent = sendFragment(r, frag, backend, host_.upstream(backend, channel), bytes, len, hint);
+  enqueue(&r);
   if (!sent) {
-    failureReply(*r, r->error);
+    failureReply(r, r.error);
     complete(r);
   }
 }
 
 void MemcacheSession::multiGet(const char* req) {
-  const Placement& pl = worker_.placement(pool_);
-  Request* r = newRequest();
-  r->kind = kMultiGet;
+  const Placement& pl = host_.placement(pool());
+  MemcacheRequest* r = newMcRequest();
+  McMultiGet& m = r->begin<McMultiGet>();
   const auto keys = parser_->keys();
-  s_.fragmentOfBackend.assign(worker_.snapshot().backends.size(), -1);
-  r->keyFragment.resize(keys.size());
-  r->keyPosition.resize(keys.size());
+  s_.fragmentOfBackend.assign(host_.snapshot().backends.size(), -1);
+  m.keyEnd.resize(keys.size());
+  m.keyFragment.resize(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
-    r->keyText.append(parser_->key(req, i));  // kept to match the shards' items at merge time
-    r->keyPosition[i] = static_cast<uint32_t>(r->keyText.size());
+    m.keyText.append(parser_->key(req, i));  // kept to match the shards' items at merge time
+    m.keyEnd[i] = static_cast<uint32_t>(m.keyText.size());
     const uint32_t backend = pl.backendOf(parser_->key(req, i));
     int32_t frag = s_.fragmentOfBackend[backend];
     if (frag < 0) {
@@ -267,7 +275,7 @@ void MemcacheSession::multiGet(const char* req) {
       if (s_.subKeys.size() <= size_t(frag)) s_.subKeys.emplace_back();
       s_.subKeys[frag].clear();
     }
-    r->keyFragment[i] = static_cast<uint32_t>(frag);
+    m.keyFragment[i] = static_cast<uint32_t>(frag);
     s_.subKeys[frag].push_back(keys[i]);
   }
   const uint32_t hint = mc::replyHint(parser_->replyKind());
@@ -276,101 +284,98 @@ void MemcacheSession::multiGet(const char* req) {
     s_.bytes.clear();
     mc::appendGet(s_.bytes, req, parser_->prefix(), s_.subKeys[frag]);
     const uint32_t backend = r->fragment(frag).backend;
-    sendFragment(*r, frag, backend, worker_.backend(backend, false).pick(), s_.bytes.data(), s_.bytes.size(), hint);
-    stats_->fragments++;
+    sendFragment(*r, frag, backend, host_.upstream(backend, Channel::Default), s_.bytes.data(), s_.bytes.size(), hint);
+    stats().fragments++;
   }
   enqueue(r);
-  if (r->waiting == 0) finish(*r);
+  if (r->waiting == 0) fragmentsDone(*r);
 }
 
-void MemcacheSession::broadcast(const char* bytes, size_t len, Kind kind, uint64_t aux, bool binary) {
-  const Placement& pl = worker_.placement(pool_);
-  Request* r = newRequest();
-  r->kind = kind;
-  r->aux = aux;
+void MemcacheSession::broadcast(MemcacheRequest& r, const char* bytes, size_t len, Channel channel) {
+  const Placement& pl = host_.placement(pool());
   const uint32_t hint = mc::replyHint(parser_->replyKind());
-  for (uint32_t node = 0; node < pl.ring->nodeCount(); ++node) {
-    const uint32_t frag = r->addFragment();
+  for (uint32_t node = 0; node < pl.nodeCount(); ++node) {
+    const uint32_t frag = r.addFragment();
     const uint32_t backend = pl.nodeBackend[node];
-    sendFragment(*r, frag, backend, worker_.backend(backend, binary).pick(), bytes, len, hint);
+    sendFragment(r, frag, backend, host_.upstream(backend, channel), bytes, len, hint);
   }
-  enqueue(r);
-  if (r->waiting == 0) finish(*r);
+  enqueue(&r);
+  if (r.waiting == 0) fragmentsDone(r);
 }
 
-bool MemcacheSession::keepReply(const Request& r, const char* data, size_t len) const {
-  switch (r.kind) {
-    case kQuietText:
-      return false;  // noreply: memcached sends nothing back, not even errors of storing
-    case kQuietMeta:
-      return len > 4;  // the quiet request's own reply, if memcached sent one, before the MN
-    case kBinary: {
-      if ((r.aux & kQuietBit) == 0) return true;
-      const uint8_t op = static_cast<uint8_t>(r.aux >> 32);
-      const uint16_t status = binaryStatus(data, len);
-      const bool getLike = op == mc::kOpcodeGetQ || op == mc::kOpcodeGetKQ || op == mc::kOpcodeGatQ ||
-                           op == mc::kOpcodeGatKQ;
-      return getLike ? status != mc::kBinaryStatusKeyNotFound : status != mc::kBinaryStatusOk;
-    }
-    default:
-      return true;
+bool MemcacheSession::keepReply(MemcacheRequest& r, const char* data, size_t len) {
+  if (r.as<McQuietText>() != nullptr) return false;  // noreply: nothing goes back, not even errors
+  if (r.as<McQuietMeta>() != nullptr) return len > 4;  // the quiet request's own reply, before the MN
+  if (const McBinary* b = r.as<McBinary>(); b != nullptr && b->quiet) {
+    const uint16_t status = binaryStatus(data, len);
+    const uint8_t op = b->opcode;
+    const bool getLike = op == mc::kOpcodeGetQ || op == mc::kOpcodeGetKQ || op == mc::kOpcodeGatQ ||
+                         op == mc::kOpcodeGatKQ;
+    return getLike ? status != mc::kBinaryStatusKeyNotFound : status != mc::kBinaryStatusOk;
   }
+  return true;
 }
 
-void MemcacheSession::onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) {
-  if (r.kind == kRelay || (r.kind == kBinary && (r.aux & kQuietBit) == 0)) {
-    if (&r == head_) {
+void MemcacheSession::onFragmentReply(Request& base, uint32_t fragment, const char* data, size_t len, bool isError) {
+  auto& r = static_cast<MemcacheRequest&>(base);
+  const McBinary* binary = r.as<McBinary>();
+  if (r.as<McRelay>() != nullptr || (binary != nullptr && !binary->quiet)) {
+    if (isHead(r)) {
       replyHead(data, len);  // the common case: straight to the client
     } else {
       r.reply.assign(data, len);
       r.waiting = 0;
-      complete(&r);
+      complete(r);
     }
     return;
   }
-  if (r.kind == kQuietText || r.kind == kQuietMeta || r.kind == kBinary) {
+  if (binary != nullptr || r.as<McQuietText>() != nullptr || r.as<McQuietMeta>() != nullptr) {
     r.waiting = 0;
     r.reply.clear();
     if (keepReply(r, data, len)) {
       // Quiet meta: everything but the trailing MN the proxy added.
-      r.reply.assign(data, r.kind == kQuietMeta ? len - 4 : len);
+      r.reply.assign(data, r.as<McQuietMeta>() != nullptr ? len - 4 : len);
       // A quiet binary request was sent loud: give the reply the client's opcode back.
-      if (r.kind == kBinary && len >= 2) r.reply[1] = static_cast<char>(r.aux >> 32);
+      if (binary != nullptr && len >= 2) r.reply[1] = static_cast<char>(binary->opcode);
     }
-    complete(&r);
+    complete(r);
     return;
   }
   Fragment& f = r.fragment(fragment);
-  r.waiting--;
   f.reply.assign(data, len);
   if (isError) {
     f.failed = true;
     if (r.error.empty()) r.error = std::string(data, len >= 2 ? len - 2 : len);
   }
-  if (r.waiting == 0) finish(r);
+  if (r.fragmentSettled()) fragmentsDone(r);
   else r.accountHeldBytes();  // the parts that came, kept until the others do
 }
 
-void MemcacheSession::onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) {
-  stats_->forwardErrors++;
-  r.waiting--;
+void MemcacheSession::onFragmentFailure(Request& base, uint32_t fragment, std::string_view why) {
+  auto& r = static_cast<MemcacheRequest&>(base);
+  stats().forwardErrors++;
   r.fragment(fragment).failed = true;
   if (r.error.empty()) r.error = std::string(why);
-  if (r.fragmentCount() == 1 && r.kind != kFlush && r.kind != kBinaryFlush && r.kind != kMultiGet) {
+  const bool merged = r.as<McFlush>() != nullptr || r.as<McBinaryFlush>() != nullptr || r.as<McMultiGet>() != nullptr;
+  if (!merged) {  // one fragment: its failure is the reply
+    r.waiting = 0;
     failureReply(r, why);
-    complete(&r);
+    complete(r);
     return;
   }
-  if (r.waiting == 0) finish(r);
+  if (r.fragmentSettled()) fragmentsDone(r);
 }
 
-void MemcacheSession::failureReply(Request& r, std::string_view why) {
+void MemcacheSession::failureReply(MemcacheRequest& r, std::string_view why) {
   r.reply.clear();
-  stats_->errorsReplied++;
-  if (r.kind == kQuietText) return;  // noreply: the client asked for silence
-  if (r.kind == kBinary || r.kind == kBinaryFlush) {
-    mc::appendBinaryResponse(r.reply, static_cast<uint8_t>(r.aux >> 32), kBinaryStatusInternalError,
-                             static_cast<uint32_t>(r.aux), 0, "", "", why);
+  stats().errorsReplied++;
+  if (r.as<McQuietText>() != nullptr) return;  // noreply: the client asked for silence
+  if (const McBinary* b = r.as<McBinary>()) {
+    mc::appendBinaryResponse(r.reply, b->opcode, kBinaryStatusInternalError, b->opaque, 0, "", "", why);
+    return;
+  }
+  if (const McBinaryFlush* b = r.as<McBinaryFlush>()) {
+    mc::appendBinaryResponse(r.reply, b->opcode, kBinaryStatusInternalError, b->opaque, 0, "", "", why);
     return;
   }
   r.reply = "SERVER_ERROR ";
@@ -378,71 +383,71 @@ void MemcacheSession::failureReply(Request& r, std::string_view why) {
   r.reply += "\r\n";
 }
 
-void MemcacheSession::finish(Request& r) {
+void MemcacheSession::fragmentsDone(MemcacheRequest& r) {
   r.reply.clear();
-  if (r.kind == kMultiGet) {
-    // Each shard answered VALUE items for its keys in the order asked: walk them with one
-    // cursor per shard and emit the items in the client's key order, then one END. A failed
-    // shard's keys are left out (misses, as memcached reports them) and counted; only when
-    // every shard failed is the whole reply an error.
-    const uint32_t frags = r.fragmentCount();
-    if (s_.retrievals.size() < frags) s_.retrievals.resize(frags);
-    uint32_t failed = 0;
-    for (uint32_t f = 0; f < frags; ++f) {
-      Fragment& frag = r.fragment(f);
-      s_.retrievals[f].items.clear();
-      if (!frag.failed && mc::splitRetrieval(frag.reply.data(), frag.reply.size(), s_.retrievals[f]) !=
-                              mc::ParseStatus::Complete) {
-        frag.failed = true;
-      }
-      if (frag.failed) failed++;
-    }
-    if (failed == frags) {
-      failureReply(r, r.error.empty() ? "no shard answered" : r.error);
-      complete(&r);
-      return;
-    }
-    std::vector<size_t> cursor(frags, 0);
-    for (uint32_t i = 0; i < r.keyFragment.size(); ++i) {
-      const uint32_t f = r.keyFragment[i];
-      Fragment& frag = r.fragment(f);
-      if (frag.failed) continue;
-      const auto& items = s_.retrievals[f].items;
-      if (cursor[f] < items.size()) {
-        // Misses are simply absent: the next item either is this key's or a later key's.
-        const mc::RetrievalItem& it = items[cursor[f]];
-        const std::string_view itemKey(frag.reply.data() + it.key.offset, it.key.length);
-        const uint32_t begin = i == 0 ? 0 : r.keyPosition[i - 1];
-        const std::string_view key(r.keyText.data() + begin, r.keyPosition[i] - begin);
-        if (itemKey == key) {
-          r.reply.append(frag.reply, it.item.offset, it.item.length);
-          cursor[f]++;
-        }
-      }
-    }
-    r.reply += "END\r\n";
-    complete(&r);
+  if (const McMultiGet* m = r.as<McMultiGet>()) {
+    mergeMultiGet(r, *m);
+    complete(r);
     return;
   }
   // flush_all / binary FLUSH: OK only when every server said OK.
   bool allOk = true;
-  for (uint32_t f = 0; f < r.fragmentCount(); ++f) {
-    const Fragment& frag = r.fragment(f);
-    if (frag.failed) allOk = false;
-  }
-  if (r.kind == kFlush) {
-    if (r.aux == 1) return complete(&r);  // noreply
-    if (allOk) r.reply = "OK\r\n";
-    else failureReply(r, r.error);
-  } else {
-    const uint8_t op = static_cast<uint8_t>(r.aux >> 32);
-    if (allOk) {
-      if ((r.aux & kQuietBit) == 0) mc::appendBinaryResponse(r.reply, op, mc::kBinaryStatusOk, static_cast<uint32_t>(r.aux), 0, "", "", "");
+  for (uint32_t f = 0; f < r.fragmentCount(); ++f) allOk = allOk && !r.fragment(f).failed;
+  if (const McFlush* flush = r.as<McFlush>()) {
+    if (flush->noreply) {
+      // nothing goes back
+    } else if (allOk) {
+      r.reply = "OK\r\n";
     } else {
       failureReply(r, r.error);
     }
+  } else if (const McBinaryFlush* b = r.as<McBinaryFlush>()) {
+    if (!allOk) failureReply(r, r.error);
+    else if (!b->quiet) mc::appendBinaryResponse(r.reply, b->opcode, mc::kBinaryStatusOk, b->opaque, 0, "", "", "");
   }
-  complete(&r);
+  complete(r);
+}
+
+void MemcacheSession::mergeMultiGet(MemcacheRequest& r, const McMultiGet& m) {
+  // Each shard answered VALUE items for its keys in the order asked: walk them with one
+  // cursor per shard and emit the items in the client's key order, then one END. A failed
+  // shard's keys are left out (misses, as memcached reports them) and counted; only when
+  // every shard failed is the whole reply an error.
+  const uint32_t frags = r.fragmentCount();
+  if (s_.retrievals.size() < frags) s_.retrievals.resize(frags);
+  uint32_t failed = 0;
+  for (uint32_t f = 0; f < frags; ++f) {
+    Fragment& frag = r.fragment(f);
+    s_.retrievals[f].items.clear();
+    if (!frag.failed && mc::splitRetrieval(frag.reply.data(), frag.reply.size(), s_.retrievals[f]) !=
+                            mc::ParseStatus::Complete) {
+      frag.failed = true;
+    }
+    if (frag.failed) failed++;
+  }
+  if (failed == frags) {
+    failureReply(r, r.error.empty() ? "no shard answered" : r.error);
+    return;
+  }
+  s_.cursors.assign(frags, 0);
+  for (uint32_t i = 0; i < m.keyFragment.size(); ++i) {
+    const uint32_t f = m.keyFragment[i];
+    Fragment& frag = r.fragment(f);
+    if (frag.failed) continue;
+    const auto& items = s_.retrievals[f].items;
+    if (s_.cursors[f] < items.size()) {
+      // Misses are simply absent: the next item either is this key's or a later key's.
+      const mc::RetrievalItem& it = items[s_.cursors[f]];
+      const std::string_view itemKey(frag.reply.data() + it.key.offset, it.key.length);
+      const uint32_t begin = i == 0 ? 0 : m.keyEnd[i - 1];
+      const std::string_view key(m.keyText.data() + begin, m.keyEnd[i] - begin);
+      if (itemKey == key) {
+        r.reply.append(frag.reply, it.item.offset, it.item.length);
+        s_.cursors[f]++;
+      }
+    }
+  }
+  r.reply += "END\r\n";
 }
 
 void MemcacheSession::replyBinary(uint8_t opcode, uint16_t status, uint32_t opaque, std::string_view value) {

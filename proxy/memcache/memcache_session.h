@@ -24,26 +24,17 @@
 
 #include "backends/memcache/reply_parser.h"
 #include "backends/memcache/request_parser.h"
+#include "proxy/memcache/memcache_frontend.h"
+#include "proxy/memcache/memcache_request.h"
 #include "proxy/runtime/client_session.h"
-#include "proxy/runtime/session_scratch.h"
 
 namespace proxy {
 
 class MemcacheSession final : public ClientSession {
  public:
-  MemcacheSession(Worker& worker, size_t pool);
+  MemcacheSession(SessionHost& host, MemcacheFrontend& frontend, size_t pool);
 
  private:
-  enum Kind : uint8_t {
-    kRelay,        // the backend's reply, as is
-    kQuietText,    // text noreply: nothing goes back, whatever the reply
-    kQuietMeta,    // meta q: sent quiet with an mn behind it; the backend's reply minus the MN
-    kBinary,       // binary: relayed; for a quiet opcode, success/miss dropped and opcode restored
-    kMultiGet,     // text get over several shards: items merged in key order, one END
-    kFlush,        // flush_all to every backend: OK when all said OK
-    kBinaryFlush,  // binary FLUSH to every backend
-  };
-
   ~MemcacheSession() override;
   void processInput() override;
   void frameRequests();
@@ -55,21 +46,28 @@ class MemcacheSession final : public ClientSession {
   void onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) override;
   void onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) override;
 
-  // Routes `bytes` for `key` as a single-fragment request of `kind`.
-  void forward(std::string_view key, const char* bytes, size_t len, Kind kind, uint64_t aux, bool binary,
+  MemcacheRequest* newMcRequest() { return static_cast<MemcacheRequest*>(newRequest()); }
+  // Sends `bytes` for `key` as the one fragment of `r` (its merge state already begun).
+  void forward(MemcacheRequest& r, std::string_view key, const char* bytes, size_t len, Channel channel,
                uint32_t hint = UINT32_MAX);
   void multiGet(const char* req);
-  void broadcast(const char* bytes, size_t len, Kind kind, uint64_t aux, bool binary);
-  void finish(Request& r);
+  // Sends `bytes` to every live backend of the pool as fragments of `r`.
+  void broadcast(MemcacheRequest& r, const char* bytes, size_t len, Channel channel);
+  // Every fragment of `r` has settled: merge by its kind, then complete it.
+  void fragmentsDone(MemcacheRequest& r);
+  void mergeMultiGet(MemcacheRequest& r, const McMultiGet& m);
   // The bytes to send for a quiet request: the request without its quiet marker.
   const char* loudForm(const char* req, size_t& len);
   std::string_view hashKey(const char* req);
   void replyBinary(uint8_t opcode, uint16_t status, uint32_t opaque, std::string_view value);
-  void failureReply(Request& r, std::string_view why);
-  bool keepReply(const Request& r, const char* data, size_t len) const;
+  // The reply a request gets when its backend failed or refused it.
+  void failureReply(MemcacheRequest& r, std::string_view why);
+  // Whether a quiet request's reply goes back to the client.
+  static bool keepReply(MemcacheRequest& r, const char* data, size_t len);
 
-  backends::memcache::RequestParser* parser_ = nullptr;  // lent by the worker while input is pending
-  SessionScratch& s_;  // the worker's scratch space (see session_scratch.h)
+  MemcacheFrontend& frontend_;  // the worker's: parsers, scratch, request pool
+  MemcacheScratch& s_;          // frontend_.scratch
+  backends::memcache::RequestParser* parser_ = nullptr;  // lent by the frontend while input is pending
   bool inflightBinary_ = false;  // the dialect of the requests in flight (see frameRequests)
 };
 

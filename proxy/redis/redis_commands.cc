@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <iterator>
 
+#include "proxy/redis/redis_session.h"
+
 namespace proxy {
 namespace {
 
@@ -24,7 +26,7 @@ constexpr KeySpec kNumkeysAt2{0, 0, 1, 2};  // EVAL script numkeys key [key ...]
 constexpr KeySpec kDestNumkeysAt2{1, 1, 1, 2};  // CMD dst numkeys key [key ...] ...
 
 constexpr CommandSpec keyed(std::string_view name, int16_t arity, KeySpec keys, bool write) {
-  return {name, arity, Route::Keyed, keys, write};
+  return {name, arity, Route::Keyed, keys, write ? uint8_t(kWrite) : uint8_t(0), &RedisSession::forwardKeyed};
 }
 constexpr CommandSpec reads(std::string_view name, int16_t arity, KeySpec keys = kKey1) {
   return keyed(name, arity, keys, false);
@@ -34,23 +36,29 @@ constexpr CommandSpec writes(std::string_view name, int16_t arity, KeySpec keys 
 }
 constexpr CommandSpec fanout(std::string_view name, int16_t arity, Route route, KeySpec keys,
                              bool write) {
-  return {name, arity, route, keys, write};
+  return {name, arity, route, keys, write ? uint8_t(kWrite) : uint8_t(0), &RedisSession::fanout};
 }
-constexpr CommandSpec local(std::string_view name, int16_t arity, KeySpec keys = kNoKeys) {
-  return {name, arity, Route::Local, keys, false};
+constexpr CommandSpec local(std::string_view name, int16_t arity, CommandHandler handler, uint8_t flags = 0,
+                            KeySpec keys = kNoKeys) {
+  return {name, arity, Route::Local, keys, flags, handler};
+}
+// Answered by the proxy from the arguments alone, also inside MULTI.
+constexpr CommandSpec pure(std::string_view name, int16_t arity, PureReply reply) {
+  return {name, arity, Route::Local, kNoKeys, kPure, &RedisSession::cmdPure, reply};
 }
 constexpr CommandSpec refused(std::string_view name, int16_t arity, bool write = false) {
-  return {name, arity, Route::Unsupported, kNoKeys, write};
+  return {name, arity, Route::Unsupported, kNoKeys, write ? uint8_t(kWrite) : uint8_t(0), &RedisSession::cmdRefused};
 }
 
-constexpr bool kWrite = true;
+constexpr bool kWrites = true;
+using S = RedisSession;
 
 // Sorted by name (checked below at compile time).
 constexpr CommandSpec kCommands[] = {
     refused("acl", -2),
     writes("append", 3),
     refused("asking", 1),
-    local("auth", -2),
+    local("auth", -2, &S::cmdAuth, kNoAuth),
     refused("bgrewriteaof", 1),
     refused("bgsave", -1),
     reads("bitcount", -2),
@@ -58,32 +66,32 @@ constexpr CommandSpec kCommands[] = {
     reads("bitfield_ro", -2),
     writes("bitop", -4, kKeysFrom2),
     reads("bitpos", -3),
-    refused("blmove", 6, kWrite),
-    refused("blmpop", -5, kWrite),
-    refused("blpop", -3, kWrite),
-    refused("brpop", -3, kWrite),
-    refused("brpoplpush", 4, kWrite),
-    refused("bzmpop", -5, kWrite),
-    refused("bzpopmax", -3, kWrite),
-    refused("bzpopmin", -3, kWrite),
-    local("client", -2),
+    refused("blmove", 6, kWrites),
+    refused("blmpop", -5, kWrites),
+    refused("blpop", -3, kWrites),
+    refused("brpop", -3, kWrites),
+    refused("brpoplpush", 4, kWrites),
+    refused("bzmpop", -5, kWrites),
+    refused("bzpopmax", -3, kWrites),
+    refused("bzpopmin", -3, kWrites),
+    local("client", -2, &S::cmdClient),
     refused("cluster", -2),
-    local("command", -1),
+    local("command", -1, &S::cmdCommand),
     refused("config", -2),
     writes("copy", -3, kKeys1To2),
-    local("dbsize", 1),
+    local("dbsize", 1, &S::cmdDbsize),
     refused("debug", -2),
     writes("decr", 2),
     writes("decrby", 3),
-    fanout("del", -2, Route::FanoutSum, kKeysAll, kWrite),
-    local("discard", 1),
+    fanout("del", -2, Route::FanoutSum, kKeysAll, kWrites),
+    local("discard", 1, &S::cmdDiscard, kRunsInMulti),
     reads("dump", 2),
-    local("echo", 2),
+    pure("echo", 2, &S::echoReply),
     reads("eval", -3, kNumkeysAt2),
     reads("eval_ro", -3, kNumkeysAt2),
     reads("evalsha", -3, kNumkeysAt2),
     reads("evalsha_ro", -3, kNumkeysAt2),
-    local("exec", 1),
+    local("exec", 1, &S::cmdExec, kRunsInMulti),
     fanout("exists", -2, Route::FanoutSum, kKeysAll, false),
     writes("expire", -3),
     writes("expireat", -3),
@@ -91,8 +99,8 @@ constexpr CommandSpec kCommands[] = {
     refused("failover", -1),
     reads("fcall", -3, kNumkeysAt2),
     reads("fcall_ro", -3, kNumkeysAt2),
-    refused("flushall", -1, kWrite),
-    refused("flushdb", -1, kWrite),
+    refused("flushall", -1, kWrites),
+    refused("flushdb", -1, kWrites),
     refused("function", -2),
     writes("geoadd", -5),
     reads("geodist", -4),
@@ -111,7 +119,7 @@ constexpr CommandSpec kCommands[] = {
     reads("getrange", 4),
     writes("getset", 3),
     writes("hdel", -3),
-    local("hello", -1),
+    local("hello", -1, &S::cmdHello, kNoAuth),
     reads("hexists", 3),
     reads("hget", 3),
     reads("hgetall", 2),
@@ -130,7 +138,7 @@ constexpr CommandSpec kCommands[] = {
     writes("incr", 2),
     writes("incrby", 3),
     writes("incrbyfloat", 3),
-    local("info", -1),
+    local("info", -1, &S::cmdInfo),
     refused("keys", 2),
     refused("lastsave", 1),
     refused("latency", -2),
@@ -151,13 +159,13 @@ constexpr CommandSpec kCommands[] = {
     writes("ltrim", 4),
     refused("memory", -2),
     fanout("mget", -2, Route::FanoutMget, kKeysAll, false),
-    refused("migrate", -6, kWrite),
+    refused("migrate", -6, kWrites),
     refused("module", -2),
     refused("monitor", 1),
-    refused("move", 3, kWrite),
-    fanout("mset", -3, Route::FanoutMset, kKeyValuePairs, kWrite),
+    refused("move", 3, kWrites),
+    fanout("mset", -3, Route::FanoutMset, kKeyValuePairs, kWrites),
     writes("msetnx", -3, kKeyValuePairs),
-    local("multi", 1),
+    local("multi", 1, &S::cmdMulti, kRunsInMulti),
     reads("object", -2, kKey2),
     writes("persist", 2),
     writes("pexpire", -3),
@@ -165,10 +173,10 @@ constexpr CommandSpec kCommands[] = {
     reads("pexpiretime", 2),
     writes("pfadd", -2),
     reads("pfcount", -2, kKeysAll),
-    refused("pfdebug", -3, kWrite),
+    refused("pfdebug", -3, kWrites),
     writes("pfmerge", -2, kKeysAll),
     refused("pfselftest", 1),
-    local("ping", -1),
+    pure("ping", -1, &S::pingReply),
     writes("psetex", 4),
     refused("psubscribe", -2),
     refused("psync", -3),
@@ -176,7 +184,7 @@ constexpr CommandSpec kCommands[] = {
     refused("publish", 3),
     refused("pubsub", -2),
     refused("punsubscribe", -1),
-    local("quit", -1),
+    local("quit", -1, &S::cmdQuit, kNoAuth | kRunsInMulti),
     refused("randomkey", 1),
     refused("readonly", 1),
     refused("readwrite", 1),
@@ -184,9 +192,9 @@ constexpr CommandSpec kCommands[] = {
     writes("renamenx", 3, kKeys1To2),
     refused("replconf", -1),
     refused("replicaof", 3),
-    local("reset", 1),
+    local("reset", 1, &S::cmdReset, kRunsInMulti),
     writes("restore", -4),
-    refused("restore-asking", -4, kWrite),
+    refused("restore-asking", -4, kWrites),
     refused("role", 1),
     writes("rpop", -2),
     writes("rpoplpush", 3, kKeys1To2),
@@ -199,7 +207,7 @@ constexpr CommandSpec kCommands[] = {
     refused("script", -2),
     reads("sdiff", -2, kKeysAll),
     writes("sdiffstore", -3, kKeysAll),
-    local("select", 2),
+    local("select", 2, &S::cmdSelect),
     writes("set", -3),
     writes("setbit", 4),
     writes("setex", 4),
@@ -229,17 +237,17 @@ constexpr CommandSpec kCommands[] = {
     reads("sunion", -2, kKeysAll),
     writes("sunionstore", -3, kKeysAll),
     refused("sunsubscribe", -1),
-    refused("swapdb", 3, kWrite),
+    refused("swapdb", 3, kWrites),
     refused("sync", 1),
-    local("time", 1),
+    pure("time", 1, &S::timeReply),
     fanout("touch", -2, Route::FanoutSum, kKeysAll, false),
     reads("ttl", 2),
     reads("type", 2),
-    fanout("unlink", -2, Route::FanoutSum, kKeysAll, kWrite),
+    fanout("unlink", -2, Route::FanoutSum, kKeysAll, kWrites),
     refused("unsubscribe", -1),
-    local("unwatch", 1),
+    local("unwatch", 1, &S::cmdUnwatch),
     refused("wait", 3),
-    local("watch", -2, kKeysAll),
+    local("watch", -2, &S::cmdWatch, kRunsInMulti, kKeysAll),
     writes("xack", -4),
     writes("xadd", -5),
     writes("xautoclaim", -6),
@@ -252,7 +260,7 @@ constexpr CommandSpec kCommands[] = {
     reads("xpending", -3),
     reads("xrange", -4),
     refused("xread", -4),
-    refused("xreadgroup", -7, kWrite),
+    refused("xreadgroup", -7, kWrites),
     reads("xrevrange", -4),
     writes("xsetid", -3),
     writes("xtrim", -4),

@@ -1,17 +1,23 @@
 // redis_commands.h: what the proxy knows about each Redis command, as data. The session looks
-// a command up once per request (case-insensitively) and the entry says how to treat it:
-// answer it locally, forward it by its key(s), split it across shards and merge the replies,
-// or refuse it. Tests iterate over this table.
+// a command up once per request (case-insensitively); the row says how to check it (arity,
+// flags), where its keys are, and which session function handles it: answer it locally,
+// forward it by its key(s), split it across shards and merge the replies, or refuse it.
+// Adding a command is adding a row (and, for a new kind of handling, its handler).
+// Tests iterate over this table.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
 
 namespace proxy {
+
+class RedisSession;
+struct CommandSpec;
 
 enum class Route : uint8_t {
   Local,        // answered by the proxy (PING, ECHO, QUIT, SELECT, AUTH, HELLO, COMMAND, ...)
@@ -32,12 +38,30 @@ struct KeySpec {
   int8_t numkeysAt = 0;
 };
 
+// What a row may say about a command besides its route.
+enum CommandFlag : uint8_t {
+  kWrite = 1,        // modifies data (COMMAND INFO flags)
+  kNoAuth = 2,       // allowed before AUTH on a pool with redis_auth (AUTH, HELLO, QUIT)
+  kRunsInMulti = 4,  // runs at once between MULTI and EXEC instead of being queued
+  kPure = 8,         // its reply depends on its arguments only: may be queued in MULTI (PING)
+};
+
+// Handles a request for the command: `req` is the request's bytes in the input buffer.
+using CommandHandler = void (RedisSession::*)(const CommandSpec& spec, const char* req);
+// For kPure commands: appends the reply to `out`; false if the arguments are not acceptable.
+using PureReply = bool (RedisSession::*)(const char* req, std::string& out);
+
 struct CommandSpec {
   std::string_view name;  // lower case
   int16_t arity;          // as Redis: N exactly, -N at least N (command name included)
   Route route;
   KeySpec keys;
-  bool write;             // modifies data (for COMMAND INFO flags)
+  uint8_t flags;          // CommandFlag bits
+  CommandHandler handler;
+  PureReply pure = nullptr;
+
+  bool has(CommandFlag f) const { return (flags & f) != 0; }
+  bool write() const { return has(kWrite); }
 };
 
 // The whole table, sorted by name.

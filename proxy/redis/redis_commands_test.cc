@@ -56,7 +56,7 @@ TEST_CASE("findCommand ignores case and rejects unknown names") {
   CHECK(get->name == "get");
   CHECK(get->arity == 2);
   CHECK(get->route == Route::Keyed);
-  CHECK(!get->write);
+  CHECK(!get->write());
   CHECK(findCommand("GEORADIUSBYMEMBER_RO") != nullptr);
   CHECK(findCommand("Restore-Asking") != nullptr);
   CHECK(findCommand("") == nullptr);
@@ -92,7 +92,7 @@ TEST_CASE("routes, arities and write flags of representative commands") {
     REQUIRE(c != nullptr);
     CHECK(c->arity == e.arity);
     CHECK(c->route == e.route);
-    CHECK(c->write == e.write);
+    CHECK(c->write() == e.write);
   }
 }
 

@@ -7,7 +7,6 @@
 
 #include "proxy/redis/redis_session.h"
 #include "proxy/runtime/stats.h"
-#include "proxy/runtime/worker.h"
 
 namespace proxy {
 
@@ -44,85 +43,43 @@ constexpr std::string_view kReportedRedisVersion = "7.0.0";
 
 }  // namespace
 
-void RedisSession::runLocal(const CommandSpec& spec, const char* req) {
-  const std::string_view n = spec.name;
+void RedisSession::cmdQuit(const CommandSpec&, const char*) {
+  // Nothing after QUIT runs: earlier replies, then +OK, then the connection closes.
+  replyLocal("+OK\r\n");
+  closeAfterFlush();
+}
+
+void RedisSession::cmdPure(const CommandSpec& spec, const char* req) {
   s_.bytes.clear();
-  if (n == "ping") {
-    cmdPing(req);
-  } else if (n == "quit") {
-    // Nothing after QUIT runs: earlier replies, then +OK, then the connection closes.
-    replyLocal("+OK\r\n");
-    closeAfterFlush();
-  } else if (n == "select") {
-    cmdSelect(req);
-  } else if (n == "auth") {
-    cmdAuth(req);
-  } else if (n == "hello") {
-    cmdHello(req);
-  } else if (n == "command") {
-    cmdCommand(req);
-  } else if (n == "client") {
-    cmdClient(req);
-  } else if (n == "time" || (n == "echo")) {
-    pureLocalReply(spec, req, s_.bytes);
-    replyLocal(s_.bytes);
-  } else if (n == "dbsize") {
-    broadcast(kSum, "*1\r\n$6\r\nDBSIZE\r\n");
-  } else if (n == "info") {
-    // Sections as Redis picks them: none, "default", "all" or "everything" give every section
-    // the proxy has; otherwise the named ones (any case); a name it lacks adds nothing.
-    int64_t sections = 0;
-    for (size_t i = 1; i < argc(); ++i) {
-      std::string name(arg(req, i));
-      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      if (name == "default" || name == "all" || name == "everything") sections |= kInfoAll;
-      else if (name == "server") sections |= kInfoServer;
-      else if (name == "proxy") sections |= kInfoProxy;
-      else if (name == "keyspace") sections |= kInfoKeyspace;
-    }
-    broadcast(kInfo, "*3\r\n$4\r\nINFO\r\n$6\r\nserver\r\n$8\r\nkeyspace\r\n", argc() == 1 ? kInfoAll : sections);
-  } else if (n == "multi") {
-    cmdMulti();
-  } else if (n == "exec") {
-    cmdExec();
-  } else if (n == "discard") {
-    cmdDiscard();
-  } else if (n == "watch") {
-    cmdWatch(spec, req);
-  } else if (n == "unwatch") {
-    cmdUnwatch(req);
-  } else if (n == "reset") {
-    cmdReset();
-  } else {
-    replyError("ERR ringproxy does not support '" + std::string(n) + "' yet");
+  if (!(this->*spec.pure)(req, s_.bytes)) {
+    replyError("ERR wrong number of arguments for '" + std::string(spec.name) + "' command");
+    return;
   }
+  replyLocal(s_.bytes);
 }
 
-bool RedisSession::pureLocalReply(const CommandSpec& spec, const char* req, std::string& out) {
-  // Commands whose answer depends on nothing but their arguments: they may also be queued
-  // inside MULTI, their reply computed now and placed in the EXEC result.
-  if (spec.name == "ping") {
-    if (argc() > 2) return false;
-    if (argc() == 2) resp::appendBulk(out, arg(req, 1));
-    else resp::appendSimpleString(out, "PONG");
-    return true;
-  }
-  if (spec.name == "echo") {
-    resp::appendBulk(out, arg(req, 1));
-    return true;
-  }
-  if (spec.name == "time") {
-    uv_timeval64_t tv;
-    uv_gettimeofday(&tv);
-    resp::appendArrayHeader(out, 2);
-    resp::appendBulk(out, std::to_string(tv.tv_sec));
-    resp::appendBulk(out, std::to_string(tv.tv_usec));
-    return true;
-  }
-  return false;
+bool RedisSession::pingReply(const char* req, std::string& out) {
+  if (argc() > 2) return false;
+  if (argc() == 2) resp::appendBulk(out, arg(req, 1));
+  else resp::appendSimpleString(out, "PONG");
+  return true;
 }
 
-void RedisSession::mergeInfo(Request& r) {
+bool RedisSession::echoReply(const char* req, std::string& out) {
+  resp::appendBulk(out, arg(req, 1));
+  return true;
+}
+
+bool RedisSession::timeReply(const char*, std::string& out) {
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  resp::appendArrayHeader(out, 2);
+  resp::appendBulk(out, std::to_string(tv.tv_sec));
+  resp::appendBulk(out, std::to_string(tv.tv_usec));
+  return true;
+}
+
+void RedisSession::mergeInfo(RedisRequest& r, const InfoMerge& m) {
   // One INFO for the pool: the backends' version, the proxy's own section, and the keyspace
   // summed over the shards (the pool's redis_db is what the client sees as db0).
   const PoolRoute* route = poolRoute();
@@ -163,13 +120,13 @@ void RedisSession::mergeInfo(Request& r) {
       }
     }
   }
-  const int64_t sections = r.sum;  // the sections asked for (kInfo* bits)
+  const uint8_t sections = m.sections;
   std::string info;
   auto startSection = [&](const char* title) {
     if (!info.empty()) info += "\r\n";  // sections are separated by an empty line
     info += title;
   };
-  if (sections & kInfoServer) {
+  if (sections & InfoMerge::kServer) {
     startSection("# Server\r\n");
     info += "redis_version:" + version + "\r\nredis_mode:standalone\r\n";
     info += "process_id:" + std::to_string(uv_os_getpid()) + "\r\n";
@@ -177,15 +134,15 @@ void RedisSession::mergeInfo(Request& r) {
     info += "uptime_in_seconds:" + std::to_string(processUptimeSeconds()) + "\r\n";
     info += "loading:0\r\n";
   }
-  if (sections & kInfoProxy) {
+  if (sections & InfoMerge::kProxy) {
     startSection("# Proxy\r\n");
     info += "proxy:ringproxy\r\nproxy_version:" RINGPROXY_VERSION "\r\n";
     info += "pool:" + pool.name + "\r\n";
     info += "backends:" + std::to_string(r.fragmentCount()) + "\r\n";
     info += "backends_answering:" + std::to_string(up) + "\r\n";
-    info += "worker:" + std::to_string(worker_.id()) + "\r\n";
+    info += "worker:" + std::to_string(host_.id()) + "\r\n";
   }
-  if (sections & kInfoKeyspace) {
+  if (sections & InfoMerge::kKeyspace) {
     startSection("# Keyspace\r\n");
     if (keys > 0) {
       info += "db0:keys=" + std::to_string(keys) + ",expires=" + std::to_string(expires) +
@@ -195,17 +152,8 @@ void RedisSession::mergeInfo(Request& r) {
   resp::appendBulk(r.reply, info);
 }
 
-void RedisSession::cmdPing(const char* req) {
-  if (argc() > 2) {
-    replyError("ERR wrong number of arguments for 'ping' command");
-    return;
-  }
-  if (argc() == 2) resp::appendBulk(s_.bytes, arg(req, 1));
-  else resp::appendSimpleString(s_.bytes, "PONG");
-  replyLocal(s_.bytes);
-}
-
-void RedisSession::cmdSelect(const char* req) {
+void RedisSession::cmdSelect(const CommandSpec&, const char* req) {
+  s_.bytes.clear();
   int64_t db = 0;
   const std::string_view a = arg(req, 1);
   auto [p, ec] = std::from_chars(a.data(), a.data() + a.size(), db);
@@ -221,7 +169,8 @@ void RedisSession::cmdSelect(const char* req) {
   replyLocal(s_.bytes);
 }
 
-void RedisSession::cmdAuth(const char* req) {
+void RedisSession::cmdAuth(const CommandSpec&, const char* req) {
+  s_.bytes.clear();
   const std::string& password = poolRoute()->config.redisAuth;
   if (argc() > 3) {
     replyError("ERR wrong number of arguments for 'auth' command");
@@ -243,7 +192,7 @@ void RedisSession::cmdAuth(const char* req) {
   replyError("WRONGPASS invalid username-password pair or user is disabled.");
 }
 
-void RedisSession::cmdHello(const char* req) {
+void RedisSession::cmdHello(const CommandSpec&, const char* req) {
   resp::Protocol proto = protocol_;
   size_t i = 1;
   if (argc() > 1) {
@@ -316,13 +265,14 @@ void RedisSession::appendCommandInfo(std::string& out, const CommandSpec& spec) 
   resp::appendBulk(out, spec.name);
   resp::appendInteger(out, spec.arity);
   resp::appendSetHeader(out, 1, protocol_);
-  resp::appendSimpleString(out, spec.write ? "write" : "readonly");
+  resp::appendSimpleString(out, spec.write() ? "write" : "readonly");
   resp::appendInteger(out, spec.keys.first);
   resp::appendInteger(out, spec.keys.last);
   resp::appendInteger(out, spec.keys.step);
 }
 
-void RedisSession::cmdCommand(const char* req) {
+void RedisSession::cmdCommand(const CommandSpec&, const char* req) {
+  s_.bytes.clear();
   const auto table = commandTable();
   auto supported = [](const CommandSpec& s) { return s.route != Route::Unsupported; };
   if (argc() == 1) {
@@ -378,7 +328,8 @@ void RedisSession::cmdCommand(const char* req) {
   replyLocal(s_.bytes);
 }
 
-void RedisSession::cmdClient(const char* req) {
+void RedisSession::cmdClient(const CommandSpec&, const char* req) {
+  s_.bytes.clear();
   if (argc() < 2) {
     replyError("ERR wrong number of arguments for 'client' command");
     return;

@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <charconv>
 
 #include "backends/io/memory_budget.h"
 #include "proxy/runtime/log.h"
-#include "proxy/runtime/worker.h"
 
 namespace proxy {
 
@@ -25,10 +25,13 @@ bool parseInt64(std::string_view s, int64_t& v) {
 
 }  // namespace
 
-RedisSession::RedisSession(Worker& worker, size_t pool)
-    : ClientSession(worker, pool),
-      clientId_(gNextClientId.fetch_add(1, std::memory_order_relaxed)),
-      s_(worker.scratch()) {}
+RedisSession::RedisSession(SessionHost& host, RedisFrontend& frontend, size_t pool)
+    : ClientSession(host, frontend.requests, pool),
+      frontend_(frontend),
+      s_(frontend.scratch),
+      clientId_(gNextClientId.fetch_add(1, std::memory_order_relaxed)) {}
+
+ClientSession* RedisFrontend::newSession(SessionHost& host, size_t pool) { return new RedisSession(host, *this, pool); }
 
 bool RedisSession::authRequired() const {
   const PoolRoute* route = poolRoute();
@@ -36,33 +39,34 @@ bool RedisSession::authRequired() const {
 }
 
 RedisSession::~RedisSession() {
-  // Requests were cancelled when the session closed; the WATCH connection has nothing owed.
-  if (watchConn() != nullptr) watchConn()->close();
-  worker_.respParsers().giveBack(parser_);
+  // Requests were cancelled when the session closed; the WATCH link has nothing owed.
+  if (watchLink() != nullptr) watchLink()->close();
+  frontend_.parsers.giveBack(parser_);
 }
 
 void RedisSession::processInput() {
-  if (in_.empty()) return;
+  if (input().empty()) return;
   if (parser_ == nullptr) {
-    parser_ = worker_.respParsers().get();
+    parser_ = frontend_.parsers.get();
     const PoolRoute* route = poolRoute();
     if (route != nullptr)
       parser_->setLimits(resp::RequestLimits{route->config.maxRequestArgs, route->config.maxRequestBytes, 64 * 1024});
   }
   frameRequests();
   // Nothing half-framed is left: give the parser back (idle connections hold none).
-  if (in_.empty()) worker_.respParsers().giveBack(parser_);
+  if (input().empty()) frontend_.parsers.giveBack(parser_);
 }
 
 void RedisSession::frameRequests() {
-  while (!closing_ && !in_.empty() && wantsMoreInput()) {
-    char* req = in_.readable();
-    const ParseStatus st = parser_->parse(req, in_.readableSize());
+  backends::io::Buffer& in = input();
+  while (!finishing() && !in.empty() && wantsMoreInput()) {
+    char* req = in.readable();
+    const ParseStatus st = parser_->parse(req, in.readableSize());
     if (st == ParseStatus::NeedMore) break;
     if (st == ParseStatus::Error) {
       // The stream can no longer be framed: say why, then close this client only.
-      stats_->protocolErrors++;
-      stats_->clientErr++;
+      stats().protocolErrors++;
+      stats().clientErr++;
       std::string msg = "ERR Protocol error: ";
       msg += parser_->errorMessage();
       replyError(msg);
@@ -71,24 +75,24 @@ void RedisSession::frameRequests() {
     }
     const size_t size = parser_->size();
     if (parser_->argc() > 0) {
-      stats_->requests++;
+      stats().requests++;
       if (backends::io::overBufferLimit()) {
         // The process holds --max-buffered-bytes already: refuse new work, not memory.
-        stats_->limitErrors++;
+        stats().limitErrors++;
         replyError("ERR ringproxy is over its buffer limit (--max-buffered-bytes); retry later");
       } else {
         dispatch(req);
       }
     }
     parser_->reset();
-    in_.consume(size);
+    in.consume(size);
   }
 }
 
 void RedisSession::replyError(std::string_view text) {
   s_.bytes.clear();
   resp::appendError(s_.bytes, text);
-  stats_->errorsReplied++;
+  stats().errorsReplied++;
   replyLocal(s_.bytes);
 }
 
@@ -107,75 +111,83 @@ void RedisSession::replyUnknownCommand(const char* req) {
 }
 
 void RedisSession::dispatch(char* req) {
-  const std::string_view name = arg(req, 0);
   if (poolRoute() == nullptr) {  // a reload removed this client's pool
     replyError("ERR this pool was removed from the configuration");
     closeAfterFlush();
     return;
   }
-  const CommandSpec* spec = findCommand(name);
+  const CommandSpec* spec = findCommand(arg(req, 0));
   if (spec == nullptr) {
     if (inMulti()) rare().multiAborted = true;  // as Redis: a rejected command dooms the EXEC
     replyUnknownCommand(req);
     return;
   }
-  if (authRequired() && spec->name != "auth" && spec->name != "hello" && spec->name != "quit") {
+  if (!spec->has(kNoAuth) && authRequired()) {
     replyError("NOAUTH Authentication required.");
     return;
   }
-  const size_t n = argc();
-  if ((spec->arity > 0 && n != size_t(spec->arity)) || (spec->arity < 0 && n < size_t(-spec->arity))) {
+  if (!arityAccepts(*spec, argc())) {
     if (inMulti()) rare().multiAborted = true;
     replyError("ERR wrong number of arguments for '" + std::string(spec->name) + "' command");
     return;
   }
-  if (inMulti() && spec->name != "exec" && spec->name != "discard" && spec->name != "multi" && spec->name != "watch" &&
-      spec->name != "quit" && spec->name != "reset") {
+  if (inMulti() && !spec->has(kRunsInMulti)) {
     queueInMulti(*spec, req);
     return;
   }
-  switch (spec->route) {
-    case Route::Local:
-      runLocal(*spec, req);
-      return;
-    case Route::Unsupported:
-      replyError("ERR ringproxy does not support '" + std::string(spec->name) +
-                 "': it cannot be routed to the one server that owns a key");
-      return;
-    case Route::Keyed:
-      forwardKeyed(*spec, req);
-      return;
-    case Route::FanoutMget:
-    case Route::FanoutMset:
-    case Route::FanoutSum:
-      fanout(*spec, req);
-      return;
-  }
+  (this->*spec->handler)(*spec, req);
 }
 
-backends::upstream::UpstreamConn& RedisSession::connFor(uint32_t backend) {
-  if (watchConn() != nullptr && backend == rare_->watchBackend) return *rare_->watchConn;
-  return worker_.backend(backend, protocol_ == resp::Protocol::Resp3).pick();
+void RedisSession::cmdRefused(const CommandSpec& spec, const char*) {
+  replyError("ERR ringproxy does not support '" + std::string(spec.name) +
+             "': it cannot be routed to the one server that owns a key");
 }
 
-void RedisSession::broadcast(Kind kind, std::string_view bytes, int64_t detail) {
-  Request* r = newRequest();
-  r->kind = kind;
-  r->sum = detail;
-  const Placement& pl = worker_.placement(pool_);
-  for (uint32_t node = 0; node < pl.ring->nodeCount(); ++node) {
-    const uint32_t frag = r->addFragment();
-    sendTo(*r, frag, pl.nodeBackend[node], bytes.data(), bytes.size());
+backends::upstream::UpstreamLink& RedisSession::linkFor(uint32_t backend) {
+  if (watchLink() != nullptr && backend == rare_->watchBackend) return *rare_->watchLink;
+  return host_.upstream(backend, channel());
+}
+
+template <typename M>
+M& RedisSession::broadcast(RedisRequest& r, std::string_view bytes) {
+  M& m = r.begin<M>();
+  const Placement& pl = host_.placement(pool());
+  for (uint32_t node = 0; node < pl.nodeCount(); ++node) {
+    const uint32_t frag = r.addFragment();
+    sendTo(r, frag, pl.nodeBackend[node], bytes.data(), bytes.size());
   }
-  enqueue(r);
-  if (r->waiting == 0) fragmentDone(*r);
+  enqueue(&r);
+  return m;
+}
+
+void RedisSession::cmdDbsize(const CommandSpec&, const char*) {
+  RedisRequest* r = newRedisRequest();
+  broadcast<SumMerge>(*r, "*1\r\n$6\r\nDBSIZE\r\n");
+  if (r->waiting == 0) fragmentsDone(*r);
+}
+
+void RedisSession::cmdInfo(const CommandSpec&, const char* req) {
+  // Sections as Redis picks them: none, "default", "all" or "everything" give every section
+  // the proxy has; otherwise the named ones (any case); a name it lacks adds nothing.
+  uint8_t sections = argc() == 1 ? InfoMerge::kAll : 0;
+  for (size_t i = 1; i < argc(); ++i) {
+    std::string name(arg(req, i));
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (name == "default" || name == "all" || name == "everything") sections |= InfoMerge::kAll;
+    else if (name == "server") sections |= InfoMerge::kServer;
+    else if (name == "proxy") sections |= InfoMerge::kProxy;
+    else if (name == "keyspace") sections |= InfoMerge::kKeyspace;
+  }
+  RedisRequest* r = newRedisRequest();
+  broadcast<InfoMerge>(*r, "*3\r\n$4\r\nINFO\r\n$6\r\nserver\r\n$8\r\nkeyspace\r\n").sections = sections;
+  if (r->waiting == 0) fragmentsDone(*r);
 }
 
 bool RedisSession::singleOwner(const CommandSpec& spec, const char* req, uint32_t& owner) {
   // Most commands have exactly one key, the first argument (GET, SET, HSET, ...): route it
   // without building a key list (~150 instructions a request).
   if (spec.keys.first == 1 && spec.keys.last == 1 && spec.keys.numkeysAt == 0 && argc() >= 2) {
-    owner = worker_.placement(pool_).backendOf(arg(req, 1));
+    owner = host_.placement(pool()).backendOf(arg(req, 1));
     return true;
   }
   s_.keys.clear();
@@ -188,7 +200,7 @@ bool RedisSession::singleOwner(const CommandSpec& spec, const char* req, uint32_
                "' without a key: numkeys must be at least 1 so the proxy knows which server runs it");
     return false;
   }
-  const Placement& pl = worker_.placement(pool_);
+  const Placement& pl = host_.placement(pool());
   owner = pl.backendOf(arg(req, s_.keys[0]));
   for (size_t i = 1; i < s_.keys.size(); ++i) {
     if (pl.backendOf(arg(req, s_.keys[i])) != owner) {
@@ -203,8 +215,8 @@ bool RedisSession::singleOwner(const CommandSpec& spec, const char* req, uint32_
 void RedisSession::forwardKeyed(const CommandSpec& spec, const char* req) {
   uint32_t owner = 0;
   if (!singleOwner(spec, req, owner)) return;
-  Request* r = newRequest();
-  r->kind = kSingle;
+  RedisRequest* r = newRedisRequest();
+  r->begin<RelayMerge>();
   if (!sendWhole(*r, owner, req)) {
     std::string err = std::move(r->error);
     freeRequest(r);
@@ -216,8 +228,7 @@ void RedisSession::forwardKeyed(const CommandSpec& spec, const char* req) {
 
 void RedisSession::appendEncodedArg(std::string& out, const char* req, size_t i) {
   // A multibulk request holds its arguments RESP-encoded already: copying those bytes costs
-  // one append instead of formatting a length (10-key MGET over 3 shards: 13,960 -> 12,720
-  // instructions).
+  // one append instead of formatting a length.
   if (parser_->isInline()) resp::appendBulk(out, arg(req, i));
   else out.append(parser_->encodedArg(req, i));
 }
@@ -239,34 +250,40 @@ void RedisSession::fanout(const CommandSpec& spec, const char* req) {
     return;
   }
   const bool pairs = spec.route == Route::FanoutMset;
-  Request* r = newRequest();
-  r->kind = spec.route == Route::FanoutMget ? kMget : pairs ? kMset : kSum;
-  const Placement& pl = worker_.placement(pool_);
+  RedisRequest* r = newRedisRequest();
+  MgetMerge* mget = nullptr;
+  switch (spec.route) {
+    case Route::FanoutMget:
+      mget = &r->begin<MgetMerge>();
+      mget->keyCount = static_cast<uint32_t>(s_.keys.size());
+      break;
+    case Route::FanoutMset:
+      r->begin<MsetMerge>();
+      break;
+    default:
+      r->begin<SumMerge>();
+      break;
+  }
+  const Placement& pl = host_.placement(pool());
   s_.owners.resize(s_.keys.size());
   bool oneOwner = true;
   for (size_t i = 0; i < s_.keys.size(); ++i) {
     s_.owners[i] = pl.backendOf(arg(req, s_.keys[i]));
     oneOwner = oneOwner && s_.owners[i] == s_.owners[0];
   }
-  if (r->kind == kMget) {
-    r->keyFragment.resize(s_.keys.size());
-    r->keyPosition.resize(s_.keys.size());
-  }
   if (oneOwner && !s_.keys.empty()) {
     // One server owns every key (a one-node pool, or keys sharing a hash tag): it gets the
     // client's bytes as they are and its reply goes back untouched, as for GET; only an error
-    // or a failure is merged as below. A 10-key MGET on one server: 12,100 -> 6,600
-    // instructions, no sub-request built, no reply split.
-    r->aux = kWholeReply;
-    for (size_t i = 0; i < r->keyPosition.size(); ++i) r->keyPosition[i] = static_cast<uint32_t>(i);
-    std::fill(r->keyFragment.begin(), r->keyFragment.end(), 0);
+    // or a failure is merged. No sub-request built, no reply split.
+    r->wholeReply = true;
     const bool sent = sendWhole(*r, s_.owners[0], req);
-    stats_->fragments++;
+    stats().fragments++;
     enqueue(r);
-    if (!sent) fragmentDone(*r);
+    if (!sent) fragmentsDone(*r);
     return;
   }
-  s_.fragmentOfBackend.assign(worker_.snapshot().backends.size(), -1);
+  if (mget != nullptr) mget->slots.resize(s_.keys.size());
+  s_.fragmentOfBackend.assign(host_.snapshot().backends.size(), -1);
   s_.subKeyCounts.clear();
   // Group the keys by owner, keeping each group in the client's order.
   for (size_t i = 0; i < s_.keys.size(); ++i) {
@@ -280,10 +297,7 @@ void RedisSession::fanout(const CommandSpec& spec, const char* req) {
       if (s_.subRequests.size() <= size_t(frag)) s_.subRequests.emplace_back();
       s_.subRequests[frag].clear();
     }
-    if (r->kind == kMget) {
-      r->keyFragment[i] = static_cast<uint32_t>(frag);
-      r->keyPosition[i] = s_.subKeyCounts[frag];
-    }
+    if (mget != nullptr) mget->slots[i] = ReplySlot{static_cast<uint32_t>(frag), s_.subKeyCounts[frag]};
     s_.subKeyCounts[frag]++;
     appendEncodedArg(s_.subRequests[frag], req, s_.keys[i]);
     if (pairs) appendEncodedArg(s_.subRequests[frag], req, s_.keys[i] + 1);
@@ -296,90 +310,91 @@ void RedisSession::fanout(const CommandSpec& spec, const char* req) {
     appendEncodedArg(s_.bytes, req, 0);
     s_.bytes += s_.subRequests[frag];
     if (sendTo(*r, frag, r->fragment(frag).backend, s_.bytes.data(), s_.bytes.size())) anySent = true;
-    stats_->fragments++;
+    stats().fragments++;
   }
   enqueue(r);
-  if (!anySent) fragmentDone(*r);  // every shard refused: answer now
+  if (!anySent) fragmentsDone(*r);  // every shard refused: answer now
 }
 
-void RedisSession::onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) {
-  if (r.kind == kSingle || (r.aux == kWholeReply && !isError)) {
-    if (&r == head_) {
+void RedisSession::onFragmentReply(Request& base, uint32_t fragment, const char* data, size_t len, bool isError) {
+  auto& r = static_cast<RedisRequest&>(base);
+  if (r.relays() || (r.wholeReply && !isError)) {
+    if (isHead(r)) {
       replyHead(data, len);  // the common case: straight to the client
     } else {
       r.reply.assign(data, len);
       r.waiting = 0;
-      complete(&r);
+      complete(r);
     }
     return;
   }
   Fragment& f = r.fragment(fragment);
-  r.waiting--;
-  if (isError && r.kind == kExec) {
+  if (isError && r.as<ExecMerge>() != nullptr) {
     f.reply.assign(data, len);  // EXEC keeps each server's answer, errors included
   } else if (isError) {
     f.failed = true;
     if (r.error.empty()) r.error.assign(data + 1, len >= 3 ? len - 3 : 0);  // without '-' and CRLF
-  } else if (r.kind == kMget || r.kind == kInfo || r.kind == kExec) {
-    f.reply.assign(data, len);
-  } else if (r.kind == kSum) {
+  } else if (SumMerge* sum = r.as<SumMerge>()) {
     int64_t v = 0;
     if (len >= 3 && data[0] == ':' && parseInt64(std::string_view(data + 1, len - 3), v)) {
-      r.sum += v;
+      sum->sum += v;
     } else if (r.error.empty()) {
       r.error = "ERR unexpected reply from backend";
     }
+  } else if (r.as<MsetMerge>() == nullptr) {
+    f.reply.assign(data, len);  // MGET, INFO, EXEC: merged once every part is in
   }
-  if (r.waiting == 0) fragmentDone(r);
+  if (r.fragmentSettled()) fragmentsDone(r);
   else r.accountHeldBytes();  // the parts that came, kept until the others do
 }
 
-void RedisSession::onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) {
-  stats_->forwardErrors++;
-  r.waiting--;
+void RedisSession::onFragmentFailure(Request& base, uint32_t fragment, std::string_view why) {
+  auto& r = static_cast<RedisRequest&>(base);
+  stats().forwardErrors++;
   r.fragment(fragment).failed = true;
   if (r.error.empty()) r.error = "ERR " + std::string(why);
-  if (r.kind == kSingle) {
+  if (r.relays()) {
+    r.waiting = 0;
     s_.bytes.clear();
     resp::appendError(s_.bytes, r.error);
     r.reply = s_.bytes;
-    complete(&r);
+    complete(r);
     return;
   }
-  if (r.waiting == 0) fragmentDone(r);
+  if (r.fragmentSettled()) fragmentsDone(r);
 }
 
-void RedisSession::fragmentDone(Request& r) {
+void RedisSession::fragmentsDone(RedisRequest& r) {
   r.reply.clear();
-  switch (r.kind) {
-    case kMget:
-      mergeMget(r);
-      break;
-    case kSum:
-      // One error if any part failed: a partial count would be a wrong answer.
-      if (!r.error.empty()) resp::appendError(r.reply, r.error);
-      else resp::appendInteger(r.reply, r.sum);
-      break;
-    case kMset:
-      if (!r.error.empty()) resp::appendError(r.reply, r.error);
-      else resp::appendSimpleString(r.reply, "OK");
-      break;
-    case kInfo:
-      mergeInfo(r);
-      break;
-    case kExec:
-      mergeExec(r);
-      break;
-    default:
-      break;
+  if (MgetMerge* m = r.as<MgetMerge>()) {
+    mergeMget(r, *m);
+  } else if (SumMerge* sum = r.as<SumMerge>()) {
+    // One error if any part failed: a partial count would be a wrong answer.
+    if (!r.error.empty()) resp::appendError(r.reply, r.error);
+    else resp::appendInteger(r.reply, sum->sum);
+  } else if (r.as<MsetMerge>() != nullptr) {
+    if (!r.error.empty()) resp::appendError(r.reply, r.error);
+    else resp::appendSimpleString(r.reply, "OK");
+  } else if (InfoMerge* info = r.as<InfoMerge>()) {
+    mergeInfo(r, *info);
+  } else if (ExecMerge* exec = r.as<ExecMerge>()) {
+    mergeExec(r, *exec);
   }
-  if (!r.error.empty()) stats_->errorsReplied++;
-  complete(&r);
+  if (!r.error.empty()) stats().errorsReplied++;
+  complete(r);
 }
 
-void RedisSession::mergeMget(Request& r) {
+void RedisSession::mergeMget(RedisRequest& r, const MgetMerge& m) {
   // Each shard answered an array for its keys; put the elements back in the client's order.
-  // A failed shard's keys get per-key error elements, so the other keys still arrive.
+  // A failed shard's keys get per-key error elements, so the other keys still arrive. A
+  // request sent whole comes here only when its one reply is an error or a failure.
+  const std::string_view failure =
+      r.error.empty() ? std::string_view("ERR backend sent a malformed MGET reply") : std::string_view(r.error);
+  if (m.slots.empty()) {
+    resp::appendArrayHeader(r.reply, m.keyCount);
+    for (uint32_t i = 0; i < m.keyCount; ++i) resp::appendError(r.reply, failure);
+    return;
+  }
   const uint32_t frags = r.fragmentCount();
   if (s_.elementSpans.size() < frags) s_.elementSpans.resize(frags);
   for (uint32_t f = 0; f < frags; ++f) {
@@ -390,21 +405,16 @@ void RedisSession::mergeMget(Request& r) {
       frag.failed = true;
     }
   }
-  std::string failure;
-  resp::appendArrayHeader(r.reply, r.keyFragment.size());
-  for (size_t i = 0; i < r.keyFragment.size(); ++i) {
-    const uint32_t f = r.keyFragment[i];
-    Fragment& frag = r.fragment(f);
-    const auto& spans = s_.elementSpans[f];
-    if (frag.failed || r.keyPosition[i] >= spans.size()) {
-      if (failure.empty()) {
-        failure = r.error.empty() ? "ERR backend sent a malformed MGET reply" : r.error;
-      }
+  resp::appendArrayHeader(r.reply, m.slots.size());
+  for (const ReplySlot& slot : m.slots) {
+    Fragment& frag = r.fragment(slot.fragment);
+    const auto& spans = s_.elementSpans[slot.fragment];
+    if (frag.failed || slot.position >= spans.size()) {
       resp::appendError(r.reply, failure);
       continue;
     }
-    const resp::ByteSpan s = spans[r.keyPosition[i]];
-    r.reply.append(frag.reply, s.offset, s.length);
+    const resp::ByteSpan sp = spans[slot.position];
+    r.reply.append(frag.reply, sp.offset, sp.length);
   }
 }
 

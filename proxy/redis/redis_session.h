@@ -1,10 +1,14 @@
 // redis_session.h: a client speaking RESP. Frames requests in place, looks each command up in
-// the command table, and then: answers it locally, forwards its bytes untouched to the owner
-// of its key(s), or splits it into one sub-request per owner and merges the replies in the
-// client's key order. The protocol version (RESP2, or RESP3 after HELLO 3) belongs to the
-// session; its requests travel over backend connections speaking the same version, so
-// backend replies are relayed byte for byte and only the replies the proxy builds itself are
-// encoded here.
+// the command table (redis_commands.h) and calls the row's handler, which answers it locally,
+// forwards its bytes untouched to the owner of its key(s), or splits it into one sub-request
+// per owner and merges the replies in the client's key order. The protocol version (RESP2,
+// or RESP3 after HELLO 3) belongs to the session; its requests travel over backend
+// connections speaking the same version, so backend replies are relayed byte for byte and
+// only the replies the proxy builds itself are encoded here.
+//
+// Files: redis_session.cc (framing, dispatch, routing, fan-out and merges),
+// redis_local_commands.cc (what the proxy answers itself), redis_transaction.cc
+// (MULTI/EXEC/WATCH). See runtime/client_session.h for the life of a request.
 #pragma once
 
 #include <memory>
@@ -14,9 +18,10 @@
 #include "backends/resp/reply_parser.h"
 #include "backends/resp/request_parser.h"
 #include "backends/resp/resp_encode.h"
-#include "proxy/runtime/client_session.h"
 #include "proxy/redis/redis_commands.h"
-#include "proxy/runtime/session_scratch.h"
+#include "proxy/redis/redis_frontend.h"
+#include "proxy/redis/redis_request.h"
+#include "proxy/runtime/client_session.h"
 
 namespace proxy {
 
@@ -24,15 +29,35 @@ struct PoolRoute;
 
 class RedisSession final : public ClientSession {
  public:
-  RedisSession(Worker& worker, size_t pool);
+  RedisSession(SessionHost& host, RedisFrontend& frontend, size_t pool);
+
+  // Command handlers: the command table's rows point here (CommandHandler). `req` is the
+  // request being dispatched; its arguments are read through the lent parser.
+  void forwardKeyed(const CommandSpec& spec, const char* req);
+  void fanout(const CommandSpec& spec, const char* req);
+  void cmdRefused(const CommandSpec& spec, const char* req);
+  void cmdPure(const CommandSpec& spec, const char* req);
+  void cmdQuit(const CommandSpec& spec, const char* req);
+  void cmdSelect(const CommandSpec& spec, const char* req);
+  void cmdAuth(const CommandSpec& spec, const char* req);
+  void cmdHello(const CommandSpec& spec, const char* req);
+  void cmdCommand(const CommandSpec& spec, const char* req);
+  void cmdClient(const CommandSpec& spec, const char* req);
+  void cmdDbsize(const CommandSpec& spec, const char* req);
+  void cmdInfo(const CommandSpec& spec, const char* req);
+  void cmdMulti(const CommandSpec& spec, const char* req);
+  void cmdExec(const CommandSpec& spec, const char* req);
+  void cmdDiscard(const CommandSpec& spec, const char* req);
+  void cmdWatch(const CommandSpec& spec, const char* req);
+  void cmdUnwatch(const CommandSpec& spec, const char* req);
+  void cmdReset(const CommandSpec& spec, const char* req);
+  // Replies of kPure commands (PureReply), also computed for commands queued in MULTI.
+  bool pingReply(const char* req, std::string& out);
+  bool echoReply(const char* req, std::string& out);
+  bool timeReply(const char* req, std::string& out);
 
  private:
   ~RedisSession() override;
-
-  enum Kind : uint8_t { kSingle, kMget, kMset, kSum, kInfo, kExec };
-  // Request::aux of a multi-key request sent whole to the one server owning all its keys:
-  // a good reply is relayed as it is.
-  static constexpr uint64_t kWholeReply = 1;
 
   // A command queued between MULTI and EXEC: its RESP bytes and the backend that owns its
   // keys, or (backend < 0) a reply the proxy computed itself (PING, ECHO, TIME).
@@ -49,51 +74,34 @@ class RedisSession final : public ClientSession {
   void onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) override;
   void onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) override;
 
-  void forwardKeyed(const CommandSpec& spec, const char* req);
-  void fanout(const CommandSpec& spec, const char* req);
-  void fragmentDone(Request& r);
-  void mergeMget(Request& r);
-  // The connection requests for backend `backend` (a snapshot backend index) use: this
-  // client's WATCH connection when it watches keys there, else a shared connection.
-  backends::upstream::UpstreamConn& connFor(uint32_t backend);
+  RedisRequest* newRedisRequest() { return static_cast<RedisRequest*>(newRequest()); }
+  // Every fragment of `r` has settled: merge by its kind, then complete it.
+  void fragmentsDone(RedisRequest& r);
+  void mergeMget(RedisRequest& r, const MgetMerge& m);
+  void mergeInfo(RedisRequest& r, const InfoMerge& m);
+  void mergeExec(RedisRequest& r, const ExecMerge& m);
+  // The link requests for backend `backend` (a snapshot backend index) use: this client's
+  // WATCH connection when it watches keys there, else a shared one of the client's version.
+  backends::upstream::UpstreamLink& linkFor(uint32_t backend);
+  Channel channel() const { return protocol_ == backends::resp::Protocol::Resp3 ? Channel::Resp3 : Channel::Default; }
   // Appends argument i of the request being dispatched, RESP-encoded.
   void appendEncodedArg(std::string& out, const char* req, size_t i);
   // Sends the request being dispatched, unchanged (an inline request re-encoded as RESP), as
   // a new fragment of `r`.
   bool sendWhole(Request& r, uint32_t owner, const char* req);
   bool sendTo(Request& r, uint32_t fragment, uint32_t backend, const char* bytes, size_t len) {
-    return sendFragment(r, fragment, backend, connFor(backend), bytes, len);
+    return sendFragment(r, fragment, backend, linkFor(backend), bytes, len);
   }
-  // One request to every live backend of the pool (DBSIZE, INFO); `detail` is kept in the
-  // request's `sum` for the merge (INFO: the sections asked for).
-  void broadcast(Kind kind, std::string_view bytes, int64_t detail = 0);
-  static constexpr int64_t kInfoServer = 1, kInfoProxy = 2, kInfoKeyspace = 4;
-  static constexpr int64_t kInfoAll = kInfoServer | kInfoProxy | kInfoKeyspace;
-  void mergeInfo(Request& r);
+  // One request to every live backend of the pool (DBSIZE, INFO), merged as `M`.
+  template <typename M>
+  M& broadcast(RedisRequest& r, std::string_view bytes);
   // The backend owning all of the request's keys; false (and an error reply) if they have several.
   bool singleOwner(const CommandSpec& spec, const char* req, uint32_t& owner);
-
-  // Local commands (redis_local_commands.cc).
-  void runLocal(const CommandSpec& spec, const char* req);
-  void cmdPing(const char* req);
-  void cmdSelect(const char* req);
-  void cmdAuth(const char* req);
-  void cmdHello(const char* req);
-  void cmdCommand(const char* req);
-  void cmdClient(const char* req);
   void appendCommandInfo(std::string& out, const CommandSpec& spec);
-  bool pureLocalReply(const CommandSpec& spec, const char* req, std::string& out);
 
   // Transactions (redis_transaction.cc).
-  void cmdMulti();
   void queueInMulti(const CommandSpec& spec, const char* req);
-  void cmdExec();
-  void cmdDiscard();
-  void cmdWatch(const CommandSpec& spec, const char* req);
-  void cmdUnwatch(const char* req);
-  void cmdReset();
   void abortMulti(std::string_view error);
-  void mergeExec(Request& r);
   void releaseWatch();
 
   void replyError(std::string_view text);  // text starts with the code: "ERR ..."
@@ -102,7 +110,9 @@ class RedisSession final : public ClientSession {
   size_t argc() const { return parser_->argc(); }
   bool authRequired() const;
 
-  backends::resp::RequestParser* parser_ = nullptr;  // lent by the worker while input is pending
+  RedisFrontend& frontend_;  // the worker's: parsers, scratch, request pool
+  RedisScratch& s_;          // frontend_.scratch
+  backends::resp::RequestParser* parser_ = nullptr;  // lent by the frontend while input is pending
   backends::resp::Protocol protocol_ = backends::resp::Protocol::Resp2;
   bool authenticated_ = false;
   uint64_t clientId_;
@@ -114,7 +124,7 @@ class RedisSession final : public ClientSession {
     bool multiAborted = false;
     int32_t multiBackend = -1;  // the backend of the first queued command (strict mode)
     std::vector<Queued> queued;
-    backends::upstream::UpstreamConn* watchConn = nullptr;
+    backends::upstream::UpstreamLink* watchLink = nullptr;
     uint32_t watchBackend = 0;
   };
   std::unique_ptr<RareState> rare_;
@@ -123,8 +133,7 @@ class RedisSession final : public ClientSession {
     return *rare_;
   }
   bool inMulti() const { return rare_ && rare_->inMulti; }
-  backends::upstream::UpstreamConn* watchConn() const { return rare_ ? rare_->watchConn : nullptr; }
-  SessionScratch& s_;  // the worker's scratch space (see session_scratch.h)
+  backends::upstream::UpstreamLink* watchLink() const { return rare_ ? rare_->watchLink : nullptr; }
 };
 
 }  // namespace proxy

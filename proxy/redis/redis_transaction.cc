@@ -16,7 +16,6 @@
 // connection) until EXEC, DISCARD or UNWATCH; every command of that client for that server
 // travels on it meanwhile. Watching keys of two servers is refused.
 #include "proxy/redis/redis_session.h"
-#include "proxy/runtime/worker.h"
 
 namespace proxy {
 
@@ -33,7 +32,7 @@ void RedisSession::abortMulti(std::string_view error) {
   replyError(error);
 }
 
-void RedisSession::cmdMulti() {
+void RedisSession::cmdMulti(const CommandSpec&, const char*) {
   if (rare().inMulti) {
     replyError("ERR MULTI calls can not be nested");
     return;
@@ -53,7 +52,7 @@ void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
       abortMulti("ERR ringproxy does not support '" + std::string(spec.name) + "'");
       return;
     case Route::Local:
-      if (!pureLocalReply(spec, req, q.bytes)) {
+      if (!spec.has(kPure) || !(this->*spec.pure)(req, q.bytes)) {
         abortMulti("ERR ringproxy cannot run '" + std::string(spec.name) + "' inside MULTI");
         return;
       }
@@ -69,7 +68,7 @@ void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
     rare().multiAborted = true;
     return;
   }
-  if (rare().watchConn != nullptr && node != rare().watchBackend) {
+  if (rare().watchLink != nullptr && node != rare().watchBackend) {
     abortMulti("CROSSSLOT this transaction watches keys of one server; '" + std::string(spec.name) +
                "' touches keys of another (use a common hash tag)");
     return;
@@ -88,7 +87,7 @@ void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
   replyLocal("+QUEUED\r\n");
 }
 
-void RedisSession::cmdExec() {
+void RedisSession::cmdExec(const CommandSpec&, const char*) {
   if (!rare().inMulti) {
     replyError("ERR EXEC without MULTI");
     return;
@@ -100,13 +99,13 @@ void RedisSession::cmdExec() {
     replyError("EXECABORT Transaction discarded because of previous errors.");
     return;
   }
-  Request* r = newRequest();
-  r->kind = kExec;
-  r->keyFragment.assign(rare().queued.size(), UINT32_MAX);
-  r->keyPosition.assign(rare().queued.size(), 0);
-  r->localReplies.resize(rare().queued.size());
+  RedisRequest* r = newRedisRequest();
+  ExecMerge& m = r->begin<ExecMerge>();
+  const size_t queued = rare().queued.size();
+  m.slots.assign(queued, ReplySlot{ExecMerge::kLocal, 0});
+  m.localReplies.resize(queued);
   // Group by server in order of first appearance; each group is one MULTI ... EXEC.
-  s_.fragmentOfBackend.assign(worker_.snapshot().backends.size(), -1);
+  s_.fragmentOfBackend.assign(host_.snapshot().backends.size(), -1);
   std::vector<uint32_t> nodes;
   for (const Queued& q : rare().queued)
     if (q.backend >= 0 && s_.fragmentOfBackend[q.backend] < 0) {
@@ -114,32 +113,35 @@ void RedisSession::cmdExec() {
       nodes.push_back(static_cast<uint32_t>(q.backend));
     }
   for (uint32_t node : nodes) {
-    // One connection for the whole group, so MULTI, the commands and EXEC stay together.
-    backends::upstream::UpstreamConn& conn = connFor(node);
-    bool ok = sendFragment(*r, r->addFragment(), node, conn, kMultiCmd.data(), kMultiCmd.size());
+    // One link for the whole group, so MULTI, the commands and EXEC stay together.
+    backends::upstream::UpstreamLink& link = linkFor(node);
+    bool ok = sendFragment(*r, r->addFragment(), node, link, kMultiCmd.data(), kMultiCmd.size());
     uint32_t position = 0;
     std::vector<size_t> members;
-    for (size_t i = 0; i < rare().queued.size() && ok; ++i) {
+    for (size_t i = 0; i < queued && ok; ++i) {
       if (rare().queued[i].backend != static_cast<int32_t>(node)) continue;
-      ok = sendFragment(*r, r->addFragment(), node, conn, rare().queued[i].bytes.data(), rare().queued[i].bytes.size());
-      r->keyPosition[i] = position++;
+      ok = sendFragment(*r, r->addFragment(), node, link, rare().queued[i].bytes.data(), rare().queued[i].bytes.size());
+      m.slots[i].position = position++;
       members.push_back(i);
     }
     const uint32_t execFrag = r->addFragment();
-    if (ok) sendFragment(*r, execFrag, node, conn, kExecCmd.data(), kExecCmd.size());
+    if (ok) sendFragment(*r, execFrag, node, link, kExecCmd.data(), kExecCmd.size());
     else r->fragment(execFrag).failed = true;
-    for (size_t i : members) r->keyFragment[i] = execFrag;
+    for (size_t i : members) m.slots[i].fragment = execFrag;
   }
-  for (size_t i = 0; i < rare().queued.size(); ++i)
-    if (rare().queued[i].backend < 0) r->localReplies[i] = std::move(rare().queued[i].bytes);
+  for (size_t i = 0; i < queued; ++i) {
+    if (rare().queued[i].backend >= 0) continue;
+    m.localReplies[i] = std::move(rare().queued[i].bytes);
+    r->extraHeldBytes += static_cast<int64_t>(m.localReplies[i].size());
+  }
   rare().queued.clear();
-  releaseWatch();  // the WATCH connection closes once EXEC has been answered
+  releaseWatch();  // the WATCH link closes once EXEC has been answered
   enqueue(r);
-  if (r->waiting == 0) fragmentDone(*r);
+  if (r->waiting == 0) fragmentsDone(*r);
 }
 
-void RedisSession::mergeExec(Request& r) {
-  const size_t n = r.keyFragment.size();
+void RedisSession::mergeExec(RedisRequest& r, const ExecMerge& m) {
+  const size_t n = m.slots.size();
   // A null EXEC reply means a watched key changed: nothing ran (WATCH keeps the whole
   // transaction on one server, so this is exact).
   std::vector<std::vector<resp::ByteSpan>> spans(r.fragmentCount());
@@ -148,7 +150,7 @@ void RedisSession::mergeExec(Request& r) {
   std::string firstError;
   for (uint32_t f = 0; f < r.fragmentCount(); ++f) {
     bool isExec = false;
-    for (size_t i = 0; i < n && !isExec; ++i) isExec = r.keyFragment[i] == f;
+    for (size_t i = 0; i < n && !isExec; ++i) isExec = m.slots[i].fragment == f;
     if (!isExec) continue;
     groups++;
     const Fragment& frag = r.fragment(f);
@@ -183,20 +185,20 @@ void RedisSession::mergeExec(Request& r) {
   }
   resp::appendArrayHeader(r.reply, n);
   for (size_t i = 0; i < n; ++i) {
-    const uint32_t f = r.keyFragment[i];
-    if (f == UINT32_MAX) {
-      r.reply += r.localReplies[i];
-    } else if (!usable[f] || r.keyPosition[i] >= spans[f].size()) {
+    const uint32_t f = m.slots[i].fragment;
+    if (f == ExecMerge::kLocal) {
+      r.reply += m.localReplies[i];
+    } else if (!usable[f] || m.slots[i].position >= spans[f].size()) {
       // This server's part failed while others committed: say so for each of its commands.
       resp::appendError(r.reply, firstError.empty() ? "ERR transaction part failed" : firstError);
     } else {
-      const resp::ByteSpan s = spans[f][r.keyPosition[i]];
+      const resp::ByteSpan s = spans[f][m.slots[i].position];
       r.reply.append(r.fragment(f).reply, s.offset, s.length);
     }
   }
 }
 
-void RedisSession::cmdDiscard() {
+void RedisSession::cmdDiscard(const CommandSpec&, const char*) {
   if (!rare().inMulti) {
     replyError("ERR DISCARD without MULTI");
     return;
@@ -214,22 +216,22 @@ void RedisSession::cmdWatch(const CommandSpec& spec, const char* req) {
   }
   uint32_t node = 0;
   if (!singleOwner(spec, req, node)) return;
-  if (rare().watchConn != nullptr && node != rare().watchBackend) {
+  if (rare().watchLink != nullptr && node != rare().watchBackend) {
     replyError("CROSSSLOT ringproxy can only WATCH keys of one server per transaction; these keys belong to "
                "another server than the ones already watched (use a common hash tag)");
     return;
   }
-  if (rare().watchConn == nullptr) {
-    rare().watchConn = worker_.openDedicated(node, protocol_ == resp::Protocol::Resp3);
+  if (rare().watchLink == nullptr) {
+    rare().watchLink = host_.openDedicated(node, channel());
     rare().watchBackend = node;
   }
-  Request* r = newRequest();
-  r->kind = kSingle;
+  RedisRequest* r = newRedisRequest();
+  r->begin<RelayMerge>();
   const uint32_t frag = r->addFragment();
   s_.bytes.clear();
   if (parser_->isInline()) resp::appendMultibulk(s_.bytes, req, parser_->args());
   else s_.bytes.assign(req, parser_->size());
-  if (!sendFragment(*r, frag, node, *rare().watchConn, s_.bytes.data(), s_.bytes.size())) {
+  if (!sendFragment(*r, frag, node, *rare().watchLink, s_.bytes.data(), s_.bytes.size())) {
     std::string err = std::move(r->error);
     freeRequest(r);
     releaseWatch();
@@ -239,15 +241,15 @@ void RedisSession::cmdWatch(const CommandSpec& spec, const char* req) {
   enqueue(r);
 }
 
-void RedisSession::cmdUnwatch(const char*) {
-  if (rare().watchConn == nullptr) {
+void RedisSession::cmdUnwatch(const CommandSpec&, const char*) {
+  if (rare().watchLink == nullptr) {
     replyLocal("+OK\r\n");
     return;
   }
-  Request* r = newRequest();
-  r->kind = kSingle;
+  RedisRequest* r = newRedisRequest();
+  r->begin<RelayMerge>();
   const uint32_t frag = r->addFragment();
-  if (!sendFragment(*r, frag, rare().watchBackend, *rare().watchConn, kUnwatch.data(), kUnwatch.size())) {
+  if (!sendFragment(*r, frag, rare().watchBackend, *rare().watchLink, kUnwatch.data(), kUnwatch.size())) {
     freeRequest(r);
     releaseWatch();
     replyLocal("+OK\r\n");  // the connection is gone, and its watches with it
@@ -258,12 +260,12 @@ void RedisSession::cmdUnwatch(const char*) {
 }
 
 void RedisSession::releaseWatch() {
-  if (rare().watchConn == nullptr) return;
-  rare().watchConn->closeWhenIdle();
-  rare().watchConn = nullptr;
+  if (rare().watchLink == nullptr) return;
+  rare().watchLink->closeWhenIdle();
+  rare().watchLink = nullptr;
 }
 
-void RedisSession::cmdReset() {
+void RedisSession::cmdReset(const CommandSpec&, const char*) {
   // RESET: back to a fresh connection's state (Redis 6.2).
   rare().inMulti = false;
   rare().multiAborted = false;

@@ -11,7 +11,6 @@
 #include "backends/io/memory_budget.h"
 #include "proxy/runtime/log.h"
 #include "proxy/runtime/routing_snapshot.h"
-#include "proxy/runtime/worker.h"
 
 namespace proxy {
 
@@ -26,25 +25,28 @@ constexpr size_t kMaxRead = 256 * 1024;
 constexpr size_t kShedOutputBytes = 1024 * 1024;
 }  // namespace
 
-ClientSession::ClientSession(Worker& worker, size_t pool)
-    : worker_(worker),
-      pool_(pool),
-      stats_(&worker.poolStats(worker.snapshot().pools[pool].config.name)),
-      clients_(worker.clientCounter(pool)) {
+ClientSession::ClientSession(SessionHost& host, RequestPool& requests, size_t pool)
+    : host_(host),
+      requests_(requests),
+      poolIndex_(pool),
+      stats_(&host.poolStats(host.snapshot().pools[pool].config.name)),
+      clients_(host.clientCounter(pool)) {
   poll_.data = this;
-  worker_.addSession(this);
+  host_.addSession(this);
   stats_->clientConnections++;
 }
 
 ClientSession::~ClientSession() {
   stats_->clientsClosed++;
-  if (counted_) clients_->fetch_sub(1, std::memory_order_relaxed);
-  worker_.removeSession(this);
+  if (phase_ != Phase::New) clients_->fetch_sub(1, std::memory_order_relaxed);
+  host_.removeSession(this);
 }
 
 void ClientSession::start(int fd, bool unixSocket) {
+  DEBUG_ASSERT(host_.onOwnThread());
+  DEBUG_ASSERT(phase_ == Phase::New);
   fd_ = fd;
-  const int rc = uv_poll_init_socket(worker_.loop(), &poll_, fd);
+  const int rc = uv_poll_init_socket(host_.loop(), &poll_, fd);
   if (rc < 0) {
     LOG_WARN("cannot watch client socket: %s", uv_strerror(rc));
     ::close(fd);
@@ -56,11 +58,11 @@ void ClientSession::start(int fd, bool unixSocket) {
     const int one = 1;  // replies are whole messages: never wait for Nagle
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
-  lastActiveMs_ = uv_now(worker_.loop());
+  lastActiveMs_ = uv_now(host_.loop());
+  phase_ = Phase::Open;
   // client_connections (twemproxy 0.5.0 parses it but never enforces it; ringproxy does).
-  const uint32_t limit = worker_.snapshot().pools[pool_].config.clientConnections;
+  const uint32_t limit = host_.snapshot().pools[poolIndex_].config.clientConnections;
   const uint32_t before = clients_->fetch_add(1, std::memory_order_relaxed);
-  counted_ = true;
   if (limit != 0 && before >= limit) {
     stats_->clientsRejected++;
     const std::string_view reply = tooManyClientsReply();
@@ -68,34 +70,25 @@ void ClientSession::start(int fd, bool unixSocket) {
     closeAfterFlush();
     return;
   }
-  startReading();
+  updatePoll();
 }
 
 // The socket is watched with a uv_poll handle and read and written directly: a uv_tcp_t
 // stream would cost 88 more bytes per idle connection and a libuv layer per read and write.
+// What it watches follows from the state: readable while Open with no hold, writable while
+// the kernel's buffer is full.
 void ClientSession::updatePoll() {
-  if (handleClosed_) return;
-  const int want = (reading_ ? UV_READABLE : 0) | (writeBlocked_ ? UV_WRITABLE : 0);
+  if (phase_ == Phase::Closed || phase_ == Phase::New) return;
+  const bool reading = phase_ == Phase::Open && hold_ == InputHold::None;
+  const int want = (reading ? UV_READABLE : 0) | (writeBlocked_ ? UV_WRITABLE : 0);
   if (want == polled_) return;
-  polled_ = want;
+  polled_ = static_cast<uint8_t>(want);
   if (want == 0) {
     uv_poll_stop(&poll_);
     return;
   }
   const int rc = uv_poll_start(&poll_, want, &ClientSession::onPollCb);
   if (rc < 0) closeNow();
-}
-
-void ClientSession::startReading() {
-  if (reading_ || handleClosed_) return;
-  reading_ = true;
-  updatePoll();
-}
-
-void ClientSession::stopReading() {
-  if (!reading_) return;
-  reading_ = false;
-  updatePoll();
 }
 
 void ClientSession::onPollCb(uv_poll_t* h, int status, int events) {
@@ -106,7 +99,7 @@ void ClientSession::onPollCb(uv_poll_t* h, int status, int events) {
     return;
   }
   if ((events & UV_WRITABLE) != 0) self->flushNow();
-  if ((events & UV_READABLE) != 0 && self->reading_ && !self->handleClosed_) self->readSocket();
+  if ((events & UV_READABLE) != 0 && self->phase_ == Phase::Open && self->hold_ == InputHold::None) self->readSocket();
 }
 
 void ClientSession::readSocket() {
@@ -133,8 +126,7 @@ void ClientSession::readSocket() {
     // EOF: the client may have half-closed after sending its last requests; answer them,
     // then close. Any other error: the socket is gone.
     if (total > 0) onInput();
-    if (handleClosed_) return;
-    stopReading();
+    if (phase_ == Phase::Closed) return;
     if (n == 0) {
       stats_->clientEof++;
       closeAfterFlush();
@@ -149,46 +141,35 @@ void ClientSession::readSocket() {
 }
 
 void ClientSession::onInput() {
-  lastActiveMs_ = uv_now(worker_.loop());
-  if (!closing_) processInput();
-  if (!wantsMoreInput() && !closing_) {
-    stopReading();
-    paused_ = true;
+  lastActiveMs_ = uv_now(host_.loop());
+  if (phase_ == Phase::Open) processInput();
+  if (phase_ == Phase::Open && hold_ == InputHold::None && !wantsMoreInput()) {
+    hold_ = InputHold::BackPressure;
+    updatePoll();
+  } else if (hold_ != InputHold::None) {
+    updatePoll();  // processInput may have held input until the queue drains
   }
   in_.releaseIfEmpty();  // idle connections hold no input buffer
 }
 
 bool ClientSession::wantsMoreInput() const {
+  if (hold_ == InputHold::Drain) return false;
   const PoolRoute* route = poolRoute();
-  if (waitingForDrain_) return false;
   if (route == nullptr) return true;  // draining after a reload removed the pool
   return pending_ < route->config.maxPendingRequests && out_.readableSize() < route->config.maxClientOutputBytes;
 }
 
 void ClientSession::maybeResume() {
-  if (!paused_ || closing_ || !wantsMoreInput()) return;
-  paused_ = false;
+  if (hold_ != InputHold::BackPressure || phase_ != Phase::Open || !wantsMoreInput()) return;
+  hold_ = InputHold::None;
   processInput();  // requests already buffered come first
-  if (wantsMoreInput()) startReading();
-  else paused_ = true;
+  if (hold_ == InputHold::None && phase_ == Phase::Open && !wantsMoreInput()) hold_ = InputHold::BackPressure;
+  updatePoll();
   in_.releaseIfEmpty();
 }
 
-size_t ClientSession::pool() const { return pool_; }
-
-const PoolRoute* ClientSession::poolRoute() const {
-  if (pool_ == kNoPool) return nullptr;
-  return &worker_.snapshot().pools[pool_];
-}
-
-Request* ClientSession::newRequest() { return worker_.requests().get(this); }
-
-void ClientSession::freeRequest(Request* r) {
-  r->releaseHeldBytes();
-  worker_.requests().put(r);
-}
-
 void ClientSession::enqueue(Request* r) {
+  DEBUG_ASSERT(r->next == nullptr && r != tail_);
   if (tail_ != nullptr) tail_->next = r;
   else head_ = r;
   tail_ = r;
@@ -196,21 +177,21 @@ void ClientSession::enqueue(Request* r) {
 }
 
 bool ClientSession::sendFragment(Request& r, uint32_t fragment, uint32_t backend,
-                                 backends::upstream::UpstreamConn& conn, const char* bytes, size_t len,
+                                 backends::upstream::UpstreamLink& link, const char* bytes, size_t len,
                                  uint32_t hint) {
-  const uint64_t seq = conn.send(bytes, len, &r, fragment, hint);
+  const uint64_t seq = link.send(bytes, len, &r, fragment, hint);
   Fragment& f = r.fragment(fragment);
   f.backend = backend;
   if (seq == 0) {
     f.failed = true;
     if (r.error.empty()) {
       r.error = backendErrorPrefix();
-      r.error += "backend " + conn.endpoint().label + ": " + conn.lastError();
+      r.error += "backend " + link.label() + ": " + link.lastError();
     }
     stats_->forwardErrors++;
     return false;
   }
-  f.conn = &conn;
+  f.link = &link;
   f.seq = seq;
   r.waiting++;
   return true;
@@ -232,80 +213,78 @@ void ClientSession::appendOutput(const char* p, size_t n) {
   // A client to be closed at the flush (let go over --max-buffered-bytes, or its socket is
   // dead) gets nothing more: its replies cannot be delivered, and buffering the rest of the
   // turn's replies for it would push the process further over the limit it is shed for.
-  if (n == 0 || shedding_ || socketDead_) return;
+  if (n == 0 || fault_ != OutputFault::None) return;
   out_.append(p, n);
-  lastActiveMs_ = uv_now(worker_.loop());  // a reply is activity too (client_idle_timeout)
+  lastActiveMs_ = uv_now(host_.loop());  // a reply is activity too (client_idle_timeout)
+  // A client that closed its end may be gone for good: write now, so a dead socket is found
+  // at the first reply (EPIPE) rather than after every reply still owed has been buffered.
+  if (phase_ != Phase::Open && !writeBlocked_) {
+    writeSome();
+    if (fault_ != OutputFault::None) return;
+  }
   // Over --max-buffered-bytes, a client that has stopped reading while replies pile up for it
   // is let go (as Redis's client-output-buffer-limit does): its replies cannot be delivered
   // and must not hold the memory every other client needs. Closed from the flush, not here,
   // because callers may be walking this session's request queue.
-  // A client that closed its end may be gone for good: write now, so a dead socket is found
-  // at the first reply (EPIPE) rather than after every reply still owed has been buffered.
-  if (closing_ && !writeBlocked_) {
-    writeSome();
-    if (socketDead_) return;
-  }
-  if (!shedding_ && out_.readableSize() > kShedOutputBytes && backends::io::overBufferLimit()) {
+  if (out_.readableSize() > kShedOutputBytes && backends::io::overBufferLimit()) {
     // Large replies: see now whether the client takes them, rather than at the end of the turn.
     if (!writeBlocked_) writeSome();
+    if (writeBlocked_ && fault_ == OutputFault::None && out_.readableSize() > kShedOutputBytes) {
+      fault_ = OutputFault::Shed;
+      stats_->limitErrors++;
+      LOG_NOTICE("closing a client that is not reading its replies (%zu bytes waiting) while over --max-buffered-bytes",
+                 out_.readableSize());
+    }
   }
-  if (writeBlocked_ && !shedding_ && out_.readableSize() > kShedOutputBytes && backends::io::overBufferLimit()) {
-    shedding_ = true;
-    stats_->limitErrors++;
-    LOG_NOTICE("closing a client that is not reading its replies (%zu bytes waiting) while over --max-buffered-bytes",
-               out_.readableSize());
-  }
-  worker_.flusher().schedule(this);
+  host_.flusher().schedule(this);
 }
 
-void ClientSession::complete(Request* r) {
-  r->complete = true;
-  if (r == head_) drainCompleted();
-  else r->accountHeldBytes();  // kept until the requests before it are answered
+void ClientSession::complete(Request& r) {
+  r.complete = true;
+  if (&r == head_) drainCompleted();
+  else r.accountHeldBytes();  // kept until the requests before it are answered
 }
 
-void ClientSession::popHeadAndDrain() {
+void ClientSession::popHead() {
+  DEBUG_ASSERT(head_ != nullptr && pending_ > 0);
   Request* r = head_;
   head_ = r->next;
   if (head_ == nullptr) tail_ = nullptr;
   pending_--;
   freeRequest(r);
-  drainCompleted();
 }
 
 void ClientSession::replyHead(const char* p, size_t n) {
+  DEBUG_ASSERT(head_ != nullptr);
   // Nothing queued behind the head and nothing unsent: no other reply can join this one in
   // the turn's write, so it is sent now, straight from the backend's buffer, with no copy
-  // into out_ and no block lent for it (GET -P 1: 2,414 -> 2,219 instructions). What the
-  // kernel does not take is buffered and written as usual.
+  // into out_ and no block lent for it. What the kernel does not take is buffered and
+  // written as usual.
   bool sentAll = false;
-  if (head_->next == nullptr && out_.empty() && !closing_ && !writeBlocked_ && !shedding_ && !socketDead_) {
+  if (head_->next == nullptr && out_.empty() && phase_ == Phase::Open && !writeBlocked_ &&
+      fault_ == OutputFault::None) {
     const size_t sent = sendBytes(p, n);
-    if (sent > 0) lastActiveMs_ = uv_now(worker_.loop());
+    if (sent > 0) lastActiveMs_ = uv_now(host_.loop());
     p += sent;
     n -= sent;
     sentAll = n == 0;
   }
   appendOutput(p, n);  // the rest, if any (nothing once the socket is dead)
-  popHeadAndDrain();
+  popHead();
+  drainCompleted();
   // No flush was scheduled for this reply; a client paused for back-pressure resumes there.
-  if (sentAll && paused_) worker_.flusher().schedule(this);
+  if (sentAll && hold_ == InputHold::BackPressure) host_.flusher().schedule(this);
 }
 
 void ClientSession::drainCompleted() {
   while (head_ != nullptr && head_->complete) {
-    Request* r = head_;
-    appendOutput(r->reply.data(), r->reply.size());
-    head_ = r->next;
-    if (head_ == nullptr) tail_ = nullptr;
-    pending_--;
-    freeRequest(r);
+    appendOutput(head_->reply.data(), head_->reply.size());
+    popHead();
   }
-  if (closing_) {
+  if (phase_ != Phase::Open) {
     maybeFinishClose();
-  } else if (head_ == nullptr && waitingForDrain_) {
-    waitingForDrain_ = false;
-    paused_ = true;  // reading was stopped, or will be by onRead: resume both
+  } else if (head_ == nullptr && hold_ == InputHold::Drain) {
+    hold_ = InputHold::BackPressure;  // resume as after back-pressure: buffered input first
     maybeResume();
   }
 }
@@ -315,7 +294,7 @@ void ClientSession::writeSome() {
 }
 
 size_t ClientSession::sendBytes(const char* p, size_t n) {
-  // Only writes: no state changes beyond writeBlocked_ and socketDead_, so it is safe in the
+  // Only writes: no state changes beyond writeBlocked_ and fault_, so it is safe in the
   // middle of queue processing. A dead socket is closed by flushNow.
   size_t sent = 0;
   while (sent < n) {
@@ -331,8 +310,8 @@ size_t ClientSession::sendBytes(const char* p, size_t n) {
     } else if (k < 0) {
       // The peer is gone: close at the next flush, which no longer copies replies for it.
       LOG_DEBUG("client write failed: %s", std::strerror(errno));
-      socketDead_ = true;
-      worker_.flusher().schedule(this);
+      fault_ = OutputFault::Dead;
+      host_.flusher().schedule(this);
     }
     break;
   }
@@ -342,9 +321,9 @@ size_t ClientSession::sendBytes(const char* p, size_t n) {
 void ClientSession::flushNow() {
   // One write of everything pending (written once per loop turn, by the FlushScheduler, or
   // when the socket becomes writable again).
-  if (handleClosed_) return;
-  if (!shedding_ && !socketDead_) writeSome();
-  if (shedding_ || socketDead_) {
+  if (phase_ == Phase::Closed) return;
+  if (fault_ == OutputFault::None) writeSome();
+  if (fault_ != OutputFault::None) {
     stats_->clientErr++;
     closeNow();
     return;
@@ -355,13 +334,13 @@ void ClientSession::flushNow() {
     writeBlocked_ = false;
     updatePoll();
   }
-  if (closing_) maybeFinishClose();
+  if (phase_ != Phase::Open) maybeFinishClose();
   else maybeResume();
 }
 
 void ClientSession::closeAfterFlush() {
-  closing_ = true;
-  stopReading();
+  if (phase_ == Phase::Open) phase_ = Phase::Finishing;
+  updatePoll();
   maybeFinishClose();
 }
 
@@ -370,29 +349,29 @@ void ClientSession::maybeFinishClose() {
 }
 
 bool ClientSession::closeIfIdle(uint64_t nowMs, uint64_t timeoutMs) {
-  if (closing_ || head_ != nullptr || !out_.empty() || nowMs - lastActiveMs_ < timeoutMs) return false;
+  if (phase_ != Phase::Open || head_ != nullptr || !out_.empty() || nowMs - lastActiveMs_ < timeoutMs) return false;
   stats_->clientsIdleClosed++;
   closeNow();
   return true;
 }
 
 void ClientSession::remapPool(const std::vector<size_t>& remap) {
-  if (pool_ == kNoPool) return;
-  pool_ = pool_ < remap.size() ? remap[pool_] : kNoPool;
-  if (pool_ == kNoPool) beginDrain();
+  if (poolIndex_ == kNoPool) return;
+  poolIndex_ = poolIndex_ < remap.size() ? remap[poolIndex_] : kNoPool;
+  if (poolIndex_ == kNoPool) beginDrain();
 }
 
 void ClientSession::beginDrain() {
-  if (closing_) return;
+  if (phase_ != Phase::Open) return;
   closeAfterFlush();
 }
 
 void ClientSession::closeNow() {
-  if (closeStarted_) return;
-  closeStarted_ = true;
-  closing_ = true;
-  stopReading();
-  worker_.flusher().cancel(this);
+  if (phase_ == Phase::Closed) return;
+  DEBUG_ASSERT(host_.onOwnThread());
+  const bool started = phase_ != Phase::New;
+  phase_ = Phase::Closed;
+  host_.flusher().cancel(this);
   while (head_ != nullptr) {  // cancel-before-destroy: upstreams drop the replies
     Request* r = head_;
     head_ = r->next;
@@ -401,7 +380,10 @@ void ClientSession::closeNow() {
   }
   tail_ = nullptr;
   pending_ = 0;
-  handleClosed_ = true;
+  if (!started) {  // never watched: nothing to close but the session
+    delete this;
+    return;
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), &ClientSession::onCloseCb);
 }
 

@@ -1,10 +1,24 @@
 // client_session.h: what every client connection has, whatever its protocol: the socket, the
 // input buffer, the ordered queue of requests, the batched output, back-pressure and closing.
 //
-// Data flow: bytes arrive in in_; the protocol subclass frames requests out of it
-// (processInput), answers local ones, and sends the rest upstream as Requests queued here in
-// arrival order. When a request completes, finished replies at the head of the queue are
-// appended to the output, which leaves in one write per loop turn (FlushScheduler).
+// The life of one request (Redis GET; memcached is the same with its own framer):
+//   1. readSocket() reads what the kernel has into in_ and calls onInput().
+//   2. The protocol's processInput() frames requests in place (RedisSession::frameRequests:
+//      the parser returns spans into in_), looks the command up in its table and dispatches.
+//   3. dispatch routes the key: host_.placement(pool).backendOf(key) gives the owner's
+//      snapshot backend index; host_.upstream(owner, channel) gives the pipelined link.
+//   4. A Request is taken from the frontend's pool, sendFragment() hands the original bytes
+//      to the link (no copy into a new message), which appends them to its output queue and
+//      records (request, fragment) in its FIFO of owed replies; enqueue() appends the
+//      request to this client's queue. The link writes once per loop turn (FlushScheduler).
+//   5. The backend's reply is framed by the link and delivered to the FIFO head's sink:
+//      Request::onReply -> the session's onFragmentReply.
+//   6. A single-key reply for the head of the queue is sent at once from the backend's buffer
+//      (replyHead); otherwise it is kept in the request (complete) until the requests before
+//      it are answered. Multi-key requests merge their fragments first (one function per
+//      kind of merge), then complete.
+//   7. drainCompleted() moves every finished reply at the head of the queue to out_, which
+//      leaves in one write per loop turn (flushNow).
 //
 // Back-pressure: a client that pipelines without reading stops being read once it has
 // maxPendingRequests unanswered or maxOutputBytes unsent; it is read again when it drains.
@@ -24,16 +38,14 @@
 #include "backends/io/buffer.h"
 #include "backends/io/flush_scheduler.h"
 #include "proxy/runtime/request.h"
+#include "proxy/runtime/session_host.h"
 #include "proxy/runtime/stats.h"
 
 namespace proxy {
 
-class Worker;
-struct PoolRoute;
-
 class ClientSession : public RequestOwner, private backends::io::Flushable {
  public:
-  ClientSession(Worker& worker, size_t pool);
+  ClientSession(SessionHost& host, RequestPool& requests, size_t pool);
   ClientSession(const ClientSession&) = delete;
   ClientSession& operator=(const ClientSession&) = delete;
 
@@ -51,70 +63,87 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   // A reload renumbered the pools: `remap[old]` is this session's new pool index, or
   // kNoPool when its pool is gone (the session then finishes what is in flight and closes).
   static constexpr size_t kNoPool = SIZE_MAX;
-  size_t pool() const;
+  size_t pool() const { return poolIndex_; }
   void remapPool(const std::vector<size_t>& remap);
 
-  ClientSession* listPrev = nullptr;  // the worker's list of sessions
+  ClientSession* listPrev = nullptr;  // the host's list of sessions
   ClientSession* listNext = nullptr;
 
  protected:
   virtual ~ClientSession();
 
-  // Frames and dispatches requests from in_. Called after each read and when reading resumes.
+  // Frames and dispatches requests from input(). Called after each read and when reading resumes.
   virtual void processInput() = 0;
   // What a client refused for the pool's client_connections limit is told before the close.
   virtual std::string_view tooManyClientsReply() const = 0;
   // What starts the error text of a request its backend refused ("ERR " for Redis).
   virtual std::string_view backendErrorPrefix() const = 0;
 
-  // This session's pool in the worker's current snapshot; nullptr once a reload removed it.
-  const PoolRoute* poolRoute() const;
+  // This session's pool in the host's current snapshot; nullptr once a reload removed it.
+  const PoolRoute* poolRoute() const {
+    return poolIndex_ == kNoPool ? nullptr : &host_.snapshot().pools[poolIndex_];
+  }
+  backends::io::Buffer& input() { return in_; }
+  PoolStats& stats() { return *stats_; }
 
-  Request* newRequest();
-  void freeRequest(Request* r);
+  Request* newRequest() { return requests_.get(this); }
+  void freeRequest(Request* r) { requests_.put(r); }
+  // Appends `r` to the queue: its reply leaves after those of every request queued before it.
   void enqueue(Request* r);
-  // Sends `bytes` on `conn` as fragment `fragment` of `r`, bound for snapshot backend
+  bool isHead(const Request& r) const { return &r == head_; }
+  bool hasQueued() const { return head_ != nullptr; }
+  // Sends `bytes` on `link` as fragment `fragment` of `r`, bound for snapshot backend
   // `backend`; `hint` is passed to the reply framer. False when the backend refuses at once
   // (it is backing off after a failure): the fragment is then marked failed, r.error names the
   // backend and the cause (if no earlier failure did), and the failure is counted.
-  bool sendFragment(Request& r, uint32_t fragment, uint32_t backend, backends::upstream::UpstreamConn& conn,
+  bool sendFragment(Request& r, uint32_t fragment, uint32_t backend, backends::upstream::UpstreamLink& link,
                     const char* bytes, size_t len, uint32_t hint = 0);
-  // Marks `r` complete (its reply in r->reply) and writes out whatever is now ready.
-  void complete(Request* r);
+  // Marks `r` complete (its reply in r.reply) and writes out whatever is now ready.
+  void complete(Request& r);
   // The reply for a request answered without going upstream.
   void replyLocal(std::string_view bytes);
-  // Writes bytes straight to the output: only for the head of the queue (or an empty queue).
-  void appendOutput(const char* p, size_t n);
-  // Pops the head (which must be complete and written) and writes any complete successors.
-  void popHeadAndDrain();
   // The head request's whole reply, from a backend's buffer: written (sent at once when it is
-  // the last reply owed), then the head is popped as by popHeadAndDrain().
+  // the last reply owed), then the head is freed and complete successors are written.
   void replyHead(const char* p, size_t n);
   // Stop reading; close once every queued reply has been written.
   void closeAfterFlush();
+  bool finishing() const { return phase_ != Phase::Open; }
   bool wantsMoreInput() const;
+  // Hold input until every queued request has completed (a request that must not overtake
+  // the ones in flight, e.g. because it travels on another backend connection).
+  void holdInputUntilDrained() { hold_ = InputHold::Drain; }
 
-  Worker& worker_;
-  size_t pool_;
-  PoolStats* stats_;  // this pool's counters on this worker (outlive every session)
-  std::atomic<uint32_t>* clients_;  // the pool's connected-clients count (kept by the worker)
-  backends::io::Buffer in_;
-  Request* head_ = nullptr;
-  Request* tail_ = nullptr;
-  size_t pending_ = 0;
-  bool closing_ = false;  // no more input is processed
-  // Input is held until every queued request has completed (set by a subclass that must not
-  // let the next request overtake the ones in flight, e.g. on another backend connection).
-  bool waitingForDrain_ = false;
+  SessionHost& host_;
 
  private:
+  // Where the connection is in its life.
+  enum class Phase : uint8_t {
+    New,        // constructed, start() not called yet
+    Open,       // reading and answering
+    Finishing,  // no more input is processed; closes once every queued reply is written
+    Closed,     // the handle is closing; the session is deleted by its close callback
+  };
+  // Why input is not read while Open (read when None).
+  enum class InputHold : uint8_t {
+    None,
+    BackPressure,  // too many requests unanswered, or too many reply bytes unsent
+    Drain,         // held by the protocol until the queue is empty (holdInputUntilDrained)
+  };
+  // What happened to the output stream; anything but None closes the client at the next flush.
+  enum class OutputFault : uint8_t {
+    None,
+    Shed,  // let go: not reading its replies while the process is over --max-buffered-bytes
+    Dead,  // a write failed: the peer is gone
+  };
+
   void flushNow() override;
   void writeSome();
   // Sends what the kernel takes of p[0, n) and returns how much that was; a full socket
-  // buffer sets writeBlocked_ (wait for writable), a dead peer socketDead_.
+  // buffer sets writeBlocked_ (wait for writable), a dead peer OutputFault::Dead.
   size_t sendBytes(const char* p, size_t n);
-  void startReading();
-  void stopReading();
+  // Writes bytes straight to the output: only for the head of the queue (or an empty queue).
+  void appendOutput(const char* p, size_t n);
+  void popHead();
   void updatePoll();
   void readSocket();
   void onInput();
@@ -124,19 +153,23 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   static void onPollCb(uv_poll_t* h, int status, int events);
   static void onCloseCb(uv_handle_t* h);
 
+  RequestPool& requests_;  // the frontend's, shared by the worker's sessions of this protocol
+  size_t poolIndex_;
+  PoolStats* stats_;                // this pool's counters on this host (outlive every session)
+  std::atomic<uint32_t>* clients_;  // the pool's connected-clients count (kept by the host)
+  backends::io::Buffer in_;
+  backends::io::Buffer out_;  // replies not yet accepted by the kernel
+  Request* head_ = nullptr;   // the ordered queue of requests, oldest first
+  Request* tail_ = nullptr;
+  size_t pending_ = 0;
   uv_poll_t poll_{};
   int fd_ = -1;
-  backends::io::Buffer out_;  // replies not yet accepted by the kernel
-  uint8_t polled_ = 0;        // the events poll_ watches now
-  bool reading_ = false;
-  bool writeBlocked_ = false;  // the kernel's buffer was full: waiting for writable
-  bool shedding_ = false;      // to be closed at the next flush (see appendOutput)
-  bool socketDead_ = false;    // a write failed: to be closed at the next flush
-  bool paused_ = false;     // reading stopped for back-pressure
-  bool handleClosed_ = false;
-  bool closeStarted_ = false;
-  bool counted_ = false;  // included in clients_
   uint64_t lastActiveMs_ = 0;
+  Phase phase_ = Phase::New;
+  InputHold hold_ = InputHold::None;
+  OutputFault fault_ = OutputFault::None;
+  bool writeBlocked_ = false;  // the kernel's buffer was full: waiting for writable
+  uint8_t polled_ = 0;         // the events poll_ watches now
 };
 
 }  // namespace proxy

@@ -2,12 +2,16 @@
 //
 // A session keeps its requests in an ordered queue; replies leave strictly in that order.
 // A request is the ReplySink of each of its fragments: a single-key request has one fragment,
-// a multi-key one (MGET, DEL, ...) one per owning server. The upstream connection calls back
-// with the fragment's index as cookie, and the request hands the bytes to its session, which
-// knows how to merge them for its protocol.
+// a multi-key one (MGET, DEL, ...) one per owning server. The upstream link calls back with
+// the fragment's index as cookie, and the request hands the bytes to its owner (the session),
+// which merges them as its protocol says.
+//
+// What is generic lives here: the fragments, the final reply, the first error, completion.
+// How to merge is the protocol's: each protocol derives its own request type with a named
+// merge state per kind (redis/redis_request.h, memcache/memcache_request.h).
 //
 // Cancel-before-destroy: when the client goes away, the session cancels every fragment still
-// owed (the upstream connection then drops those replies) before deleting the request.
+// owed (the upstream link then drops those replies) before the request is freed.
 #pragma once
 
 #include <cstdint>
@@ -15,8 +19,9 @@
 #include <string_view>
 #include <vector>
 
+#include "backends/io/debug_assert.h"
 #include "backends/io/memory_budget.h"
-#include "backends/upstream/upstream_conn.h"
+#include "backends/upstream/upstream_link.h"
 
 namespace proxy {
 
@@ -33,51 +38,54 @@ class RequestOwner {
 };
 
 struct Fragment {
-  backends::upstream::UpstreamConn* conn = nullptr;  // nullptr once answered
+  backends::upstream::UpstreamLink* link = nullptr;  // nullptr once answered
   uint64_t seq = 0;
-  uint32_t backend = 0;     // snapshot backend index this fragment went to
-  std::string reply;        // the reply, kept until the whole request can be merged
+  uint32_t backend = 0;  // snapshot backend index this fragment went to
+  std::string reply;     // the reply, kept until the whole request can be merged
   bool failed = false;
 };
 
-class Request final : public backends::upstream::ReplySink {
+class Request : public backends::upstream::ReplySink {
  public:
-  explicit Request(RequestOwner* owner) : owner_(owner) {}
+  Request() = default;
+  Request(const Request&) = delete;
+  Request& operator=(const Request&) = delete;
+  virtual ~Request() = default;
 
   // Makes a used request fresh for `owner`, keeping the capacity of its strings and vectors
-  // (RequestPool reuses requests so steady traffic does not allocate per request).
+  // (RequestPool reuses requests so steady traffic does not allocate per request). The
+  // protocol's merge state was reset when the request went back to the pool (releaseState).
   void reuse(RequestOwner* owner) {
     owner_ = owner;
-    first_ = Fragment{};
+    first_.link = nullptr;
+    first_.seq = 0;
+    first_.backend = 0;
+    first_.reply.clear();
+    first_.failed = false;
     more_.clear();
     used_ = 0;
     next = nullptr;
-    kind = 0;
     complete = false;
     waiting = 0;
     reply.clear();
-    keyFragment.clear();
-    keyPosition.clear();
-    sum = 0;
     error.clear();
-    localReplies.clear();
-    keyText.clear();
-    aux = 0;
+    extraHeldBytes = 0;
   }
-  // Bytes of heap this request keeps between uses.
+  // The protocol's merge state is made fresh (keeping capacity); returns the heap bytes that
+  // state keeps between uses, so the pool can drop requests that grew large.
+  virtual size_t releaseState() = 0;
+  // Bytes of heap this request keeps between uses, merge state excluded.
   size_t retainedBytes() const {
-    return reply.capacity() + first_.reply.capacity() + keyText.capacity() + error.capacity() +
-           more_.capacity() * sizeof(Fragment) + (keyFragment.capacity() + keyPosition.capacity()) * sizeof(uint32_t);
+    return reply.capacity() + first_.reply.capacity() + error.capacity() + more_.capacity() * sizeof(Fragment);
   }
 
-  // The reply bytes this request holds copies of (its final reply, the shards' parts), added
-  // to the process's buffered-bytes figure so that --max-buffered-bytes also bounds replies
-  // kept while an earlier request of the same client is still unanswered. Sessions call
-  // accountHeldBytes() after storing a copy; freeing the request releases it.
+  // The reply bytes this request holds copies of (its final reply, the shards' parts, and
+  // `extraHeldBytes` the protocol keeps elsewhere), added to the process's buffered-bytes
+  // figure so that --max-buffered-bytes also bounds replies kept while an earlier request of
+  // the same client is still unanswered. Freeing the request releases it.
   void accountHeldBytes() {
-    int64_t held = static_cast<int64_t>(reply.size());
+    int64_t held = static_cast<int64_t>(reply.size()) + extraHeldBytes;
     for (uint32_t i = 0; i < used_; ++i) held += static_cast<int64_t>(fragment(i).reply.size());
-    for (const std::string& s : localReplies) held += static_cast<int64_t>(s.size());
     if (held != accounted_) {
       backends::io::accountBuffer(held - accounted_);
       accounted_ = held;
@@ -88,14 +96,16 @@ class Request final : public backends::upstream::ReplySink {
     accounted_ = 0;
   }
 
-  void onReply(uint64_t cookie, const char* data, size_t len, bool isError) override {
+  void onReply(uint64_t cookie, const char* data, size_t len, bool isError) final {
     Fragment& f = fragment(static_cast<uint32_t>(cookie));
-    f.conn = nullptr;
+    DEBUG_ASSERT(f.link != nullptr);
+    f.link = nullptr;
     owner_->onFragmentReply(*this, static_cast<uint32_t>(cookie), data, len, isError);
   }
-  void onFailure(uint64_t cookie, std::string_view why) override {
+  void onFailure(uint64_t cookie, std::string_view why) final {
     Fragment& f = fragment(static_cast<uint32_t>(cookie));
-    f.conn = nullptr;
+    DEBUG_ASSERT(f.link != nullptr);
+    f.link = nullptr;
     f.failed = true;
     owner_->onFragmentFailure(*this, static_cast<uint32_t>(cookie), why);
   }
@@ -104,50 +114,54 @@ class Request final : public backends::upstream::ReplySink {
   void cancelAll() {
     for (uint32_t i = 0; i < fragmentCount(); ++i) {
       Fragment& f = fragment(i);
-      if (f.conn != nullptr) f.conn->cancel(f.seq);
-      f.conn = nullptr;
+      if (f.link != nullptr) f.link->cancel(f.seq);
+      f.link = nullptr;
     }
   }
 
   // The first fragment lives inline: single-key requests, the common case, allocate no vector.
-  Fragment& fragment(uint32_t i) { return i == 0 ? first_ : more_[i - 1]; }
+  Fragment& fragment(uint32_t i) {
+    DEBUG_ASSERT(i < used_);
+    return i == 0 ? first_ : more_[i - 1];
+  }
+  const Fragment& fragment(uint32_t i) const {
+    DEBUG_ASSERT(i < used_);
+    return i == 0 ? first_ : more_[i - 1];
+  }
   uint32_t fragmentCount() const { return used_; }
   uint32_t addFragment() {
     if (used_ > 0) more_.emplace_back();
     return used_++;
   }
+  // One fragment fewer owed; true when that was the last one.
+  bool fragmentSettled() {
+    DEBUG_ASSERT(waiting > 0);
+    return --waiting == 0;
+  }
 
-  Request* next = nullptr;      // the session's queue
-  uint8_t kind = 0;             // the session's notion of what to do with the replies
-  bool complete = false;        // reply is final and may be written when this is the head
-  uint32_t waiting = 0;         // fragments not yet answered
-  std::string reply;            // the final reply bytes, when not written straight through
-  std::vector<uint32_t> keyFragment;  // MGET: for each key, the fragment that carries it
-  std::vector<uint32_t> keyPosition;  // MGET: for each key, its index in that fragment's reply
-  int64_t sum = 0;                    // DEL/EXISTS/...: integers summed so far
-  std::string error;                  // first failure among the fragments
-  std::vector<std::string> localReplies;  // EXEC: replies the proxy computed for queued commands
-  std::string keyText;                    // memcached multi-get: the keys, end to end
-  uint64_t aux = 0;                       // protocol detail (memcached: quiet opcode, opaque)
+  Request* next = nullptr;  // the session's queue (owned by ClientSession)
+  bool complete = false;    // reply is final and may be written when this is the head
+  uint32_t waiting = 0;     // fragments not yet answered
+  std::string reply;        // the final reply bytes, when not written straight through
+  std::string error;        // first failure among the fragments
+  int64_t extraHeldBytes = 0;  // reply bytes the protocol's merge state holds (EXEC's local replies)
 
  private:
-  RequestOwner* owner_;
+  RequestOwner* owner_ = nullptr;
   Fragment first_;
   std::vector<Fragment> more_;
   uint32_t used_ = 0;
   int64_t accounted_ = 0;  // what accountHeldBytes() last added to the buffered-bytes figure
 };
 
-}  // namespace proxy
-
-namespace proxy {
-
-// A worker's free list of requests. Allocating and freeing a Request (and the strings inside
-// it) per request cost about 10% of the instructions of a proxied GET; reusing them costs a
-// few. Requests that grew large are freed rather than kept, so the pool holds little memory.
+// A free list of one protocol's requests, per worker. Allocating and freeing a Request (and
+// the strings inside it) per request cost about 10% of the instructions of a proxied GET;
+// reusing them costs a few. Requests that grew large are freed rather than kept, so the pool
+// holds little memory.
 class RequestPool {
  public:
-  RequestPool() = default;
+  using Make = Request* (*)();
+  explicit RequestPool(Make make) : make_(make) {}
   RequestPool(const RequestPool&) = delete;
   RequestPool& operator=(const RequestPool&) = delete;
   ~RequestPool() {
@@ -155,14 +169,20 @@ class RequestPool {
   }
 
   Request* get(RequestOwner* owner) {
-    if (free_.empty()) return new Request(owner);
-    Request* r = free_.back();
-    free_.pop_back();
+    Request* r;
+    if (free_.empty()) {
+      r = make_();
+    } else {
+      r = free_.back();
+      free_.pop_back();
+    }
     r->reuse(owner);
     return r;
   }
   void put(Request* r) {
-    if (free_.size() >= kMaxFree || r->retainedBytes() > kMaxRetained) {
+    r->releaseHeldBytes();
+    const size_t stateBytes = r->releaseState();
+    if (free_.size() >= kMaxFree || r->retainedBytes() + stateBytes > kMaxRetained) {
       delete r;
       return;
     }
@@ -172,6 +192,7 @@ class RequestPool {
  private:
   static constexpr size_t kMaxFree = 1024;
   static constexpr size_t kMaxRetained = 16 * 1024;
+  Make make_;
   std::vector<Request*> free_;
 };
 

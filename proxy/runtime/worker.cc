@@ -10,7 +10,6 @@
 
 #include "backends/memcache/memcache_reply_framer.h"
 #include "backends/resp/resp_reply_framer.h"
-#include "proxy/control/client_factory.h"
 #include "proxy/runtime/client_session.h"
 #include "proxy/runtime/log.h"
 
@@ -53,16 +52,16 @@ constexpr std::string_view kHello3 = "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
 }  // namespace
 
 Worker::Worker(int id, std::shared_ptr<const RoutingSnapshot> snapshot, ListenFds listenFds, WorkerOptions options)
-    : id_(id), snapshot_(std::move(snapshot)), initialFds_(std::move(listenFds)), options_(options) {}
+    : SessionHost(id, std::move(snapshot)), initialFds_(std::move(listenFds)), options_(options) {}
 
 Worker::~Worker() = default;
 
 void Worker::start() {
-  thread_ = std::thread([this] { run(); });
+  workerThread_ = std::thread([this] { run(); });
 }
 
 void Worker::join() {
-  if (thread_.joinable()) thread_.join();
+  if (workerThread_.joinable()) workerThread_.join();
 }
 
 void Worker::post(std::function<void(Worker&)> fn) {
@@ -94,6 +93,7 @@ void Worker::onAsync(uv_async_t* a) {
 void Worker::run() {
   // The loop and the async handle are created here, on the worker's own thread, but post()
   // may be called before that: the constructor-time inbox is drained on the first async.
+  thread_ = std::this_thread::get_id();
   int rc = uv_loop_init(&loop_);
   if (rc < 0) {
     LOG_ERROR("worker %d: cannot create loop: %s", id_, uv_strerror(rc));
@@ -198,6 +198,7 @@ void Worker::applySnapshot(std::shared_ptr<const RoutingSnapshot> next, ListenFd
   ejectedAtUsec_.assign(snapshot_->backends.size(), 0);
   live_.clear();
   live_.resize(snapshot_->pools.size());
+  placements_.assign(snapshot_->pools.size(), Placement{});
   for (size_t p = 0; p < snapshot_->pools.size(); ++p) rebuildPlacement(p);
   for (auto& [name, fd] : newListeners) {
     size_t pool = SIZE_MAX;
@@ -209,6 +210,11 @@ void Worker::applySnapshot(std::shared_ptr<const RoutingSnapshot> next, ListenFd
     }
     startListening(pool, fd);
   }
+}
+
+up::UpstreamLink& Worker::upstream(uint32_t backend, Channel channel) {
+  DEBUG_ASSERT(onOwnThread());
+  return this->backend(backend, channel != Channel::Default).pick();
 }
 
 up::BackendPool& Worker::backend(uint32_t index, bool resp3) {
@@ -231,10 +237,10 @@ up::BackendPool& Worker::backend(uint32_t index, bool resp3) {
   return *slot;
 }
 
-up::UpstreamConn* Worker::openDedicated(uint32_t index, bool resp3) {
+up::UpstreamLink* Worker::openDedicated(uint32_t index, Channel channel) {
   const BackendSpec& spec = snapshot_->backends[index];
   up::Options opts = spec.options;
-  if (resp3) {
+  if (channel == Channel::Resp3) {
     opts.handshake += kHello3;  // after AUTH: HELLO needs an authenticated connection
     opts.handshakeReplies++;
   }
@@ -280,7 +286,7 @@ void Worker::rebuildPlacement(size_t p) {
   LivePool& live = live_[p];
   live.liveRing.reset();
   live.liveNodeBackend.clear();
-  live.placement = Placement{&route.ring, route.nodeBackend.data()};
+  placements_[p] = Placement{&route.ring, route.nodeBackend.data()};
   ring::RingSpec spec = route.ring.spec();
   std::unordered_map<std::string, uint32_t> backendOfAddress;
   std::vector<ring::NodeSpec> alive;
@@ -295,7 +301,7 @@ void Worker::rebuildPlacement(size_t p) {
   live.liveRing = std::make_unique<ring::Ring>(std::move(spec));
   for (const ring::NodeSpec& n : live.liveRing->spec().nodes)
     live.liveNodeBackend.push_back(backendOfAddress.at(n.addressOrIdentity()));
-  live.placement = Placement{live.liveRing.get(), live.liveNodeBackend.data()};
+  placements_[p] = Placement{live.liveRing.get(), live.liveNodeBackend.data()};
 }
 
 void Worker::armRejoinTimer() {
@@ -387,9 +393,15 @@ void Worker::onAccept(Listener& l) {
       return;
     }
     const PoolRoute& route = snapshot_->pools[l.pool];
-    ClientSession* s = makeSession(*this, l.pool, route.config.protocol);
+    ClientSession* s = frontend(route.config.protocol).newSession(*this, l.pool);
     s->start(fd, l.unixSocket);
   }
+}
+
+Frontend& Worker::frontend(config::Protocol protocol) {
+  std::unique_ptr<Frontend>& slot = frontends_[static_cast<size_t>(protocol)];
+  if (!slot) slot = options_.makeFrontend(protocol);
+  return *slot;
 }
 
 std::atomic<uint32_t>* Worker::clientCounter(size_t pool) {

@@ -16,32 +16,24 @@
 #include <unordered_map>
 #include <vector>
 
-#include "backends/io/flush_scheduler.h"
 #include "backends/upstream/backend_pool.h"
-#include "proxy/runtime/request.h"
-#include "proxy/runtime/session_scratch.h"
+#include "proxy/runtime/frontend.h"
 #include "proxy/runtime/routing_snapshot.h"
-#include "ring/ring.h"
+#include "proxy/runtime/session_host.h"
 #include "proxy/runtime/stats.h"
+#include "ring/ring.h"
 
 namespace proxy {
 
 class ClientSession;
 
-
-// Where a pool's keys go right now: the snapshot's ring, or, while backends are ejected
-// (auto_eject_hosts), a ring over the live ones. Owners are snapshot backend indexes.
-struct Placement {
-  const ring::Ring* ring = nullptr;
-  const uint32_t* nodeBackend = nullptr;
-  uint32_t backendOf(std::string_view key) const { return nodeBackend[ring->ownerOf(key)]; }
-};
-
 struct WorkerOptions {
   int drainTimeoutMs = 5000;  // on shutdown, how long in-flight requests may take
+  FrontendFactory makeFrontend = nullptr;  // a protocol's sessions (control/frontends.cc)
 };
 
-class Worker {
+// The SessionHost of the sessions accepted on this worker.
+class Worker final : public SessionHost {
  public:
   // Listening sockets handed to a worker, by pool name.
   using ListenFds = std::unordered_map<std::string, int>;
@@ -70,34 +62,18 @@ class Worker {
   // their clients drain; backends absent from `next` finish their in-flight work and close.
   void publish(std::shared_ptr<const RoutingSnapshot> next, ListenFds newListeners);
 
-  // Worker thread only.
-  int id() const { return id_; }
-  uv_loop_t* loop() { return &loop_; }
-  backends::io::FlushScheduler& flusher() { return flusher_; }
-  const RoutingSnapshot& snapshot() const { return *snapshot_; }
-  // Where pool `pool`'s keys go now (ejections taken into account).
-  const Placement& placement(size_t pool) const { return live_[pool].placement; }
-  // This worker's connections to backend `index` of the current snapshot. `alternate` picks a
-  // second set opened on demand: for Redis, connections speaking RESP3 (for RESP3 clients);
-  // for memcached, connections speaking the binary protocol (memcached fixes a connection's
-  // protocol at its first byte).
-  backends::upstream::BackendPool& backend(uint32_t index, bool alternate = false);
-  // A connection to backend `index` for one client alone (WATCH needs one: watched keys
-  // belong to a connection). The caller owns it and ends it with close()/closeWhenIdle().
-  backends::upstream::UpstreamConn* openDedicated(uint32_t index, bool resp3);
-  // The counters of pool `name` on this worker (kept across reloads, by name).
-  PoolStats& poolStats(const std::string& name);
-  RequestPool& requests() { return requests_; }
-  // The connected-clients counter of pool `pool` (shared by all workers); the worker keeps it
-  // alive for its own lifetime, so a session may hold the raw pointer across reloads.
-  std::atomic<uint32_t>* clientCounter(size_t pool);
-  SessionScratch& scratch() { return scratch_; }
-  LendingPool<backends::resp::RequestParser>& respParsers() { return respParsers_; }
-  LendingPool<backends::memcache::RequestParser>& memcacheParsers() { return memcacheParsers_; }
+  // SessionHost, worker thread only. This worker's connections to backend `index` of the
+  // current snapshot: Channel::Default is the set every pool has; Resp3 and Binary are a
+  // second set opened on first use.
+  backends::upstream::UpstreamLink& upstream(uint32_t backend, Channel channel) override;
+  backends::upstream::UpstreamLink* openDedicated(uint32_t backend, Channel channel) override;
+  PoolStats& poolStats(const std::string& name) override;
+  std::atomic<uint32_t>* clientCounter(size_t pool) override;
+  void addSession(ClientSession* s) override;
+  void removeSession(ClientSession* s) override;
+
   // Worker thread: this worker's counters and backend health, for the control thread.
   WorkerReport report() const;
-  void addSession(ClientSession* s);
-  void removeSession(ClientSession* s);
 
  private:
   struct Listener;
@@ -117,15 +93,14 @@ class Worker {
   void maybeFinishStop();
   static void onAsync(uv_async_t* a);
 
-  int id_;
-  std::shared_ptr<const RoutingSnapshot> snapshot_;
+  backends::upstream::BackendPool& backend(uint32_t index, bool alternate);
+  Frontend& frontend(config::Protocol protocol);
+
   ListenFds initialFds_;
   WorkerOptions options_;
-  std::thread thread_;
-  uv_loop_t loop_{};
+  std::thread workerThread_;
   uv_async_t async_{};
   uv_timer_t stopTimer_{};
-  backends::io::FlushScheduler flusher_;
   std::mutex mutex_;
   std::vector<std::function<void(Worker&)>> inbox_;
   std::vector<std::unique_ptr<Listener>> listeners_;
@@ -140,14 +115,13 @@ class Worker {
   bool ready_ = false;   // guarded by mutex_: the loop and async handle exist
   bool closed_ = false;  // guarded by mutex_: the async handle is closed, post() drops work
   std::unordered_map<std::string, std::unique_ptr<PoolStats>> poolStats_;
-  RequestPool requests_;
   std::unordered_map<std::string, std::shared_ptr<std::atomic<uint32_t>>> clientCounters_;
-  SessionScratch scratch_;
-  LendingPool<backends::resp::RequestParser> respParsers_;
-  LendingPool<backends::memcache::RequestParser> memcacheParsers_;
+  // Per protocol (config::Protocol), made on first use. Declared after everything sessions
+  // hold pointers into, and destroyed only after every session is gone (run() returns then).
+  std::unique_ptr<Frontend> frontends_[2];
+  // The storage of placements_ (in SessionHost) while some of a pool's backends are ejected.
   struct LivePool {
-    Placement placement;
-    std::unique_ptr<ring::Ring> liveRing;  // set while some of the pool's backends are ejected
+    std::unique_ptr<ring::Ring> liveRing;
     std::vector<uint32_t> liveNodeBackend;
   };
   std::vector<LivePool> live_;                 // per snapshot pool

@@ -1,0 +1,91 @@
+// memcache_request.h: a memcached request in flight, with what its kind of reply handling
+// needs. Each kind has its own named state; the pool resets only the kind in use.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "proxy/runtime/request.h"
+
+namespace proxy {
+
+// The backend's reply, as is.
+struct McRelay {
+  void reset() {}
+};
+// Text noreply: nothing goes back, whatever the reply (not even errors of storing).
+struct McQuietText {
+  void reset() {}
+};
+// Meta q: sent quiet with an mn behind it; the backend's reply minus that MN.
+struct McQuietMeta {
+  void reset() {}
+};
+// Binary: relayed; a quiet opcode was sent loud, so what memcached would not have sent
+// (a miss for GETQ/GETKQ/GATQ/GATKQ, success for the others) is dropped, and the client's
+// opcode is put back into what is kept. The opaque and cas travel untouched.
+struct McBinary {
+  uint8_t opcode = 0;  // the client's opcode
+  bool quiet = false;
+  uint32_t opaque = 0;
+  void reset() { *this = McBinary{}; }
+};
+// Text get/gets/gat/gats over several owners: items merged in the client's key order, one END.
+struct McMultiGet {
+  std::string keyText;                // the keys, end to end, to match the owners' items
+  std::vector<uint32_t> keyEnd;       // per key: where it ends in keyText
+  std::vector<uint32_t> keyFragment;  // per key: the fragment (owner) asked for it
+  void reset() {
+    keyText.clear();
+    keyEnd.clear();
+    keyFragment.clear();
+  }
+};
+// flush_all to every backend: OK when all said OK.
+struct McFlush {
+  bool noreply = false;
+  void reset() { noreply = false; }
+};
+// Binary FLUSH to every backend.
+struct McBinaryFlush {
+  uint8_t opcode = 0;
+  bool quiet = false;
+  uint32_t opaque = 0;
+  void reset() { *this = McBinaryFlush{}; }
+};
+
+using MemcacheMerge = std::variant<McRelay, McQuietText, McQuietMeta, McBinary, McMultiGet, McFlush, McBinaryFlush>;
+
+class MemcacheRequest final : public Request {
+ public:
+  static Request* make() { return new MemcacheRequest(); }
+
+  template <typename M>
+  M& begin() {
+    if (M* m = std::get_if<M>(&merge)) return *m;
+    return merge.emplace<M>();
+  }
+  template <typename M>
+  M* as() {
+    return std::get_if<M>(&merge);
+  }
+
+  size_t releaseState() override {
+    return std::visit(
+        [](auto& m) -> size_t {
+          m.reset();
+          if constexpr (std::is_same_v<std::decay_t<decltype(m)>, McMultiGet>) {
+            return m.keyText.capacity() + (m.keyEnd.capacity() + m.keyFragment.capacity()) * sizeof(uint32_t);
+          } else {
+            return 0;
+          }
+        },
+        merge);
+  }
+
+  MemcacheMerge merge;
+};
+
+}  // namespace proxy

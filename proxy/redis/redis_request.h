@@ -1,0 +1,106 @@
+// redis_request.h: a Redis request in flight, with what its kind of merge needs. Each kind
+// has its own named state; a merge is one function per kind (RedisSession::merge*), and the
+// pool resets only the kind in use, keeping its capacity.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "proxy/runtime/request.h"
+
+namespace proxy {
+
+// Where one key's (or one queued command's) answer is: in fragment `fragment`, element
+// `position` of that fragment's array reply.
+struct ReplySlot {
+  uint32_t fragment;
+  uint32_t position;
+};
+
+// One backend's reply goes back as it is (GET, SET, HSET, EVALSHA, a WATCH ...).
+struct RelayMerge {
+  void reset() {}
+};
+// MGET over several owners: one array per owner, elements put back in the client's key order.
+// A failed owner's keys get error elements, so the other keys still arrive.
+struct MgetMerge {
+  std::vector<ReplySlot> slots;  // per key; empty when the request went whole to one owner
+  uint32_t keyCount = 0;
+  void reset() {
+    slots.clear();
+    keyCount = 0;
+  }
+};
+// DEL, UNLINK, EXISTS, TOUCH and DBSIZE: integer replies summed; any failure fails the whole.
+struct SumMerge {
+  int64_t sum = 0;
+  void reset() { sum = 0; }
+};
+// MSET: +OK when every owner said OK.
+struct MsetMerge {
+  void reset() {}
+};
+// INFO to every backend: one reply built from theirs, with the sections asked for.
+struct InfoMerge {
+  static constexpr uint8_t kServer = 1, kProxy = 2, kKeyspace = 4;
+  static constexpr uint8_t kAll = kServer | kProxy | kKeyspace;
+  uint8_t sections = kAll;
+  void reset() { sections = kAll; }
+};
+// EXEC: each server ran its part as MULTI ... EXEC; the queued commands' replies are put back
+// in the order they were queued. Commands the proxy answered itself (PING, ECHO, TIME) have
+// their reply in localReplies and no slot.
+struct ExecMerge {
+  static constexpr uint32_t kLocal = UINT32_MAX;  // ReplySlot::fragment of a local reply
+  std::vector<ReplySlot> slots;                   // per queued command
+  std::vector<std::string> localReplies;          // per queued command (empty unless local)
+  void reset() {
+    slots.clear();
+    localReplies.clear();
+  }
+};
+
+using RedisMerge = std::variant<RelayMerge, MgetMerge, SumMerge, MsetMerge, InfoMerge, ExecMerge>;
+
+class RedisRequest final : public Request {
+ public:
+  static Request* make() { return new RedisRequest(); }
+
+  // Starts merge state `M` for this request, reusing the capacity of a previous use of the
+  // same kind.
+  template <typename M>
+  M& begin() {
+    if (M* m = std::get_if<M>(&merge)) return *m;
+    return merge.emplace<M>();
+  }
+  template <typename M>
+  M* as() {
+    return std::get_if<M>(&merge);
+  }
+  bool relays() const { return merge.index() == 0; }
+
+  size_t releaseState() override {
+    wholeReply = false;
+    return std::visit(
+        [](auto& m) -> size_t {
+          m.reset();
+          if constexpr (std::is_same_v<std::decay_t<decltype(m)>, MgetMerge>) {
+            return m.slots.capacity() * sizeof(ReplySlot);
+          } else if constexpr (std::is_same_v<std::decay_t<decltype(m)>, ExecMerge>) {
+            return m.slots.capacity() * sizeof(ReplySlot) + m.localReplies.capacity() * sizeof(std::string);
+          } else {
+            return 0;
+          }
+        },
+        merge);
+  }
+
+  // A multi-key request sent whole to the one server owning all its keys: a good reply is
+  // relayed as it is; only an error or a failure goes through the kind's merge.
+  bool wholeReply = false;
+  RedisMerge merge;
+};
+
+}  // namespace proxy
