@@ -27,6 +27,46 @@ namespace {
 
 std::string errorText(int status) { return uv_strerror(status); }
 
+// The detail of a Protocol failure: the two ways a backend can break the reply stream.
+constexpr std::string_view kUnsolicited = "backend sent bytes nobody asked for";
+constexpr std::string_view kUnparseable = "unparseable reply from backend";
+
+// The one place the wording lives. Clients and integration tests match on these texts, so
+// keep them byte for byte; stats and logs should key on the cause instead.
+std::string failureMessage(FailureCause cause, std::string_view detail) {
+  std::string m;
+  switch (cause) {
+    case FailureCause::None: break;
+    case FailureCause::Resolve: m = "cannot resolve "; break;  // detail: "<host>: <error>"
+    case FailureCause::Connect: m = "connect failed: "; break;
+    case FailureCause::ConnectTimeout:  // detail: the timeout in ms
+      m = "connect timed out after ";
+      m += detail;
+      m += " ms";
+      return m;
+    case FailureCause::Closed: return "connection closed by backend";
+    case FailureCause::Read: m = "read failed: "; break;
+    case FailureCause::Write: m = "write failed: "; break;
+    case FailureCause::ReplyTimeout:  // detail: the timeout in ms
+      m = "no reply within ";
+      m += detail;
+      m += " ms";
+      return m;
+    case FailureCause::Protocol: break;  // detail: kUnsolicited or kUnparseable, the whole text
+    case FailureCause::HandshakeRefused: m = "handshake refused: "; break;
+    case FailureCause::Removed:
+      // With a label: a send refused while closing, which has always named the backend.
+      if (detail.empty()) return "backend removed from the configuration";
+      m = "backend ";
+      m += detail;
+      m += " removed";
+      return m;
+    case FailureCause::Socket: m = "cannot "; break;  // detail: "create socket: <error>" or "read: <error>"
+  }
+  m += detail;
+  return m;
+}
+
 }  // namespace
 
 size_t UpstreamConn::queuedBytes() const { return socket_ != nullptr ? socket_->out.queuedBytes() : 0; }
@@ -44,7 +84,7 @@ UpstreamConn::~UpstreamConn() = default;
 
 uint64_t UpstreamConn::send(const char* data, size_t len, ReplySink* sink, uint64_t cookie, uint32_t hint) {
   if (state_ == State::Closed || closeWhenIdle_) {
-    lastError_ = "backend " + endpoint_.label + " removed";
+    setLastError(FailureCause::Removed, endpoint_.label);
     return 0;
   }
   if (state_ == State::Idle) {
@@ -104,7 +144,7 @@ void UpstreamConn::startConnect() {
       delete socket_;
       socket_ = nullptr;
       state_ = State::Idle;
-      fail("cannot create socket: " + errorText(rc), false);
+      fail(FailureCause::Socket, "create socket: " + errorText(rc));
       return;
     }
     socket_->handleInitialised = true;
@@ -131,7 +171,7 @@ void UpstreamConn::startConnect() {
   if (rc < 0) {
     delete resolving_;
     resolving_ = nullptr;
-    fail("cannot resolve " + endpoint_.host + ": " + errorText(rc), false);
+    fail(FailureCause::Resolve, endpoint_.host + ": " + errorText(rc));
   }
 }
 
@@ -139,7 +179,7 @@ void UpstreamConn::onResolvedCb(uv_getaddrinfo_t* req, int status, addrinfo* res
   auto* self = static_cast<UpstreamConn*>(req->data);
   if (self != nullptr) {
     self->resolving_ = nullptr;
-    if (status < 0 || res == nullptr) self->fail("cannot resolve " + self->endpoint_.host + ": " + errorText(status), false);
+    if (status < 0 || res == nullptr) self->fail(FailureCause::Resolve, self->endpoint_.host + ": " + errorText(status));
     else self->connectResolved(res->ai_addr);
   }
   uv_freeaddrinfo(res);
@@ -160,7 +200,7 @@ void UpstreamConn::connectResolved(const sockaddr* addr) {
     delete socket_;  // the handle was never initialised: nothing to close
     socket_ = nullptr;
   }
-  if (rc < 0) fail("connect failed: " + errorText(rc), false);
+  if (rc < 0) fail(FailureCause::Connect, errorText(rc));
 }
 
 void UpstreamConn::onConnectCb(uv_connect_t* req, int status) {
@@ -171,17 +211,18 @@ void UpstreamConn::onConnectCb(uv_connect_t* req, int status) {
 
 void UpstreamConn::onConnected(int status) {
   if (status < 0) {
-    fail("connect failed: " + errorText(status), false);
+    fail(FailureCause::Connect, errorText(status));
     return;
   }
   const int rc = uv_read_start(&socket_->h.stream, &UpstreamConn::onAllocCb, &UpstreamConn::onReadCb);
   if (rc < 0) {
-    fail("cannot read: " + errorText(rc), false);
+    fail(FailureCause::Socket, "read: " + errorText(rc));
     return;
   }
   state_ = State::Ready;
   backoffMs_ = 0;
   lastError_.clear();
+  lastCause_ = FailureCause::None;
   flusher_.schedule(this);
   armTimer();
 }
@@ -204,7 +245,8 @@ void UpstreamConn::onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
 
 void UpstreamConn::onRead(ssize_t nread) {
   if (nread < 0) {
-    fail(nread == UV_EOF ? std::string("connection closed by backend") : "read failed: " + errorText(static_cast<int>(nread)), false);
+    if (nread == UV_EOF) fail(FailureCause::Closed);
+    else fail(FailureCause::Read, errorText(static_cast<int>(nread)));
     return;
   }
   stats_.bytesIn += static_cast<uint64_t>(nread);
@@ -213,14 +255,14 @@ void UpstreamConn::onRead(ssize_t nread) {
   const uint64_t nowUs = uv_hrtime() / 1000;  // one clock read for the whole batch of replies
   while (!in.empty()) {
     if (fifo_.empty()) {
-      fail("backend sent bytes nobody asked for", false);
+      fail(FailureCause::Protocol, kUnsolicited);
       return;
     }
     const Entry head = fifo_.front();
     const Frame f = framer_->frame(in.readable(), in.readableSize(), head.hint);
     if (f.status == FrameStatus::NeedMore) break;
     if (f.status == FrameStatus::Error) {
-      fail("unparseable reply from backend", false);
+      fail(FailureCause::Protocol, kUnparseable);
       return;
     }
     framer_->reset();
@@ -233,7 +275,7 @@ void UpstreamConn::onRead(ssize_t nread) {
     if (head.handshake) {
       if (f.isError) {
         const std::string text(in.readable(), f.length > 2 ? f.length - 2 : f.length);
-        fail("handshake refused: " + text, false);
+        fail(FailureCause::HandshakeRefused, text);
         return;
       }
     } else if (head.sink != nullptr) {
@@ -253,7 +295,7 @@ void UpstreamConn::onRead(ssize_t nread) {
 void UpstreamConn::flushNow() {
   if (state_ != State::Ready || socket_ == nullptr) return;
   const int rc = socket_->out.flush(&socket_->h.stream);
-  if (rc < 0) fail("write failed: " + errorText(rc), false);
+  if (rc < 0) fail(FailureCause::Write, errorText(rc));
 }
 
 void UpstreamConn::onWriteDone(void* owner, int status) {
@@ -261,16 +303,21 @@ void UpstreamConn::onWriteDone(void* owner, int status) {
   UpstreamConn* self = sock->owner;
   if (self == nullptr) return;
   if (status < 0) {
-    self->fail("write failed: " + errorText(status), false);
+    self->fail(FailureCause::Write, errorText(status));
     return;
   }
   if (!sock->out.pendingBuffer().empty()) self->flusher_.schedule(self);
 }
 
-void UpstreamConn::fail(std::string_view why, bool timedOut) {
-  lastError_ = std::string(why);
-  if (state_ != State::Closed) {
-    if (why == "connection closed by backend") stats_.eofs++;
+void UpstreamConn::setLastError(FailureCause cause, std::string_view detail) {
+  lastCause_ = cause;
+  lastError_ = failureMessage(cause, detail);
+}
+
+void UpstreamConn::fail(FailureCause cause, std::string_view detail) {
+  setLastError(cause, detail);
+  if (state_ != State::Closed) {  // close() is the proxy's doing: not the backend's failure
+    if (cause == FailureCause::Closed) stats_.eofs++;
     else stats_.errors++;
     if (failures_ != nullptr) {
       ++*failures_;
@@ -290,7 +337,7 @@ void UpstreamConn::fail(std::string_view why, bool timedOut) {
     headSeq_++;
     if (e.handshake) continue;
     stats_.failures++;
-    if (timedOut) stats_.timeouts++;
+    if (isTimeout(cause)) stats_.timeouts++;
     if (e.sink != nullptr) e.sink->onFailure(e.cookie, message);
   }
   if (state_ == State::Closed) return;
@@ -346,7 +393,7 @@ void UpstreamConn::onTimer() {
     case State::Resolving:
     case State::Connecting:
       if (options_.connectTimeoutMs >= 0 && now >= connectStartedMs_ + static_cast<uint64_t>(options_.connectTimeoutMs)) {
-        fail("connect timed out after " + std::to_string(options_.connectTimeoutMs) + " ms", true);
+        fail(FailureCause::ConnectTimeout, std::to_string(options_.connectTimeoutMs));
         return;
       }
       break;
@@ -354,7 +401,7 @@ void UpstreamConn::onTimer() {
       if (options_.replyTimeoutMs >= 0 && !fifo_.empty() &&
           now >= fifo_.front().sentAtMs + static_cast<uint64_t>(options_.replyTimeoutMs)) {
         // The stream is out of step once a reply is abandoned: drop the socket, as twemproxy does.
-        fail("no reply within " + std::to_string(options_.replyTimeoutMs) + " ms", true);
+        fail(FailureCause::ReplyTimeout, std::to_string(options_.replyTimeoutMs));
         return;
       }
       break;
@@ -381,7 +428,7 @@ void UpstreamConn::closeWhenIdle() {
 void UpstreamConn::close() {
   if (state_ == State::Closed) return;
   state_ = State::Closed;
-  fail("backend removed from the configuration", false);
+  fail(FailureCause::Removed);
   uv_timer_stop(&timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &UpstreamConn::onTimerClosed);
 }

@@ -27,6 +27,7 @@
 #include "backends/io/flush_scheduler.h"
 #include "backends/io/output_queue.h"
 #include "backends/io/ring_queue.h"
+#include "backends/upstream/failure_cause.h"
 #include "backends/upstream/upstream_link.h"
 
 namespace backends::upstream {
@@ -109,7 +110,7 @@ class UpstreamConn final : public UpstreamLink, private io::Flushable {
   // Forgets the backoff and connects now (a backend rejoining its ring after ejection).
   void retryNow();
   // Fails what is owed, closes, and deletes this object once its handles have closed.
-  void close();
+  void close() override;
   // Refuses new sends, lets every request already sent get its reply, then close()s. Used
   // for backends removed by a reload and for a client's dedicated WATCH connection.
   void closeWhenIdle() override;
@@ -117,6 +118,8 @@ class UpstreamConn final : public UpstreamLink, private io::Flushable {
   const Endpoint& endpoint() const { return endpoint_; }
   const std::string& label() const override { return endpoint_.label; }
   const std::string& lastError() const override { return lastError_; }
+  // Why lastError() was set; None once a connect succeeds (lastError() is cleared then too).
+  FailureCause lastCause() const { return lastCause_; }
   size_t inflight() const { return fifo_.size(); }
   // Request bytes written by clients but not yet accepted by the kernel.
   size_t queuedBytes() const;
@@ -150,7 +153,10 @@ class UpstreamConn final : public UpstreamLink, private io::Flushable {
   void connectResolved(const sockaddr* addr);
   void onConnected(int status);
   void onRead(ssize_t nread);
-  void fail(std::string_view why, bool timedOut);
+  // `detail` is what the message adds to the cause: an error text, a duration in ms, ...
+  // (see failureMessage in the .cc, the one place the wording lives).
+  void fail(FailureCause cause, std::string_view detail = {});
+  void setLastError(FailureCause cause, std::string_view detail);
   void dropSocket();
   void armTimer();
   void onTimer();
@@ -179,6 +185,7 @@ class UpstreamConn final : public UpstreamLink, private io::Flushable {
   int backoffMs_ = 0;
   uint64_t connectStartedMs_ = 0;
   std::string lastError_;
+  FailureCause lastCause_ = FailureCause::None;
   ConnStats stats_;
   uint32_t* failures_ = nullptr;
   void (*onFailure_)(void*) = nullptr;

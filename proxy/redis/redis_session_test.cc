@@ -1,0 +1,220 @@
+// RedisSession against fake backends (tests/support/fake_host.h): merges with replies that
+// arrive out of order, a shard failing mid-merge, reply order across a slow shard, the table's
+// checks, transactions. The client is a real socket; the routing is the real ring.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "proxy/redis/redis_frontend.h"
+#include "tests/support/fake_host.h"
+
+namespace proxy {
+namespace {
+
+using testing::FakeHost;
+using testing::FakeLink;
+
+const char* kThreeShards = R"(
+pool:
+  listen: 127.0.0.1:22121
+  redis: true
+  hash: fnv1a_64
+  distribution: ketama
+  servers:
+   - 127.0.0.1:7001:1 s1
+   - 127.0.0.1:7002:1 s2
+   - 127.0.0.1:7003:1 s3
+)";
+
+std::string bulk(std::string_view s) { return "$" + std::to_string(s.size()) + "\r\n" + std::string(s) + "\r\n"; }
+
+std::string command(std::initializer_list<std::string_view> args) {
+  std::string out = "*" + std::to_string(args.size()) + "\r\n";
+  for (std::string_view a : args) out += bulk(a);
+  return out;
+}
+
+struct Fixture {
+  FakeHost host{kThreeShards};
+  RedisFrontend frontend;
+  testing::TestClient client = host.connect(frontend, 0);
+  // One key per shard, so that multi-key requests split three ways.
+  std::string k0 = host.keyOn(0, 0), k1 = host.keyOn(0, 1), k2 = host.keyOn(0, 2);
+  FakeLink& shard(uint32_t i) { return host.link(i); }
+};
+
+TEST_CASE("a keyed command goes to its key's owner unchanged and its reply comes back byte for byte") {
+  Fixture f;
+  const std::string get = command({"GET", f.k1});
+  f.client.send(get);
+  REQUIRE(f.shard(1).owed.size() == 1);
+  CHECK(f.shard(1).next() == get);
+  CHECK(f.shard(0).owed.empty());
+  CHECK(f.shard(2).owed.empty());
+  f.shard(1).answer("$5\r\nhello\r\n");
+  CHECK(f.client.receive() == "$5\r\nhello\r\n");
+}
+
+TEST_CASE("replies leave in request order even when a later request's shard answers first") {
+  Fixture f;
+  f.client.send(command({"GET", f.k0}) + command({"GET", f.k1}) + command({"GET", f.k2}));
+  f.shard(2).answer("$1\r\nc\r\n");
+  f.shard(1).answer("$1\r\nb\r\n");
+  CHECK(f.client.receive().empty());  // the first request (shard 0, slow) is still owed
+  f.shard(0).answer("$1\r\na\r\n");
+  CHECK(f.client.receive() == "$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n");
+}
+
+TEST_CASE("MGET over three shards merges in the client's key order whatever order shards answer in") {
+  Fixture f;
+  const std::string k0b = f.host.keyOn(0, 0, "other");
+  f.client.send(command({"MGET", f.k1, f.k0, f.k2, k0b}));
+  // One sub-request per owner, each with its keys in the client's order.
+  CHECK(f.shard(0).next() == command({"MGET", f.k0, k0b}));
+  CHECK(f.shard(1).next() == command({"MGET", f.k1}));
+  CHECK(f.shard(2).next() == command({"MGET", f.k2}));
+  f.shard(2).answer("*1\r\n$2\r\nv2\r\n");
+  f.shard(0).answer("*2\r\n$2\r\nv0\r\n$-1\r\n");
+  CHECK(f.client.receive().empty());
+  f.shard(1).answer("*1\r\n$2\r\nv1\r\n");
+  CHECK(f.client.receive() == "*4\r\n$2\r\nv1\r\n$2\r\nv0\r\n$2\r\nv2\r\n$-1\r\n");
+}
+
+TEST_CASE("MGET: a shard failing mid-merge gives its keys error elements and the others their values") {
+  Fixture f;
+  f.client.send(command({"MGET", f.k0, f.k1, f.k2}));
+  f.shard(0).answer("*1\r\n$2\r\nv0\r\n");
+  f.shard(1).failAll("backend 127.0.0.1:7002: connection closed by backend");
+  f.shard(2).answer("*1\r\n$2\r\nv2\r\n");
+  CHECK(f.client.receive() ==
+        "*3\r\n$2\r\nv0\r\n-ERR backend 127.0.0.1:7002: connection closed by backend\r\n$2\r\nv2\r\n");
+  CHECK(f.host.stats("pool").forwardErrors == 1);
+}
+
+TEST_CASE("MGET: a shard answering with an error fails only its keys") {
+  Fixture f;
+  f.client.send(command({"MGET", f.k0, f.k1}));
+  f.shard(1).answer("-LOADING Redis is loading the dataset in memory\r\n", true);
+  f.shard(0).answer("*1\r\n$2\r\nv0\r\n");
+  CHECK(f.client.receive() == "*2\r\n$2\r\nv0\r\n-LOADING Redis is loading the dataset in memory\r\n");
+}
+
+TEST_CASE("MGET whose keys share one owner is sent whole and its reply relayed untouched") {
+  Fixture f;
+  const std::string a = f.host.keyOn(0, 1, "a"), b = f.host.keyOn(0, 1, "b");
+  const std::string mget = command({"MGET", a, b});
+  f.client.send(mget);
+  CHECK(f.shard(1).next() == mget);
+  f.shard(1).answer("*2\r\n$1\r\nx\r\n$1\r\ny\r\n");
+  CHECK(f.client.receive() == "*2\r\n$1\r\nx\r\n$1\r\ny\r\n");
+  // ...and when that one owner fails, every key gets the error.
+  f.client.send(mget);
+  f.shard(1).failAll("backend 127.0.0.1:7002: no reply within 100 ms");
+  CHECK(f.client.receive() == "*2\r\n-ERR backend 127.0.0.1:7002: no reply within 100 ms\r\n"
+                              "-ERR backend 127.0.0.1:7002: no reply within 100 ms\r\n");
+}
+
+TEST_CASE("DEL over three shards sums the counts; one failing shard makes the whole reply an error") {
+  Fixture f;
+  f.client.send(command({"DEL", f.k0, f.k1, f.k2}));
+  f.shard(1).answer(":1\r\n");
+  f.shard(2).answer(":0\r\n");
+  f.shard(0).answer(":1\r\n");
+  CHECK(f.client.receive() == ":2\r\n");
+  f.client.send(command({"EXISTS", f.k0, f.k1, f.k2}));
+  f.shard(0).answer(":1\r\n");
+  f.shard(2).failAll("backend 127.0.0.1:7003: connection closed by backend");
+  f.shard(1).answer(":1\r\n");
+  CHECK(f.client.receive() == "-ERR backend 127.0.0.1:7003: connection closed by backend\r\n");
+}
+
+TEST_CASE("MSET is OK only when every shard said OK, and a shard refusing at once fails it") {
+  Fixture f;
+  f.client.send(command({"MSET", f.k0, "a", f.k1, "b"}));
+  CHECK(f.shard(0).next() == command({"MSET", f.k0, "a"}));
+  CHECK(f.shard(1).next() == command({"MSET", f.k1, "b"}));
+  f.shard(1).answer("+OK\r\n");
+  f.shard(0).answer("+OK\r\n");
+  CHECK(f.client.receive() == "+OK\r\n");
+  f.shard(2).refuse = true;
+  f.client.send(command({"MSET", f.k0, "a", f.k2, "c"}));
+  f.shard(0).answer("+OK\r\n");
+  CHECK(f.client.receive() == "-ERR backend s3 (127.0.0.1:7003): connect failed: connection refused\r\n");
+}
+
+TEST_CASE("a client that half-closes gets what it asked for first, then the session closes") {
+  Fixture f;
+  f.client.send(command({"MGET", f.k0, f.k1}));
+  f.shard(0).answer("*1\r\n$1\r\na\r\n");
+  f.host.settle();
+  CHECK(f.host.sessions() == 1);  // still owed a reply
+  f.shard(1).answer("*1\r\n$1\r\nb\r\n");
+  CHECK(f.client.receive() == "*2\r\n$1\r\na\r\n$1\r\nb\r\n");
+}
+
+TEST_CASE("a session closed with requests in flight cancels them, and the late replies are dropped") {
+  Fixture f;
+  f.client.send(command({"GET", f.k1}) + command({"MGET", f.k0, f.k2}));
+  f.host.closeAll();  // as a worker's shutdown timer or a dead socket does
+  CHECK(f.host.sessions() == 0);
+  CHECK(f.shard(1).cancels == 1);
+  CHECK(f.shard(0).cancels == 1);
+  CHECK(f.shard(2).cancels == 1);
+  CHECK(f.shard(1).answer("$1\r\nb\r\n"));  // dropped, not delivered to a freed request
+}
+
+TEST_CASE("the command table's checks: unknown command, arity, NOAUTH exemptions") {
+  const std::string authed = std::string(kThreeShards) + "  redis_auth: secret\n";
+  FakeHost host(authed);
+  RedisFrontend fe;
+  auto c = host.connect(fe, 0);
+  c.send(command({"NOSUCH", "x"}));
+  CHECK(c.receive() == "-ERR unknown command 'NOSUCH', with args beginning with: 'x' \r\n");
+  c.send(command({"GET", "a"}));
+  CHECK(c.receive() == "-NOAUTH Authentication required.\r\n");
+  c.send(command({"AUTH", "secret"}));
+  CHECK(c.receive() == "+OK\r\n");
+  c.send(command({"GET"}));
+  CHECK(c.receive() == "-ERR wrong number of arguments for 'get' command\r\n");
+  c.send(command({"PING"}));
+  CHECK(c.receive() == "+PONG\r\n");
+  c.send(command({"BLPOP", "a", "0"}));
+  CHECK(c.receive().rfind("-ERR ringproxy does not support 'blpop'", 0) == 0);
+}
+
+TEST_CASE("EXEC over two shards: each runs its part as MULTI...EXEC, replies merged in queue order") {
+  Fixture f;
+  f.client.send(command({"MULTI"}) + command({"SET", f.k1, "b"}) + command({"PING"}) + command({"SET", f.k0, "a"}) +
+                command({"EXEC"}));
+  CHECK(f.client.receive() == "+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n");
+  REQUIRE(f.shard(1).owed.size() == 3);
+  REQUIRE(f.shard(0).owed.size() == 3);
+  CHECK(f.shard(1).log[0] == command({"MULTI"}));
+  CHECK(f.shard(1).log[1] == command({"SET", f.k1, "b"}));
+  CHECK(f.shard(1).log[2] == command({"EXEC"}));
+  for (FakeLink* l : {&f.shard(0), &f.shard(1)}) {
+    l->answer("+OK\r\n");
+    l->answer("+QUEUED\r\n");
+  }
+  f.shard(0).answer("*1\r\n+OK\r\n");
+  f.shard(1).answer("*1\r\n+OK\r\n");
+  CHECK(f.client.receive() == "*3\r\n+OK\r\n+PONG\r\n+OK\r\n");
+}
+
+TEST_CASE("WATCH pins the client to a dedicated link for its server until EXEC") {
+  Fixture f;
+  f.client.send(command({"WATCH", f.k2}));
+  REQUIRE(f.host.dedicated().size() == 1);
+  FakeLink& pinned = *f.host.dedicated()[0];
+  CHECK(pinned.next() == command({"WATCH", f.k2}));
+  pinned.answer("+OK\r\n");
+  CHECK(f.client.receive() == "+OK\r\n");
+  f.client.send(command({"GET", f.k2}));  // same server: travels on the pinned link
+  CHECK(pinned.owed.size() == 1);
+  CHECK(f.shard(2).owed.empty());
+  pinned.answer("$-1\r\n");
+  CHECK(f.client.receive() == "$-1\r\n");
+}
+
+}  // namespace
+}  // namespace proxy
