@@ -110,7 +110,7 @@ class Buffer {
   // needs one. An idle connection then holds no buffer at all, and the give-and-take costs a
   // few instructions instead of a malloc/free pair. The list is a plain array, so reaching it
   // is one thread-pointer-relative load (a thread_local with a destructor goes through an
-  // init-guard call each time: ~25 instructions of a proxied GET); a thread that used buffers
+  // init-guard call on every access); a thread that used buffers
   // calls releaseThreadSpares() before it ends.
   struct Spares {
     char* blocks[32];

@@ -1,6 +1,6 @@
 // ring_queue.h: a FIFO in one power-of-two array that wraps around. An upstream connection
-// keeps one entry per reply it owes; std::deque allocated and freed a 512-byte chunk every
-// few dozen requests and cost ~45 instructions per push/pop pair against ~10 here. The array
+// keeps one entry per reply it owes; std::deque allocates and frees a 512-byte chunk every
+// few dozen requests and its push/pop pair is several times dearer than an index here. The array
 // grows by doubling and is kept when the queue empties (backend connections are few).
 #pragma once
 

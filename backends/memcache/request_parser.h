@@ -195,8 +195,6 @@ class RequestParser {
   RequestStatus parseBinary(const char* request, size_t len) noexcept;
   // Splits the line [0, end) on spaces into tokens_; false when out of memory.
   [[nodiscard]] bool tokenize(const char* request, size_t end) noexcept;
-  // The line has been split; decides the command and how the request ends.
-  RequestStatus classifyLine(const char* request, size_t lineSize) noexcept;
   // Checks a framed text/meta request; records a skippable error in pending*.
   void validateText(const char* request, const TextCommandInfo& info) noexcept;
   void validateMeta(const char* request, const TextCommandInfo& info) noexcept;

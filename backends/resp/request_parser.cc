@@ -59,8 +59,8 @@ ParseStatus readHeaderNumberSlow(const char* data, size_t len, size_t start, int
 }
 
 // Nearly every header is 1 to 18 digits without a sign or a leading zero, then CRLF: that
-// shape needs no overflow check and no sign handling (~25 instructions instead of ~75 per
-// header, and a GET has three). Anything else goes to the exact rules above.
+// shape needs no overflow check and no sign handling, and a GET has three such headers.
+// Anything else goes to the exact rules above.
 inline ParseStatus readHeaderNumber(const char* data, size_t len, size_t start, int64_t* value, size_t* next) noexcept {
   const size_t end = std::min(len, start + 18);
   size_t i = start;

@@ -373,8 +373,8 @@ const CommandSpec* findCommand(std::string_view name) noexcept {
   }
   const std::string_view key(lower, name.size());
   // An open-addressed hash table over the names, built once: a lookup is one hash and
-  // usually one comparison. (The binary search it replaced cost ~400 instructions per
-  // request, 15% of a proxied GET.)
+  // usually one comparison, where a binary search over the names costs a dozen string
+  // comparisons on every request.
   static const CommandIndex index;
   return index.find(key);
 }

@@ -185,7 +185,7 @@ void RedisSession::cmdInfo(const CommandSpec&, const char* req) {
 
 bool RedisSession::singleOwner(const CommandSpec& spec, const char* req, uint32_t& owner) {
   // Most commands have exactly one key, the first argument (GET, SET, HSET, ...): route it
-  // without building a key list (~150 instructions a request).
+  // without building a key list.
   if (spec.keys.first == 1 && spec.keys.last == 1 && spec.keys.numkeysAt == 0 && argc() >= 2) {
     owner = host_.placement(pool()).backendOf(arg(req, 1));
     return true;

@@ -155,8 +155,8 @@ class Request : public backends::upstream::ReplySink {
 };
 
 // A free list of one protocol's requests, per worker. Allocating and freeing a Request (and
-// the strings inside it) per request cost about 10% of the instructions of a proxied GET;
-// reusing them costs a few. Requests that grew large are freed rather than kept, so the pool
+// the strings inside it) per request is a large share of a proxied GET's cost; reusing them
+// costs a few instructions. Requests that grew large are freed rather than kept, so the pool
 // holds little memory.
 class RequestPool {
  public:
