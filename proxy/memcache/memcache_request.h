@@ -4,7 +4,6 @@
 
 #include <cstdint>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include "proxy/runtime/request.h"
@@ -14,14 +13,17 @@ namespace proxy {
 // The backend's reply, as is.
 struct McRelay {
   void reset() {}
+  size_t retainedBytes() const { return 0; }
 };
 // Text noreply: nothing goes back, whatever the reply (not even errors of storing).
 struct McQuietText {
   void reset() {}
+  size_t retainedBytes() const { return 0; }
 };
 // Meta q: sent quiet with an mn behind it; the backend's reply minus that MN.
 struct McQuietMeta {
   void reset() {}
+  size_t retainedBytes() const { return 0; }
 };
 // Binary: relayed; a quiet opcode was sent loud, so what memcached would not have sent
 // (a miss for GETQ/GETKQ/GATQ/GATKQ, success for the others) is dropped, and the client's
@@ -31,6 +33,7 @@ struct McBinary {
   bool quiet = false;
   uint32_t opaque = 0;
   void reset() { *this = McBinary{}; }
+  size_t retainedBytes() const { return 0; }
 };
 // Text get/gets/gat/gats over several owners: items merged in the client's key order, one END.
 struct McMultiGet {
@@ -42,11 +45,15 @@ struct McMultiGet {
     keyEnd.clear();
     keyFragment.clear();
   }
+  size_t retainedBytes() const {
+    return keyText.capacity() + (keyEnd.capacity() + keyFragment.capacity()) * sizeof(uint32_t);
+  }
 };
 // flush_all to every backend: OK when all said OK.
 struct McFlush {
   bool noreply = false;
   void reset() { noreply = false; }
+  size_t retainedBytes() const { return 0; }
 };
 // Binary FLUSH to every backend.
 struct McBinaryFlush {
@@ -54,38 +61,13 @@ struct McBinaryFlush {
   bool quiet = false;
   uint32_t opaque = 0;
   void reset() { *this = McBinaryFlush{}; }
+  size_t retainedBytes() const { return 0; }
 };
 
-using MemcacheMerge = std::variant<McRelay, McQuietText, McQuietMeta, McBinary, McMultiGet, McFlush, McBinaryFlush>;
-
-class MemcacheRequest final : public Request {
+class MemcacheRequest final
+    : public RequestWith<McRelay, McQuietText, McQuietMeta, McBinary, McMultiGet, McFlush, McBinaryFlush> {
  public:
   static Request* make() { return new MemcacheRequest(); }
-
-  template <typename M>
-  M& begin() {
-    if (M* m = std::get_if<M>(&merge)) return *m;
-    return merge.emplace<M>();
-  }
-  template <typename M>
-  M* as() {
-    return std::get_if<M>(&merge);
-  }
-
-  size_t releaseState() override {
-    return std::visit(
-        [](auto& m) -> size_t {
-          m.reset();
-          if constexpr (std::is_same_v<std::decay_t<decltype(m)>, McMultiGet>) {
-            return m.keyText.capacity() + (m.keyEnd.capacity() + m.keyFragment.capacity()) * sizeof(uint32_t);
-          } else {
-            return 0;
-          }
-        },
-        merge);
-  }
-
-  MemcacheMerge merge;
 };
 
 }  // namespace proxy

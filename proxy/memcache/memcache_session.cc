@@ -320,13 +320,7 @@ void MemcacheSession::onFragmentReply(Request& base, uint32_t fragment, const ch
   auto& r = static_cast<MemcacheRequest&>(base);
   const McBinary* binary = r.as<McBinary>();
   if (r.as<McRelay>() != nullptr || (binary != nullptr && !binary->quiet)) {
-    if (isHead(r)) {
-      replyHead(data, len);  // the common case: straight to the client
-    } else {
-      r.reply.assign(data, len);
-      r.waiting = 0;
-      complete(r);
-    }
+    relayReply(r, data, len);
     return;
   }
   if (binary != nullptr || r.as<McQuietText>() != nullptr || r.as<McQuietMeta>() != nullptr) {
@@ -378,7 +372,10 @@ void MemcacheSession::failureReply(MemcacheRequest& r, std::string_view why) {
     mc::appendBinaryResponse(r.reply, b->opcode, kBinaryStatusInternalError, b->opaque, 0, "", "", why);
     return;
   }
-  r.reply = "SERVER_ERROR ";
+  // A backend's own error line (a shard of a merged request answered one) goes back as it
+  // is; the proxy's own reasons get memcached's SERVER_ERROR.
+  const bool backendLine = why.starts_with("SERVER_ERROR ") || why.starts_with("CLIENT_ERROR ");
+  r.reply = backendLine ? "" : "SERVER_ERROR ";
   r.reply.append(why);
   r.reply += "\r\n";
 }

@@ -159,12 +159,8 @@ TEST_CASE("get: a shard answering with an error line leaves its keys out") {
   f.client.send("get " + f.k0 + " " + f.k1 + "\r\n");
   f.shard(0).answer("SERVER_ERROR out of memory\r\n", true);
   f.shard(1).answer("SERVER_ERROR out of memory\r\n", true);
-  // SUSPICIOUS (reported, not fixed): the backend's own error line is wrapped in a second
-  // "SERVER_ERROR " prefix (onFragmentReply keeps the whole line as r.error and failureReply
-  // prefixes it again). Expected:
-  //   CHECK(f.client.receive() == "SERVER_ERROR out of memory\r\n");
-  // Actual:
-  CHECK(f.client.receive() == "SERVER_ERROR SERVER_ERROR out of memory\r\n");
+  // The backend's own error line, not wrapped in a second "SERVER_ERROR ".
+  CHECK(f.client.receive() == "SERVER_ERROR out of memory\r\n");
 }
 
 TEST_CASE("text noreply is sent loud and its reply dropped; the next request's reply is what comes back") {
@@ -318,11 +314,7 @@ TEST_CASE("flush_all: a backend answering with an error line fails it") {
   f.shard(0).answer("OK\r\n");
   f.shard(1).answer("SERVER_ERROR busy\r\n", true);
   f.shard(2).answer("OK\r\n");
-  // SUSPICIOUS (reported, not fixed): as for get, the backend's error line gets a second
-  // "SERVER_ERROR " prefix. Expected:
-  //   CHECK(f.client.receive() == "SERVER_ERROR busy\r\n");
-  // Actual:
-  CHECK(f.client.receive() == "SERVER_ERROR SERVER_ERROR busy\r\n");
+  CHECK(f.client.receive() == "SERVER_ERROR busy\r\n");
 }
 
 TEST_CASE("meta quiet: a shard failing answers its request with SERVER_ERROR, and the MN still follows") {

@@ -5,7 +5,6 @@
 
 #include <cstdint>
 #include <string>
-#include <variant>
 #include <vector>
 
 #include "proxy/runtime/request.h"
@@ -22,6 +21,7 @@ struct ReplySlot {
 // One backend's reply goes back as it is (GET, SET, HSET, EVALSHA, a WATCH ...).
 struct RelayMerge {
   void reset() {}
+  size_t retainedBytes() const { return 0; }
 };
 // MGET over several owners: one array per owner, elements put back in the client's key order.
 // A failed owner's keys get error elements, so the other keys still arrive.
@@ -32,15 +32,18 @@ struct MgetMerge {
     slots.clear();
     keyCount = 0;
   }
+  size_t retainedBytes() const { return slots.capacity() * sizeof(ReplySlot); }
 };
 // DEL, UNLINK, EXISTS, TOUCH and DBSIZE: integer replies summed; any failure fails the whole.
 struct SumMerge {
   int64_t sum = 0;
   void reset() { sum = 0; }
+  size_t retainedBytes() const { return 0; }
 };
 // MSET: +OK when every owner said OK.
 struct MsetMerge {
   void reset() {}
+  size_t retainedBytes() const { return 0; }
 };
 // INFO to every backend: one reply built from theirs, with the sections asked for.
 struct InfoMerge {
@@ -48,6 +51,7 @@ struct InfoMerge {
   static constexpr uint8_t kAll = kServer | kProxy | kKeyspace;
   uint8_t sections = kAll;
   void reset() { sections = kAll; }
+  size_t retainedBytes() const { return 0; }
 };
 // EXEC: each server ran its part as MULTI ... EXEC; the queued commands' replies are put back
 // in the order they were queued. Commands the proxy answered itself (PING, ECHO, TIME) have
@@ -60,47 +64,24 @@ struct ExecMerge {
     slots.clear();
     localReplies.clear();
   }
+  size_t retainedBytes() const {
+    return slots.capacity() * sizeof(ReplySlot) + localReplies.capacity() * sizeof(std::string);
+  }
 };
 
-using RedisMerge = std::variant<RelayMerge, MgetMerge, SumMerge, MsetMerge, InfoMerge, ExecMerge>;
-
-class RedisRequest final : public Request {
+class RedisRequest final : public RequestWith<RelayMerge, MgetMerge, SumMerge, MsetMerge, InfoMerge, ExecMerge> {
  public:
   static Request* make() { return new RedisRequest(); }
 
-  // Starts merge state `M` for this request, reusing the capacity of a previous use of the
-  // same kind.
-  template <typename M>
-  M& begin() {
-    if (M* m = std::get_if<M>(&merge)) return *m;
-    return merge.emplace<M>();
-  }
-  template <typename M>
-  M* as() {
-    return std::get_if<M>(&merge);
-  }
   bool relays() const { return merge.index() == 0; }
-
   size_t releaseState() override {
     wholeReply = false;
-    return std::visit(
-        [](auto& m) -> size_t {
-          m.reset();
-          if constexpr (std::is_same_v<std::decay_t<decltype(m)>, MgetMerge>) {
-            return m.slots.capacity() * sizeof(ReplySlot);
-          } else if constexpr (std::is_same_v<std::decay_t<decltype(m)>, ExecMerge>) {
-            return m.slots.capacity() * sizeof(ReplySlot) + m.localReplies.capacity() * sizeof(std::string);
-          } else {
-            return 0;
-          }
-        },
-        merge);
+    return RequestWith::releaseState();
   }
 
   // A multi-key request sent whole to the one server owning all its keys: a good reply is
   // relayed as it is; only an error or a failure goes through the kind's merge.
   bool wholeReply = false;
-  RedisMerge merge;
 };
 
 }  // namespace proxy

@@ -319,13 +319,7 @@ void RedisSession::fanout(const CommandSpec& spec, const char* req) {
 void RedisSession::onFragmentReply(Request& base, uint32_t fragment, const char* data, size_t len, bool isError) {
   auto& r = static_cast<RedisRequest&>(base);
   if (r.relays() || (r.wholeReply && !isError)) {
-    if (isHead(r)) {
-      replyHead(data, len);  // the common case: straight to the client
-    } else {
-      r.reply.assign(data, len);
-      r.waiting = 0;
-      complete(r);
-    }
+    relayReply(r, data, len);
     return;
   }
   Fragment& f = r.fragment(fragment);

@@ -98,6 +98,17 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   // backend and the cause (if no earlier failure did), and the failure is counted.
   bool sendFragment(Request& r, uint32_t fragment, uint32_t backend, backends::upstream::UpstreamLink& link,
                     const char* bytes, size_t len, uint32_t hint = 0);
+  // `r`'s whole reply is the backend's, as is: written at once when `r` is the head (the
+  // common case, no copy), else kept until the requests before it complete.
+  void relayReply(Request& r, const char* data, size_t len) {
+    if (&r == head_) {
+      replyHead(data, len);
+      return;
+    }
+    r.reply.assign(data, len);
+    r.waiting = 0;
+    complete(r);
+  }
   // Marks `r` complete (its reply in r.reply) and writes out whatever is now ready.
   void complete(Request& r);
   // The reply for a request answered without going upstream.

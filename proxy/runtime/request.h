@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "backends/io/debug_assert.h"
@@ -152,6 +153,34 @@ class Request : public backends::upstream::ReplySink {
   std::vector<Fragment> more_;
   uint32_t used_ = 0;
   int64_t accounted_ = 0;  // what accountHeldBytes() last added to the buffered-bytes figure
+};
+
+// A protocol's request type: Request plus one merge state out of `Kinds`, each a struct with
+// reset() (fresh, keeping capacity) and retainedBytes() (heap kept between uses).
+template <typename... Kinds>
+class RequestWith : public Request {
+ public:
+  // Starts merge state `M` for this request, reusing the capacity of a previous use of the
+  // same kind (the pool hands requests back reset, not destroyed).
+  template <typename M>
+  M& begin() {
+    if (M* m = std::get_if<M>(&merge)) return *m;
+    return merge.template emplace<M>();
+  }
+  template <typename M>
+  M* as() {
+    return std::get_if<M>(&merge);
+  }
+  size_t releaseState() override {
+    return std::visit(
+        [](auto& m) -> size_t {
+          m.reset();
+          return m.retainedBytes();
+        },
+        merge);
+  }
+
+  std::variant<Kinds...> merge;
 };
 
 // A free list of one protocol's requests, per worker. Allocating and freeing a Request (and
