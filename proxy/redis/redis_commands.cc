@@ -204,7 +204,7 @@ constexpr CommandSpec kCommands[] = {
     refused("save", 1),
     refused("scan", -2),
     reads("scard", 2),
-    refused("script", -2),
+    local("script", -2, &S::cmdScript),
     reads("sdiff", -2, kKeysAll),
     writes("sdiffstore", -3, kKeysAll),
     local("select", 2, &S::cmdSelect),

@@ -69,7 +69,18 @@ struct ExecMerge {
   }
 };
 
-class RedisRequest final : public RequestWith<RelayMerge, MgetMerge, SumMerge, MsetMerge, InfoMerge, ExecMerge> {
+// The same command to every backend (SCRIPT LOAD, SCRIPT FLUSH, SCRIPT EXISTS), so that what
+// it sets up is there whichever server owns the keys later: the reply is the first backend's
+// when every backend succeeded; for SCRIPT EXISTS, each element is 1 only where every backend
+// has the script (EVALSHA would fail on the one that lacks it).
+struct EveryBackendMerge {
+  bool allOf = false;  // integer arrays, element by element: the smallest value
+  void reset() { allOf = false; }
+  size_t retainedBytes() const { return 0; }
+};
+
+class RedisRequest final
+    : public RequestWith<RelayMerge, MgetMerge, SumMerge, MsetMerge, InfoMerge, ExecMerge, EveryBackendMerge> {
  public:
   static Request* make() { return new RedisRequest(); }
 

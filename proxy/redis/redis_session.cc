@@ -166,6 +166,66 @@ void RedisSession::cmdDbsize(const CommandSpec&, const char*) {
   if (r->waiting == 0) fragmentsDone(*r);
 }
 
+void RedisSession::cmdScript(const CommandSpec&, const char* req) {
+  // Scripts live per server and EVALSHA runs on whichever server owns its keys, so the
+  // commands that change or inspect the script cache go to every server of the pool.
+  std::string sub(arg(req, 1));
+  for (char& c : sub) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const bool load = sub == "load" && argc() == 3;
+  const bool flush = sub == "flush" && argc() <= 3;
+  const bool exists = sub == "exists" && argc() >= 3;
+  if (!load && !flush && !exists) {
+    if (sub == "load" || sub == "flush" || sub == "exists") {
+      replyError("ERR wrong number of arguments for 'script|" + sub + "' command");
+    } else {
+      replyError("ERR ringproxy does not support 'SCRIPT " + std::string(arg(req, 1)) +
+                 "': it answers LOAD, EXISTS and FLUSH, sent to every server of the pool");
+    }
+    return;
+  }
+  std::string_view bytes(req, parser_->size());
+  if (parser_->isInline()) {  // backends are only ever sent RESP
+    s_.bytes.clear();
+    resp::appendMultibulk(s_.bytes, req, parser_->args());
+    bytes = s_.bytes;
+  }
+  RedisRequest* r = newRedisRequest();
+  broadcast<EveryBackendMerge>(*r, bytes).allOf = exists;
+  if (r->waiting == 0) fragmentsDone(*r);
+}
+
+void RedisSession::mergeEveryBackend(RedisRequest& r, const EveryBackendMerge& m) {
+  if (!r.error.empty()) {  // one server failed: the setup is not everywhere
+    resp::appendError(r.reply, r.error);
+    return;
+  }
+  if (!m.allOf) {
+    r.reply = r.fragment(0).reply;  // the same answer from every server (the SHA, OK)
+    return;
+  }
+  // SCRIPT EXISTS: 1 only where every server has the script.
+  std::vector<int64_t> all;
+  for (uint32_t f = 0; f < r.fragmentCount(); ++f) {
+    const std::string& reply = r.fragment(f).reply;
+    if (resp::splitAggregate(reply.data(), reply.size(), s_.elementSpans.emplace_back()) != ParseStatus::Complete) {
+      s_.elementSpans.pop_back();
+      resp::appendError(r.reply, "ERR backend sent a malformed SCRIPT EXISTS reply");
+      return;
+    }
+    const auto& spans = s_.elementSpans.back();
+    if (f == 0) all.assign(spans.size(), 1);
+    for (size_t i = 0; i < spans.size() && i < all.size(); ++i) {
+      int64_t v = 0;
+      const std::string_view e(reply.data() + spans[i].offset, spans[i].length);
+      if (e.size() < 3 || e[0] != ':' || !parseInt64(e.substr(1, e.size() - 3), v)) v = 0;
+      all[i] = std::min(all[i], v);
+    }
+    s_.elementSpans.pop_back();
+  }
+  resp::appendArrayHeader(r.reply, all.size());
+  for (int64_t v : all) resp::appendInteger(r.reply, v);
+}
+
 void RedisSession::cmdInfo(const CommandSpec&, const char* req) {
   // Sections as Redis picks them: none, "default", "all" or "everything" give every section
   // the proxy has; otherwise the named ones (any case); a name it lacks adds nothing.
@@ -373,6 +433,8 @@ void RedisSession::fragmentsDone(RedisRequest& r) {
     mergeInfo(r, *info);
   } else if (ExecMerge* exec = r.as<ExecMerge>()) {
     mergeExec(r, *exec);
+  } else if (EveryBackendMerge* every = r.as<EveryBackendMerge>()) {
+    mergeEveryBackend(r, *every);
   }
   if (!r.error.empty()) stats().errorsReplied++;
   complete(r);

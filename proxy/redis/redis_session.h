@@ -51,6 +51,7 @@ class RedisSession final : public ClientSession {
   void cmdWatch(const CommandSpec& spec, const char* req);
   void cmdUnwatch(const CommandSpec& spec, const char* req);
   void cmdReset(const CommandSpec& spec, const char* req);
+  void cmdScript(const CommandSpec& spec, const char* req);
   // Replies of kPure commands (PureReply), also computed for commands queued in MULTI.
   bool pingReply(const char* req, std::string& out);
   bool echoReply(const char* req, std::string& out);
@@ -80,6 +81,7 @@ class RedisSession final : public ClientSession {
   void mergeMget(RedisRequest& r, const MgetMerge& m);
   void mergeInfo(RedisRequest& r, const InfoMerge& m);
   void mergeExec(RedisRequest& r, const ExecMerge& m);
+  void mergeEveryBackend(RedisRequest& r, const EveryBackendMerge& m);
   // The link requests for backend `backend` (a snapshot backend index) use: this client's
   // WATCH connection when it watches keys there, else a shared one of the client's version.
   backends::upstream::UpstreamLink& linkFor(uint32_t backend);

@@ -216,5 +216,34 @@ TEST_CASE("WATCH pins the client to a dedicated link for its server until EXEC")
   CHECK(f.client.receive() == "$-1\r\n");
 }
 
+TEST_CASE("SCRIPT LOAD, EXISTS and FLUSH reach every server, so EVALSHA works on whichever owns the keys") {
+  Fixture f;
+  const std::string load = command({"SCRIPT", "LOAD", "return 1"});
+  f.client.send(load);
+  for (uint32_t i = 0; i < 3; ++i) CHECK(f.shard(i).next() == load);
+  const std::string sha = "$40\r\ne0e1f9fabfc9d4800c877a703b823ac0578ff8db\r\n";
+  f.shard(2).answer(sha);
+  f.shard(0).answer(sha);
+  CHECK(f.client.receive().empty());  // not before every server has it
+  f.shard(1).answer(sha);
+  CHECK(f.client.receive() == sha);
+  // EXISTS: 1 only where every server has the script.
+  f.client.send(command({"SCRIPT", "EXISTS", "a", "b", "c"}));
+  f.shard(0).answer("*3\r\n:1\r\n:1\r\n:0\r\n");
+  f.shard(1).answer("*3\r\n:1\r\n:0\r\n:0\r\n");
+  f.shard(2).answer("*3\r\n:1\r\n:1\r\n:0\r\n");
+  CHECK(f.client.receive() == "*3\r\n:1\r\n:0\r\n:0\r\n");
+  // A server that fails makes the whole setup fail: the client must not believe it loaded.
+  f.client.send(command({"SCRIPT", "FLUSH"}));
+  f.shard(0).answer("+OK\r\n");
+  f.shard(1).failAll("backend s2 (127.0.0.1:7002): connection closed by backend");
+  f.shard(2).answer("+OK\r\n");
+  CHECK(f.client.receive() == "-ERR backend s2 (127.0.0.1:7002): connection closed by backend\r\n");
+  f.client.send(command({"SCRIPT", "KILL"}));
+  CHECK(f.client.receive().rfind("-ERR ringproxy does not support 'SCRIPT KILL'", 0) == 0);
+  f.client.send(command({"SCRIPT", "LOAD"}));
+  CHECK(f.client.receive() == "-ERR wrong number of arguments for 'script|load' command\r\n");
+}
+
 }  // namespace
 }  // namespace proxy

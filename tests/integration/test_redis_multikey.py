@@ -69,6 +69,24 @@ class RedisMultiKey(unittest.TestCase):
         return self.by_port[self.ports[0]][0], self.by_port[self.ports[1]][0]
 
     # 2 -----------------------------------------------------------------------------------------
+    def test_script_load_reaches_every_server_so_evalsha_works_for_any_key(self):
+        # redis-py's register_script / evalsha, as Celery and Sidekiq use it.
+        body = "return redis.call('SET', KEYS[1], ARGV[1])"
+        sha = self.client.script_load(body)
+        for port, d in self.direct.items():
+            self.assertEqual(d.script_exists(sha), [True], f"script missing on {port}")
+        for port in self.ports:
+            key = self.by_port[port][0]
+            self.assertEqual(self.client.evalsha(sha, 1, key, "v" + str(port)), b"OK")
+            self.assertEqual(self.direct[port].get(key), ("v" + str(port)).encode())
+        self.assertEqual(self.client.script_exists(sha, "0" * 40), [True, False])
+        # A script one server lacks is reported missing for the pool.
+        self.direct[self.ports[1]].script_flush()
+        self.assertEqual(self.client.script_exists(sha), [False])
+        self.client.script_flush()
+        for d in self.direct.values():
+            self.assertEqual(d.script_exists(sha), [False])
+
     def test_mset_then_each_key_is_on_its_owner_only(self):
         values = {k: f"value-of-{k}" for k in self.keys}
         self.assertTrue(self.client.mset(values))
