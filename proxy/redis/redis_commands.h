@@ -46,6 +46,19 @@ enum CommandFlag : uint8_t {
   kPure = 8,         // its reply depends on its arguments only: may be queued in MULTI (PING)
 };
 
+// Why a command known to Redis is refused (Route::Unsupported): its reply says so.
+enum class Refusal : uint8_t {
+  None,
+  Blocking,  // holds its connection until data arrives (BLPOP, XREAD BLOCK, WAIT)
+  PubSub,    // needs a subscribed connection, or a channel's server (SUBSCRIBE, PUBLISH)
+  Keyspace,  // acts on every key of a server (KEYS, SCAN, FLUSHALL)
+  Database,  // another database than the pool's redis_db (MOVE, SWAPDB)
+  Admin,     // administers one server (CONFIG, SAVE, MONITOR, ACL)
+  Cluster,   // Redis Cluster's (CLUSTER, ASKING, READONLY)
+};
+// The reason in words, for the error reply and COMMAND DOCS.
+std::string_view refusalReason(Refusal r) noexcept;
+
 // Handles a request for the command: `req` is the request's bytes in the input buffer.
 using CommandHandler = void (RedisSession::*)(const CommandSpec& spec, const char* req);
 // For kPure commands: appends the reply to `out`; false if the arguments are not acceptable.
@@ -59,6 +72,7 @@ struct CommandSpec {
   uint8_t flags;          // CommandFlag bits
   CommandHandler handler;
   PureReply pure = nullptr;
+  Refusal refusal = Refusal::None;
 
   bool has(CommandFlag f) const { return (flags & f) != 0; }
   bool write() const { return has(kWrite); }

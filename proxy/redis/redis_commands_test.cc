@@ -252,5 +252,13 @@ TEST_CASE("the fan-out commands are exactly the ones the proxy splits") {
   CHECK(sum == std::vector<std::string_view>{"del", "exists", "touch", "unlink"});
 }
 
+TEST_CASE("every refused command says why, and every other command says nothing of refusal") {
+  for (const CommandSpec& c : commandTable()) {
+    CAPTURE(c.name);
+    CHECK((c.route == Route::Unsupported) == (c.refusal != Refusal::None));
+    if (c.route == Route::Unsupported) CHECK(!refusalReason(c.refusal).empty());
+  }
+}
+
 }  // namespace
 }  // namespace proxy

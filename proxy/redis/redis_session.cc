@@ -139,8 +139,8 @@ void RedisSession::dispatch(char* req) {
 }
 
 void RedisSession::cmdRefused(const CommandSpec& spec, const char*) {
-  replyError("ERR ringproxy does not support '" + std::string(spec.name) +
-             "': it cannot be routed to the one server that owns a key");
+  replyError("ERR ringproxy does not support '" + std::string(spec.name) + "': " +
+             std::string(refusalReason(spec.refusal)));
 }
 
 backends::upstream::UpstreamLink& RedisSession::linkFor(uint32_t backend) {
