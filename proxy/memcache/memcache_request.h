@@ -68,6 +68,9 @@ class MemcacheRequest final
     : public RequestWith<McRelay, McQuietText, McQuietMeta, McBinary, McMultiGet, McFlush, McBinaryFlush> {
  public:
   static Request* make() { return new MemcacheRequest(); }
+  // Several fragments whose replies are merged once all have settled (multi-get, flushes);
+  // every other kind has one fragment, whose reply or failure is the answer.
+  bool merges() { return as<McMultiGet>() != nullptr || as<McFlush>() != nullptr || as<McBinaryFlush>() != nullptr; }
 };
 
 }  // namespace proxy

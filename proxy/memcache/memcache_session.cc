@@ -323,7 +323,7 @@ void MemcacheSession::onFragmentReply(Request& base, uint32_t fragment, const ch
     relayReply(r, data, len);
     return;
   }
-  if (binary != nullptr || r.as<McQuietText>() != nullptr || r.as<McQuietMeta>() != nullptr) {
+  if (!r.merges()) {  // quiet text or meta, quiet binary: the reply is filtered
     r.waiting = 0;
     r.reply.clear();
     if (keepReply(r, data, len)) {
@@ -350,8 +350,7 @@ void MemcacheSession::onFragmentFailure(Request& base, uint32_t fragment, std::s
   stats().forwardErrors++;
   r.fragment(fragment).failed = true;
   if (r.error.empty()) r.error = std::string(why);
-  const bool merged = r.as<McFlush>() != nullptr || r.as<McBinaryFlush>() != nullptr || r.as<McMultiGet>() != nullptr;
-  if (!merged) {  // one fragment: its failure is the reply
+  if (!r.merges()) {  // one fragment: its failure is the reply
     r.waiting = 0;
     failureReply(r, why);
     complete(r);

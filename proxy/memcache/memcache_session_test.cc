@@ -33,35 +33,11 @@ pool:
    - 127.0.0.1:7003:1 s3
 )";
 
-void put16(std::string& out, uint16_t v) {
-  out += static_cast<char>(v >> 8);
-  out += static_cast<char>(v & 0xff);
-}
-void put32(std::string& out, uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((v >> shift) & 0xff);
-}
-void put64(std::string& out, uint64_t v) {
-  for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>((v >> shift) & 0xff);
-}
-
-// A binary request packet, built by hand: magic 0x80, opcode, key length, extras length, data
-// type 0, vbucket 0, total body length, opaque, cas, then extras, key, value.
 std::string binRequest(uint8_t opcode, std::string_view key, uint32_t opaque, uint64_t cas = 0,
                        std::string_view extras = "", std::string_view value = "") {
-  std::string p;
-  p += static_cast<char>(0x80);
-  p += static_cast<char>(opcode);
-  put16(p, static_cast<uint16_t>(key.size()));
-  p += static_cast<char>(extras.size());
-  p += '\0';     // data type
-  put16(p, 0);   // vbucket
-  put32(p, static_cast<uint32_t>(extras.size() + key.size() + value.size()));
-  put32(p, opaque);
-  put64(p, cas);
-  p.append(extras);
-  p.append(key);
-  p.append(value);
-  return p;
+  std::string out;
+  mc::appendBinaryRequest(out, opcode, opaque, cas, extras, key, value);
+  return out;
 }
 
 std::string binResponse(uint8_t opcode, uint16_t status, uint32_t opaque, uint64_t cas = 0,

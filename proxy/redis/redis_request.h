@@ -84,7 +84,7 @@ class RedisRequest final
  public:
   static Request* make() { return new RedisRequest(); }
 
-  bool relays() const { return merge.index() == 0; }
+  bool relays() const { return std::holds_alternative<RelayMerge>(merge); }
   size_t releaseState() override {
     wholeReply = false;
     return RequestWith::releaseState();

@@ -183,14 +183,8 @@ void RedisSession::cmdScript(const CommandSpec&, const char* req) {
     }
     return;
   }
-  std::string_view bytes(req, parser_->size());
-  if (parser_->isInline()) {  // backends are only ever sent RESP
-    s_.bytes.clear();
-    resp::appendMultibulk(s_.bytes, req, parser_->args());
-    bytes = s_.bytes;
-  }
   RedisRequest* r = newRedisRequest();
-  broadcast<EveryBackendMerge>(*r, bytes).allOf = exists;
+  broadcast<EveryBackendMerge>(*r, asResp(req)).allOf = exists;
   if (r->waiting == 0) fragmentsDone(*r);
 }
 
@@ -205,14 +199,14 @@ void RedisSession::mergeEveryBackend(RedisRequest& r, const EveryBackendMerge& m
   }
   // SCRIPT EXISTS: 1 only where every server has the script.
   std::vector<int64_t> all;
+  if (s_.elementSpans.empty()) s_.elementSpans.emplace_back();
+  std::vector<resp::ByteSpan>& spans = s_.elementSpans[0];
   for (uint32_t f = 0; f < r.fragmentCount(); ++f) {
     const std::string& reply = r.fragment(f).reply;
-    if (resp::splitAggregate(reply.data(), reply.size(), s_.elementSpans.emplace_back()) != ParseStatus::Complete) {
-      s_.elementSpans.pop_back();
+    if (resp::splitAggregate(reply.data(), reply.size(), spans) != ParseStatus::Complete) {
       resp::appendError(r.reply, "ERR backend sent a malformed SCRIPT EXISTS reply");
       return;
     }
-    const auto& spans = s_.elementSpans.back();
     if (f == 0) all.assign(spans.size(), 1);
     for (size_t i = 0; i < spans.size() && i < all.size(); ++i) {
       int64_t v = 0;
@@ -220,7 +214,6 @@ void RedisSession::mergeEveryBackend(RedisRequest& r, const EveryBackendMerge& m
       if (e.size() < 3 || e[0] != ':' || !parseInt64(e.substr(1, e.size() - 3), v)) v = 0;
       all[i] = std::min(all[i], v);
     }
-    s_.elementSpans.pop_back();
   }
   resp::appendArrayHeader(r.reply, all.size());
   for (int64_t v : all) resp::appendInteger(r.reply, v);
@@ -295,12 +288,8 @@ void RedisSession::appendEncodedArg(std::string& out, const char* req, size_t i)
 
 bool RedisSession::sendWhole(Request& r, uint32_t owner, const char* req) {
   const uint32_t frag = r.addFragment();
-  if (parser_->isInline()) {  // backends are only ever sent RESP
-    s_.bytes.clear();
-    resp::appendMultibulk(s_.bytes, req, parser_->args());
-    return sendTo(r, frag, owner, s_.bytes.data(), s_.bytes.size());
-  }
-  return sendTo(r, frag, owner, req, parser_->size());
+  const std::string_view bytes = asResp(req);
+  return sendTo(r, frag, owner, bytes.data(), bytes.size());
 }
 
 void RedisSession::fanout(const CommandSpec& spec, const char* req) {

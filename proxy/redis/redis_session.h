@@ -88,6 +88,14 @@ class RedisSession final : public ClientSession {
   Channel channel() const { return protocol_ == backends::resp::Protocol::Resp3 ? Channel::Resp3 : Channel::Default; }
   // Appends argument i of the request being dispatched, RESP-encoded.
   void appendEncodedArg(std::string& out, const char* req, size_t i);
+  // The request being dispatched as RESP: the client's own bytes, or, for an inline request,
+  // re-encoded into scratch (backends are only ever sent RESP). Valid until scratch is reused.
+  std::string_view asResp(const char* req) {
+    if (!parser_->isInline()) return {req, parser_->size()};
+    s_.bytes.clear();
+    backends::resp::appendMultibulk(s_.bytes, req, parser_->args());
+    return s_.bytes;
+  }
   // Sends the request being dispatched, unchanged (an inline request re-encoded as RESP), as
   // a new fragment of `r`.
   bool sendWhole(Request& r, uint32_t owner, const char* req);

@@ -80,8 +80,7 @@ void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
     return;
   }
   if (rare().multiBackend < 0) rare().multiBackend = static_cast<int32_t>(node);
-  if (parser_->isInline()) resp::appendMultibulk(q.bytes, req, parser_->args());
-  else q.bytes.assign(req, parser_->size());
+  q.bytes.assign(asResp(req));
   q.backend = static_cast<int32_t>(node);
   rare().queued.push_back(std::move(q));
   replyLocal("+QUEUED\r\n");
@@ -228,10 +227,8 @@ void RedisSession::cmdWatch(const CommandSpec& spec, const char* req) {
   RedisRequest* r = newRedisRequest();
   r->begin<RelayMerge>();
   const uint32_t frag = r->addFragment();
-  s_.bytes.clear();
-  if (parser_->isInline()) resp::appendMultibulk(s_.bytes, req, parser_->args());
-  else s_.bytes.assign(req, parser_->size());
-  if (!sendFragment(*r, frag, node, *rare().watchLink, s_.bytes.data(), s_.bytes.size())) {
+  const std::string_view bytes = asResp(req);
+  if (!sendFragment(*r, frag, node, *rare().watchLink, bytes.data(), bytes.size())) {
     std::string err = std::move(r->error);
     freeRequest(r);
     releaseWatch();

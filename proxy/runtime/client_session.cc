@@ -143,12 +143,8 @@ void ClientSession::readSocket() {
 void ClientSession::onInput() {
   lastActiveMs_ = uv_now(host_.loop());
   if (phase_ == Phase::Open) processInput();
-  if (phase_ == Phase::Open && hold_ == InputHold::None && !wantsMoreInput()) {
-    hold_ = InputHold::BackPressure;
-    updatePoll();
-  } else if (hold_ != InputHold::None) {
-    updatePoll();  // processInput may have held input until the queue drains
-  }
+  if (phase_ == Phase::Open && hold_ == InputHold::None && !wantsMoreInput()) hold_ = InputHold::BackPressure;
+  updatePoll();  // stops reading if input is now held (back-pressure, or the protocol's drain)
   in_.releaseIfEmpty();  // idle connections hold no input buffer
 }
 

@@ -46,8 +46,14 @@ up::BackendPool::FramerFactory framerFor(const BackendSpec& spec) {
   return spec.protocol == config::Protocol::Redis ? &makeRespFramer : &makeMemcacheFramer;
 }
 
-// The handshake of a RESP3 connection: HELLO 3 first, so replies come back in the client's version.
-constexpr std::string_view kHello3 = "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
+// The options of a connection to `spec` speaking RESP3: HELLO 3 after the AUTH/SELECT
+// handshake (HELLO needs an authenticated connection), so replies come back in the client's version.
+up::Options resp3Options(const BackendSpec& spec) {
+  up::Options opts = spec.options;
+  opts.handshake += "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
+  opts.handshakeReplies++;
+  return opts;
+}
 
 }  // namespace
 
@@ -224,11 +230,7 @@ up::BackendPool& Worker::backend(uint32_t index, bool resp3) {
   up::BackendPool*& slot = backends3_[index];
   if (slot == nullptr) {
     const BackendSpec& spec = snapshot_->backends[index];
-    up::Options opts = spec.options;
-    if (spec.protocol == config::Protocol::Redis) {
-      opts.handshake += kHello3;  // after AUTH: HELLO needs an authenticated connection
-      opts.handshakeReplies++;
-    }
+    const up::Options opts = spec.protocol == config::Protocol::Redis ? resp3Options(spec) : spec.options;
     auto pool = std::make_unique<up::BackendPool>(&loop_, flusher_, spec.endpoint, opts, spec.connections, framerFor(spec));
     pool->setFailureListener(&Worker::onBackendFailure, this);
     slot = pool.get();
@@ -239,12 +241,8 @@ up::BackendPool& Worker::backend(uint32_t index, bool resp3) {
 
 up::UpstreamLink* Worker::openDedicated(uint32_t index, Channel channel) {
   const BackendSpec& spec = snapshot_->backends[index];
-  up::Options opts = spec.options;
-  if (channel == Channel::Resp3) {
-    opts.handshake += kHello3;  // after AUTH: HELLO needs an authenticated connection
-    opts.handshakeReplies++;
-  }
-  return new up::UpstreamConn(&loop_, flusher_, spec.endpoint, opts, makeRespFramer());
+  return new up::UpstreamConn(&loop_, flusher_, spec.endpoint,
+                              channel == Channel::Resp3 ? resp3Options(spec) : spec.options, framerFor(spec)());
 }
 
 void Worker::onBackendFailure(void* ctx, up::BackendPool& pool, uint32_t consecutive) {
