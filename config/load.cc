@@ -571,6 +571,9 @@ constexpr KeySpec kPoolKeys[] = {
      "(default 67108864)"},
     {"client_idle_timeout", setNumber<&Pool::clientIdleTimeoutMs, 0, INT_MAX>,
      "milliseconds after which a client with nothing in flight is closed (default 0: never)"},
+    {"max_blocking_connections", setNumber<&Pool::maxBlockingConnections, 0, 1048576>,
+     "backend connections the pool's clients may hold for themselves at once (blocking commands, "
+     "pub/sub), across the process; 0 refuses such commands (default 1024)"},
 };
 
 const KeySpec* findKey(std::string_view name) {

@@ -678,6 +678,7 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
       {"max_pending_requests", "100"},
       {"max_client_output_bytes", "1048576"},
       {"client_idle_timeout", "30000"},
+      {"max_blocking_connections", "10"},
   };
   std::set<std::string_view> seen;
   std::string text = "all:\n";
@@ -698,6 +699,7 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
   CHECK(p.maxPendingRequests == 100);
   CHECK(p.maxClientOutputBytes == 1048576);
   CHECK(p.clientIdleTimeoutMs == 30000);
+  CHECK(p.maxBlockingConnections == 10);
   CHECK(p.distribution == Distribution::Vnode);
   CHECK(p.timeoutMs == 400);
   CHECK(p.backlog == 1024);

@@ -64,6 +64,9 @@ struct Pool {
   uint64_t maxPendingRequests = 16 * 1024;
   uint64_t maxClientOutputBytes = 64ull * 1024 * 1024;
   int clientIdleTimeoutMs = 0;  // 0: never
+  // Backend connections held by one client alone (blocking commands, pub/sub), across the
+  // process: each is a real connection to a backend, as it would be without the proxy.
+  uint32_t maxBlockingConnections = 1024;
   std::vector<Server> servers;
   int line = 0;
 

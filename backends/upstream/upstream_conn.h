@@ -114,6 +114,10 @@ class UpstreamConn final : public UpstreamLink, private io::Flushable {
   // Refuses new sends, lets every request already sent get its reply, then close()s. Used
   // for backends removed by a reload and for a client's dedicated WATCH connection.
   void closeWhenIdle() override;
+  void setReplyTimeout(int ms) override {
+    options_.replyTimeoutMs = ms;
+    armTimer();
+  }
 
   const Endpoint& endpoint() const { return endpoint_; }
   const std::string& label() const override { return endpoint_.label; }

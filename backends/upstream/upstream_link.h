@@ -36,6 +36,9 @@ class UpstreamLink {
   virtual void closeWhenIdle() = 0;
   // ...or close it now, failing what is owed (its client is gone and cancelled its requests).
   virtual void close() = 0;
+  // How long a reply may take from now on, in ms (-1: forever). A link lent to one client
+  // alone takes the timeout of the blocking command it is about to carry.
+  virtual void setReplyTimeout(int ms) = 0;
 
  protected:
   ~UpstreamLink() = default;

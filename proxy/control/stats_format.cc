@@ -117,6 +117,13 @@ std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& sn
        [](const PoolStats& s) { return s.limitErrors; }},
       {"ringproxy_pool_idle_closed_total", "counter", "Clients closed by client_idle_timeout.",
        [](const PoolStats& s) { return s.clientsIdleClosed; }},
+      {"ringproxy_pool_blocking_connections", "gauge",
+       "Backend connections held by one client alone (blocking commands, pub/sub).",
+       [](const PoolStats& s) { return s.blockingOpened - s.blockingClosed; }},
+      {"ringproxy_pool_blocking_requests_total", "counter", "Blocking commands sent on a client's own connection.",
+       [](const PoolStats& s) { return s.blockingRequests; }},
+      {"ringproxy_pool_blocking_refused_total", "counter", "Blocking commands refused for max_blocking_connections.",
+       [](const PoolStats& s) { return s.blockingRefused; }},
   };
   for (const PoolMetric& m : kPool) {
     metric(m.name, m.type, m.help);

@@ -1,6 +1,9 @@
 #include "proxy/redis/redis_commands.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <iterator>
 
@@ -24,6 +27,8 @@ constexpr KeySpec kKeysFrom2{2, -1, 1, 0};  // BITOP op dst src [src ...]
 constexpr KeySpec kNumkeysAt1{0, 0, 1, 1};  // CMD numkeys key [key ...] ...
 constexpr KeySpec kNumkeysAt2{0, 0, 1, 2};  // EVAL script numkeys key [key ...] arg ...
 constexpr KeySpec kDestNumkeysAt2{1, 1, 1, 2};  // CMD dst numkeys key [key ...] ...
+constexpr KeySpec kKeysButLast{1, -2, 1, 0};    // BLPOP key [key ...] timeout
+constexpr KeySpec kStreams{0, 0, 1, 0, true};   // XREAD ... STREAMS key [key ...] id [id ...]
 
 constexpr CommandSpec keyed(std::string_view name, int16_t arity, KeySpec keys, bool write) {
   return {name, arity, Route::Keyed, keys, write ? uint8_t(kWrite) : uint8_t(0), &RedisSession::forwardKeyed};
@@ -51,6 +56,12 @@ constexpr CommandSpec refused(std::string_view name, int16_t arity, Refusal why,
           nullptr, why};
 }
 
+// May block: `timeoutAt` is where its timeout in seconds is (0: XREAD's BLOCK option).
+constexpr CommandSpec blocking(std::string_view name, int16_t arity, KeySpec keys, int8_t timeoutAt, bool write) {
+  return {name,    arity, Route::Blocking, keys, write ? uint8_t(kWrite) : uint8_t(0), &RedisSession::cmdBlocking,
+          nullptr, Refusal::None, timeoutAt};
+}
+
 constexpr bool kWrites = true;
 using S = RedisSession;
 
@@ -67,14 +78,14 @@ constexpr CommandSpec kCommands[] = {
     reads("bitfield_ro", -2),
     writes("bitop", -4, kKeysFrom2),
     reads("bitpos", -3),
-    refused("blmove", 6, Refusal::Blocking, kWrites),
-    refused("blmpop", -5, Refusal::Blocking, kWrites),
-    refused("blpop", -3, Refusal::Blocking, kWrites),
-    refused("brpop", -3, Refusal::Blocking, kWrites),
-    refused("brpoplpush", 4, Refusal::Blocking, kWrites),
-    refused("bzmpop", -5, Refusal::Blocking, kWrites),
-    refused("bzpopmax", -3, Refusal::Blocking, kWrites),
-    refused("bzpopmin", -3, Refusal::Blocking, kWrites),
+    blocking("blmove", 6, kKeys1To2, -1, kWrites),
+    blocking("blmpop", -5, kNumkeysAt2, 1, kWrites),
+    blocking("blpop", -3, kKeysButLast, -1, kWrites),
+    blocking("brpop", -3, kKeysButLast, -1, kWrites),
+    blocking("brpoplpush", 4, kKeys1To2, -1, kWrites),
+    blocking("bzmpop", -5, kNumkeysAt2, 1, kWrites),
+    blocking("bzpopmax", -3, kKeysButLast, -1, kWrites),
+    blocking("bzpopmin", -3, kKeysButLast, -1, kWrites),
     local("client", -2, &S::cmdClient),
     refused("cluster", -2, Refusal::Cluster),
     local("command", -1, &S::cmdCommand),
@@ -247,7 +258,8 @@ constexpr CommandSpec kCommands[] = {
     fanout("unlink", -2, Route::FanoutSum, kKeysAll, kWrites),
     refused("unsubscribe", -1, Refusal::PubSub),
     local("unwatch", 1, &S::cmdUnwatch),
-    refused("wait", 3, Refusal::Blocking),
+    refused("wait", 3, Refusal::Replication),
+    refused("waitaof", 4, Refusal::Replication),
     local("watch", -2, &S::cmdWatch, kRunsInMulti, kKeysAll),
     writes("xack", -4),
     writes("xadd", -5),
@@ -260,8 +272,8 @@ constexpr CommandSpec kCommands[] = {
     reads("xlen", 2),
     reads("xpending", -3),
     reads("xrange", -4),
-    refused("xread", -4, Refusal::Blocking),
-    refused("xreadgroup", -7, Refusal::Blocking, kWrites),
+    blocking("xread", -4, kStreams, 0, false),
+    blocking("xreadgroup", -7, kStreams, 0, kWrites),
     reads("xrevrange", -4),
     writes("xsetid", -3),
     writes("xtrim", -4),
@@ -330,16 +342,79 @@ bool parseCount(std::string_view s, size_t limit, size_t& out) noexcept {
   return true;
 }
 
+bool equalsLower(std::string_view s, std::string_view lower) noexcept {
+  if (s.size() != lower.size()) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c) != lower[i]) return false;
+  }
+  return true;
+}
+
+// XREAD [COUNT n] [BLOCK ms] STREAMS k.. id..; XREADGROUP GROUP g c [COUNT n] [BLOCK ms] [NOACK]
+// STREAMS k.. id..: reads the options in order, as Redis does, and returns the position of
+// the STREAMS keyword (0 when the request is malformed) and that of BLOCK's value (0 if none).
+struct StreamsArgs {
+  size_t streamsAt = 0;
+  size_t blockAt = 0;
+};
+StreamsArgs findStreams(size_t argc, ArgReader arg) {
+  StreamsArgs out;
+  for (size_t i = 1; i < argc;) {
+    const std::string_view a = arg(i);
+    if (equalsLower(a, "streams")) {
+      out.streamsAt = i;
+      return out;
+    }
+    if (equalsLower(a, "block")) out.blockAt = i + 1;
+    if (equalsLower(a, "count") || equalsLower(a, "block")) i += 2;
+    else if (equalsLower(a, "group")) i += 3;
+    else if (equalsLower(a, "noack")) i += 1;
+    else break;
+  }
+  return {};
+}
+
+// Milliseconds from a timeout in seconds as BLPOP takes it (a double), rounded up.
+int64_t secondsToMs(std::string_view s) {
+  if (s.empty() || s.size() > 64) return kBadTimeout;
+  char buf[65];
+  s.copy(buf, s.size());
+  buf[s.size()] = '\0';
+  char* end = nullptr;
+  const double v = std::strtod(buf, &end);
+  if (end != buf + s.size() || !(v >= 0) || v > 1e12) return kBadTimeout;
+  if (v == 0) return kForever;
+  return static_cast<int64_t>(std::ceil(v * 1000));
+}
+
 }  // namespace
+
+int64_t blockingTimeoutMs(const CommandSpec& spec, size_t argc, ArgReader arg) {
+  if (spec.keys.streams) {
+    const StreamsArgs s = findStreams(argc, arg);
+    if (s.blockAt == 0) return kNotBlocking;
+    if (s.blockAt >= argc) return kBadTimeout;
+    const std::string_view v = arg(s.blockAt);
+    int64_t ms = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), ms);
+    if (ec != std::errc() || p != v.data() + v.size() || ms < 0) return kBadTimeout;
+    return ms;  // 0: forever, as kForever
+  }
+  if (spec.timeoutAt == 0) return kNotBlocking;
+  const size_t at = spec.timeoutAt > 0 ? static_cast<size_t>(spec.timeoutAt) : argc - static_cast<size_t>(-spec.timeoutAt);
+  if (at == 0 || at >= argc) return kBadTimeout;
+  return secondsToMs(arg(at));
+}
 
 std::span<const CommandSpec> commandTable() noexcept { return kCommands; }
 
 std::string_view refusalReason(Refusal r) noexcept {
   switch (r) {
     case Refusal::None: return "";
-    case Refusal::Blocking:
-      return "it blocks its connection until data arrives, and blocking commands are not supported through "
-             "ringproxy yet";
+    case Refusal::Replication:
+      return "it counts the replicas that have this connection's writes, and through ringproxy a client's "
+             "writes travel on connections shared with other clients";
     case Refusal::PubSub: return "pub/sub is not supported through ringproxy yet";
     case Refusal::Keyspace:
       return "it acts on every key of a server, and ringproxy does not run it across the pool yet";
@@ -399,6 +474,17 @@ const CommandSpec* findCommand(std::string_view name) noexcept {
 bool keyIndexes(const CommandSpec& spec, size_t argc, ArgReader arg, std::vector<uint32_t>& out) {
   const KeySpec& k = spec.keys;
   if (argc > UINT32_MAX) return false;
+
+  if (k.streams) {
+    // STREAMS k1 .. kn id1 .. idn: as many IDs as keys, at least one of each.
+    const StreamsArgs s = findStreams(argc, arg);
+    if (s.streamsAt == 0) return false;
+    const size_t rest = argc - s.streamsAt - 1;
+    if (rest == 0 || rest % 2 != 0) return false;
+    out.reserve(out.size() + rest / 2);
+    for (size_t i = 1; i <= rest / 2; ++i) out.push_back(static_cast<uint32_t>(s.streamsAt + i));
+    return true;
+  }
 
   // Validate everything before appending anything.
   size_t first = 0;

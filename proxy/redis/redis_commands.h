@@ -25,7 +25,8 @@ enum class Route : uint8_t {
   FanoutMget,   // MGET: one MGET per owner, array merged in key order
   FanoutMset,   // MSET: one MSET per owner, +OK when every part succeeded
   FanoutSum,    // DEL, UNLINK, EXISTS, TOUCH: one per owner, integer replies summed
-  Unsupported,  // known to Redis but not proxyable (KEYS, SCAN, SUBSCRIBE, blocking pops, ...)
+  Blocking,     // may wait for data (BLPOP, XREAD BLOCK): on a connection of its own to the owner
+  Unsupported,  // known to Redis but not proxyable (see Refusal)
 };
 
 // Which arguments are keys. Positions count the command name as 0. A negative `last` counts
@@ -36,6 +37,9 @@ struct KeySpec {
   int8_t last = 0;
   int8_t step = 1;
   int8_t numkeysAt = 0;
+  // XREAD/XREADGROUP: the keys are the first half of the arguments after the STREAMS
+  // keyword (found by reading the options before it as Redis does).
+  bool streams = false;
 };
 
 // What a row may say about a command besides its route.
@@ -49,7 +53,7 @@ enum CommandFlag : uint8_t {
 // Why a command known to Redis is refused (Route::Unsupported): its reply says so.
 enum class Refusal : uint8_t {
   None,
-  Blocking,  // holds its connection until data arrives (BLPOP, XREAD BLOCK, WAIT)
+  Replication,  // counts replicas of a connection's own writes (WAIT, WAITAOF)
   PubSub,    // needs a subscribed connection, or a channel's server (SUBSCRIBE, PUBLISH)
   Keyspace,  // acts on every key of a server (KEYS, SCAN, FLUSHALL)
   Database,  // another database than the pool's redis_db (MOVE, SWAPDB)
@@ -73,6 +77,9 @@ struct CommandSpec {
   CommandHandler handler;
   PureReply pure = nullptr;
   Refusal refusal = Refusal::None;
+  // Route::Blocking: the position of the timeout in seconds (negative: from the end); 0 for
+  // XREAD/XREADGROUP, whose BLOCK option gives milliseconds.
+  int8_t timeoutAt = 0;
 
   bool has(CommandFlag f) const { return (flags & f) != 0; }
   bool write() const { return has(kWrite); }
@@ -112,6 +119,15 @@ class ArgReader {
   const void* object_;
   std::string_view (*call_)(const void*, size_t);
 };
+
+// How long a request of a Route::Blocking command may wait, in milliseconds (rounded up):
+// kForever for a timeout of 0, kNotBlocking when it will not wait (XREAD without BLOCK).
+// A timeout the proxy cannot read (negative, not a number) gives kBadTimeout: the backend
+// then refuses the request with its own error, at once.
+inline constexpr int64_t kForever = 0;
+inline constexpr int64_t kNotBlocking = -1;
+inline constexpr int64_t kBadTimeout = -2;
+[[nodiscard]] int64_t blockingTimeoutMs(const CommandSpec& spec, size_t argc, ArgReader arg);
 
 // Collects the indexes of the key arguments of a request with `argc` arguments (command name
 // included): the fixed range of spec.keys first, then the numkeys block. `arg` is read only

@@ -29,7 +29,7 @@ using Idx = std::vector<uint32_t>;
 
 bool isKeyed(Route r) {
   return r == Route::Keyed || r == Route::FanoutMget || r == Route::FanoutMset ||
-         r == Route::FanoutSum;
+         r == Route::FanoutSum || r == Route::Blocking;
 }
 
 size_t minArgc(const CommandSpec& c) { return static_cast<size_t>(std::abs(c.arity)); }
@@ -82,7 +82,7 @@ TEST_CASE("routes, arities and write flags of representative commands") {
       {"touch", -2, Route::FanoutSum, false},   {"eval", -3, Route::Keyed, false},
       {"zunionstore", -4, Route::Keyed, true},  {"object", -2, Route::Keyed, false},
       {"ping", -1, Route::Local, false},        {"quit", -1, Route::Local, false},
-      {"keys", 2, Route::Unsupported, false},   {"blpop", -3, Route::Unsupported, true},
+      {"keys", 2, Route::Unsupported, false},   {"blpop", -3, Route::Blocking, true},
       {"flushall", -1, Route::Unsupported, true}, {"memory", -2, Route::Unsupported, false},
       {"sort", -2, Route::Keyed, true},         {"sort_ro", -2, Route::Keyed, false},
   };
@@ -194,6 +194,7 @@ TEST_CASE("every keyed command's key spec fits its arity") {
       if (c.name != "watch") CHECK((k.first == 0 && k.numkeysAt == 0));
       continue;
     }
+    if (k.streams) continue;  // XREAD: pinned by its own test below
     CHECK((k.first > 0 || k.numkeysAt > 0));
     CHECK(k.step >= 1);
     if (k.first > 0) {
@@ -210,7 +211,7 @@ TEST_CASE("every keyed command's key spec fits its arity") {
       CHECK(static_cast<size_t>(k.numkeysAt) < argc);
       CHECK((k.first == 0 || (k.last > 0 && k.last < k.numkeysAt)));
     }
-    if (c.route != Route::Keyed) CHECK(k.numkeysAt == 0);
+    if (c.route != Route::Keyed && c.route != Route::Blocking) CHECK(k.numkeysAt == 0);
 
     // The shortest valid request (numkeys 1, plus the key it announces) yields keys, all
     // within the request and none of them the numkeys argument.
@@ -258,6 +259,56 @@ TEST_CASE("every refused command says why, and every other command says nothing 
     CHECK((c.route == Route::Unsupported) == (c.refusal != Refusal::None));
     if (c.route == Route::Unsupported) CHECK(!refusalReason(c.refusal).empty());
   }
+}
+
+
+std::vector<std::string> words(std::string_view text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(' ', start), text.size());
+    out.emplace_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+Keys keysOfText(std::string_view text) {
+  const std::vector<std::string> args = words(text);
+  Keys k;
+  k.ok = keyIndexes(*findCommand(args.at(0)), args.size(), [&](size_t i) { return std::string_view(args.at(i)); },
+                    k.indexes);
+  return k;
+}
+
+TEST_CASE("XREAD and XREADGROUP keys follow STREAMS, after the options Redis reads before it") {
+  CHECK(keysOfText("xread STREAMS a 0").indexes == Idx{2});
+  CHECK(keysOfText("xread COUNT 10 BLOCK 0 streams a b 0 0").indexes == Idx{6, 7});
+  // A group or consumer named "streams" is an option's value, not the keyword.
+  CHECK(keysOfText("xreadgroup GROUP streams streams COUNT 1 NOACK STREAMS k >").indexes == Idx{8});
+  CHECK(!keysOfText("xread STREAMS a b 0").ok);        // unbalanced: an ID for every key
+  CHECK(!keysOfText("xread STREAMS").ok);
+  CHECK(!keysOfText("xread COUNT 1 a 0").ok);          // no STREAMS keyword
+  CHECK(!keysOfText("xread BOGUS 1 STREAMS a 0").ok);  // an option Redis does not have
+}
+
+TEST_CASE("a blocking command's timeout is read as Redis reads it") {
+  auto timeout = [](std::string_view text) {
+    const std::vector<std::string> args = words(text);
+    return blockingTimeoutMs(*findCommand(args[0]), args.size(), [&](size_t i) { return std::string_view(args.at(i)); });
+  };
+  CHECK(timeout("blpop a b 0") == kForever);
+  CHECK(timeout("blpop a 1.5") == 1500);
+  CHECK(timeout("brpop a 0.0001") == 1);  // rounded up: never 0, which would mean for ever
+  CHECK(timeout("blmove a b LEFT RIGHT 2") == 2000);
+  CHECK(timeout("blmpop 3 2 a b LEFT") == 3000);
+  CHECK(timeout("bzpopmin z 0.25") == 250);
+  CHECK(timeout("blpop a -1") == kBadTimeout);
+  CHECK(timeout("blpop a soon") == kBadTimeout);
+  CHECK(timeout("xread COUNT 1 STREAMS a 0") == kNotBlocking);
+  CHECK(timeout("xread BLOCK 250 STREAMS a $") == 250);
+  CHECK(timeout("xreadgroup GROUP g c BLOCK 0 STREAMS a >") == kForever);
+  CHECK(timeout("xread BLOCK x STREAMS a $") == kBadTimeout);
 }
 
 }  // namespace

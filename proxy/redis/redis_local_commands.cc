@@ -33,6 +33,9 @@ const char* routeSummary(Route route) {
     case Route::FanoutMget: return "split into one MGET per server, replies merged in key order";
     case Route::FanoutMset: return "split into one MSET per server; OK when every part succeeded";
     case Route::FanoutSum: return "split into one request per server; the integer replies are summed";
+    case Route::Blocking:
+      return "sent on the client's own connection to the server that owns its key(s), with the command's own "
+             "timeout; all keys must share one server";
     case Route::Unsupported: return "not supported through ringproxy";
   }
   return "";

@@ -39,8 +39,10 @@ bool RedisSession::authRequired() const {
 }
 
 RedisSession::~RedisSession() {
-  // Requests were cancelled when the session closed; the WATCH link has nothing owed.
+  // Requests were cancelled when the session closed; the WATCH link has nothing owed, and a
+  // blocking connection is closed now, so its backend stops waiting for this client.
   if (watchLink() != nullptr) watchLink()->close();
+  if (rare_ && rare_->blockLink != nullptr) releaseBlockingLink(true);
   frontend_.parsers.giveBack(parser_);
 }
 
@@ -75,7 +77,6 @@ void RedisSession::frameRequests() {
     }
     const size_t size = parser_->size();
     if (parser_->argc() > 0) {
-      stats().requests++;
       if (backends::io::overBufferLimit()) {
         // The process holds --max-buffered-bytes already: refuse new work, not memory.
         stats().limitErrors++;
@@ -83,6 +84,13 @@ void RedisSession::frameRequests() {
       } else {
         dispatch(req);
       }
+      if (deferred_) {  // runs again, from the start, once the queue has drained
+        deferred_ = false;
+        parser_->reset();
+        holdInputUntilDrained();
+        return;
+      }
+      stats().requests++;
     }
     parser_->reset();
     in.consume(size);

@@ -52,6 +52,7 @@ class RedisSession final : public ClientSession {
   void cmdUnwatch(const CommandSpec& spec, const char* req);
   void cmdReset(const CommandSpec& spec, const char* req);
   void cmdScript(const CommandSpec& spec, const char* req);
+  void cmdBlocking(const CommandSpec& spec, const char* req);
   // Replies of kPure commands (PureReply), also computed for commands queued in MULTI.
   bool pingReply(const char* req, std::string& out);
   bool echoReply(const char* req, std::string& out);
@@ -109,6 +110,13 @@ class RedisSession final : public ClientSession {
   bool singleOwner(const CommandSpec& spec, const char* req, uint32_t& owner);
   void appendCommandInfo(std::string& out, const CommandSpec& spec);
 
+  // Blocking commands (redis_blocking.cc).
+  // This client's own connection to `backend`, opened (and counted) if needed; nullptr, with
+  // an error replied, when max_blocking_connections is reached.
+  backends::upstream::UpstreamLink* blockingLink(uint32_t backend);
+  // Lets the client's own connection go: closed once idle, or at once with `now`.
+  void releaseBlockingLink(bool now);
+
   // Transactions (redis_transaction.cc).
   void queueInMulti(const CommandSpec& spec, const char* req);
   void abortMulti(std::string_view error);
@@ -126,6 +134,9 @@ class RedisSession final : public ClientSession {
   backends::resp::Protocol protocol_ = backends::resp::Protocol::Resp2;
   bool authenticated_ = false;
   uint64_t clientId_;
+  // Set by a handler that cannot run the request yet (it must not overtake the client's
+  // earlier requests): the request stays in the input and runs again once they are answered.
+  bool deferred_ = false;
   // State few connections ever have (a name, a transaction, a WATCH), allocated on first use
   // so an idle connection does not carry it.
   struct RareState {
@@ -136,6 +147,12 @@ class RedisSession final : public ClientSession {
     std::vector<Queued> queued;
     backends::upstream::UpstreamLink* watchLink = nullptr;
     uint32_t watchBackend = 0;
+    // The client's own connection for blocking commands, kept for its next one (job
+    // workers block in a loop on the same keys); counted in blockingGauges->blocking.
+    backends::upstream::UpstreamLink* blockLink = nullptr;
+    uint32_t blockBackend = 0;
+    Channel blockChannel = Channel::Default;
+    PoolGauges* blockGauges = nullptr;
   };
   std::unique_ptr<RareState> rare_;
   RareState& rare() {

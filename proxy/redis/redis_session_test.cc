@@ -178,9 +178,10 @@ TEST_CASE("the command table's checks: unknown command, arity, NOAUTH exemptions
   CHECK(c.receive() == "-ERR wrong number of arguments for 'get' command\r\n");
   c.send(command({"PING"}));
   CHECK(c.receive() == "+PONG\r\n");
-  c.send(command({"BLPOP", "a", "0"}));
-  CHECK(c.receive() == "-ERR ringproxy does not support 'blpop': it blocks its connection until data arrives, "
-                       "and blocking commands are not supported through ringproxy yet\r\n");
+  c.send(command({"WAIT", "1", "0"}));
+  CHECK(c.receive() == "-ERR ringproxy does not support 'wait': it counts the replicas that have this connection's "
+                       "writes, and through ringproxy a client's writes travel on connections shared with other "
+                       "clients\r\n");
   c.send(command({"SUBSCRIBE", "ch"}));
   CHECK(c.receive() == "-ERR ringproxy does not support 'subscribe': pub/sub is not supported through ringproxy yet\r\n");
 }
@@ -246,6 +247,100 @@ TEST_CASE("SCRIPT LOAD, EXISTS and FLUSH reach every server, so EVALSHA works on
   CHECK(f.client.receive().rfind("-ERR ringproxy does not support 'SCRIPT KILL'", 0) == 0);
   f.client.send(command({"SCRIPT", "LOAD"}));
   CHECK(f.client.receive() == "-ERR wrong number of arguments for 'script|load' command\r\n");
+}
+
+TEST_CASE("a blocking command travels on the client's own connection to its key's owner, kept for the next one") {
+  FakeHost host(std::string(kThreeShards) + "  timeout: 400\n");
+  RedisFrontend fe;
+  auto c = host.connect(fe, 0);
+  const std::string q = host.keyOn(0, 2, "queue");
+  c.send(command({"BRPOP", q, "1.5"}));
+  host.settle();
+  REQUIRE(host.dedicated().size() == 1);
+  FakeLink& own = *host.dedicated()[0];
+  CHECK(own.label() == host.link(2).label());  // the owner's address
+  CHECK(own.next() == command({"BRPOP", q, "1.5"}));
+  CHECK(host.link(2).owed.empty());      // never on the shared, pipelined connection
+  CHECK(own.replyTimeoutMs == 1500 + 400);  // its own timeout plus the pool's
+  own.answer("*2\r\n" + bulk(q) + bulk("job"));
+  CHECK(c.receive() == "*2\r\n" + bulk(q) + bulk("job"));
+  // The next one reuses the connection; BLPOP 0 waits for ever.
+  c.send(command({"BLPOP", q, "0"}));
+  host.settle();
+  CHECK(host.dedicated().size() == 1);
+  CHECK(own.replyTimeoutMs == -1);
+  own.answer("*-1\r\n");
+  CHECK(c.receive() == "*-1\r\n");
+  CHECK(host.gauges(0)->blocking.load() == 1);
+  CHECK(host.stats("pool").blockingRequests == 2);
+  // A key of another server: a new connection there, the old one closed once idle.
+  c.send(command({"BLPOP", host.keyOn(0, 0, "queue"), "0"}));
+  host.settle();
+  REQUIRE(host.dedicated().size() == 2);
+  CHECK(own.closed);
+  CHECK(host.gauges(0)->blocking.load() == 1);
+  host.closeAll();
+  CHECK(host.dedicated()[1]->hardClosed);
+  CHECK(host.gauges(0)->blocking.load() == 0);
+}
+
+TEST_CASE("a blocking command neither overtakes the client's earlier requests nor lets later ones overtake it") {
+  Fixture f;
+  const std::string q = f.host.keyOn(0, 1, "queue");
+  f.client.send(command({"LPUSH", q, "x"}) + command({"BLPOP", q, "0"}) + command({"GET", f.k0}));
+  f.host.settle();
+  CHECK(f.shard(1).owed.size() == 1);  // LPUSH
+  CHECK(f.host.dedicated().empty());   // BLPOP waits for the LPUSH's reply
+  f.shard(1).answer(":1\r\n");
+  f.host.settle();
+  REQUIRE(f.host.dedicated().size() == 1);
+  CHECK(f.host.dedicated()[0]->next() == command({"BLPOP", q, "0"}));
+  CHECK(f.shard(0).owed.empty());  // GET waits: a blocked client runs nothing else
+  f.host.dedicated()[0]->answer("*2\r\n" + bulk(q) + bulk("x"));
+  f.host.settle();
+  REQUIRE(f.shard(0).owed.size() == 1);
+  f.shard(0).answer("$1\r\nv\r\n");
+  CHECK(f.client.receive() == ":1\r\n*2\r\n" + bulk(q) + bulk("x") + "$1\r\nv\r\n");
+}
+
+TEST_CASE("a client that hangs up while blocked releases its connection at once") {
+  Fixture f;
+  f.client.send(command({"BLPOP", f.k2, "0"}));
+  f.host.settle();
+  REQUIRE(f.host.dedicated().size() == 1);
+  CHECK(f.host.gauges(0)->blocking.load() == 1);
+  f.client.close();
+  f.host.settle();
+  CHECK(f.host.sessions() == 0);
+  CHECK(f.host.dedicated()[0]->hardClosed);  // closed, not left waiting for a reply
+  CHECK(f.host.dedicated()[0]->cancels == 1);
+  CHECK(f.host.gauges(0)->blocking.load() == 0);
+}
+
+TEST_CASE("blocking commands: keys of several servers, XREAD without BLOCK, the connection limit") {
+  FakeHost host(std::string(kThreeShards) + "  max_blocking_connections: 1\n");
+  RedisFrontend fe;
+  auto a = host.connect(fe, 0);
+  auto b = host.connect(fe, 0);
+  const std::string k0 = host.keyOn(0, 0), k1 = host.keyOn(0, 1);
+  a.send(command({"BLPOP", k0, k1, "0"}));
+  CHECK(a.receive().rfind("-CROSSSLOT Keys in request don't hash to the same server", 0) == 0);
+  a.send(command({"XREAD", "COUNT", "1", "STREAMS", k0, "0"}));  // does not block: shared connection
+  host.settle();
+  CHECK(host.dedicated().empty());
+  CHECK(host.link(0).next() == command({"XREAD", "COUNT", "1", "STREAMS", k0, "0"}));
+  host.link(0).answer("*-1\r\n");
+  CHECK(a.receive() == "*-1\r\n");
+  a.send(command({"XREAD", "BLOCK", "100", "STREAMS", k1, "$"}));
+  host.settle();
+  REQUIRE(host.dedicated().size() == 1);
+  b.send(command({"BLPOP", k0, "0"}));
+  CHECK(b.receive() ==
+        "-ERR ringproxy: the pool's clients already hold max_blocking_connections (1) backend connections for "
+        "blocking commands; retry later\r\n");
+  CHECK(host.stats("pool").blockingRefused == 1);
+  host.dedicated()[0]->answer("*-1\r\n");
+  CHECK(a.receive() == "*-1\r\n");
 }
 
 }  // namespace

@@ -30,7 +30,7 @@ ClientSession::ClientSession(SessionHost& host, RequestPool& requests, size_t po
       requests_(requests),
       poolIndex_(pool),
       stats_(&host.poolStats(host.snapshot().pools[pool].config.name)),
-      clients_(host.clientCounter(pool)) {
+      gauges_(host.gauges(pool)) {
   poll_.data = this;
   host_.addSession(this);
   stats_->clientConnections++;
@@ -38,7 +38,7 @@ ClientSession::ClientSession(SessionHost& host, RequestPool& requests, size_t po
 
 ClientSession::~ClientSession() {
   stats_->clientsClosed++;
-  if (phase_ != Phase::New) clients_->fetch_sub(1, std::memory_order_relaxed);
+  if (phase_ != Phase::New) gauges_->clients.fetch_sub(1, std::memory_order_relaxed);
   host_.removeSession(this);
 }
 
@@ -62,7 +62,7 @@ void ClientSession::start(int fd, bool unixSocket) {
   phase_ = Phase::Open;
   // client_connections (twemproxy 0.5.0 parses it but never enforces it; ringproxy does).
   const uint32_t limit = host_.snapshot().pools[poolIndex_].config.clientConnections;
-  const uint32_t before = clients_->fetch_add(1, std::memory_order_relaxed);
+  const uint32_t before = gauges_->clients.fetch_add(1, std::memory_order_relaxed);
   if (limit != 0 && before >= limit) {
     stats_->clientsRejected++;
     const std::string_view reply = tooManyClientsReply();
@@ -80,7 +80,8 @@ void ClientSession::start(int fd, bool unixSocket) {
 void ClientSession::updatePoll() {
   if (phase_ == Phase::Closed || phase_ == Phase::New) return;
   const bool reading = phase_ == Phase::Open && hold_ == InputHold::None;
-  const int want = (reading ? UV_READABLE : 0) | (writeBlocked_ ? UV_WRITABLE : 0);
+  const bool watchHangUp = phase_ == Phase::Open && hold_ == InputHold::Blocked;
+  const int want = (reading ? UV_READABLE : 0) | (writeBlocked_ ? UV_WRITABLE : 0) | (watchHangUp ? UV_DISCONNECT : 0);
   if (want == polled_) return;
   polled_ = static_cast<uint8_t>(want);
   if (want == 0) {
@@ -96,6 +97,11 @@ void ClientSession::onPollCb(uv_poll_t* h, int status, int events) {
   if (status < 0) {
     self->stats_->clientErr++;
     self->closeNow();
+    return;
+  }
+  if ((events & UV_DISCONNECT) != 0 && self->hold_ == InputHold::Blocked && self->phase_ == Phase::Open) {
+    self->stats_->clientEof++;
+    self->closeNow();  // cancels the blocked request; its connection is closed with the session
     return;
   }
   if ((events & UV_WRITABLE) != 0) self->flushNow();
@@ -129,7 +135,8 @@ void ClientSession::readSocket() {
     if (phase_ == Phase::Closed) return;
     if (n == 0) {
       stats_->clientEof++;
-      closeAfterFlush();
+      if (hold_ == InputHold::Blocked) closeNow();  // nothing to wait for: Redis frees it too
+      else closeAfterFlush();
     } else {
       stats_->clientErr++;
       closeNow();
@@ -149,7 +156,7 @@ void ClientSession::onInput() {
 }
 
 bool ClientSession::wantsMoreInput() const {
-  if (hold_ == InputHold::Drain) return false;
+  if (hold_ == InputHold::Drain || hold_ == InputHold::Blocked) return false;
   const PoolRoute* route = poolRoute();
   if (route == nullptr) return true;  // draining after a reload removed the pool
   return pending_ < route->config.maxPendingRequests && out_.readableSize() < route->config.maxClientOutputBytes;
@@ -279,7 +286,7 @@ void ClientSession::drainCompleted() {
   }
   if (phase_ != Phase::Open) {
     maybeFinishClose();
-  } else if (head_ == nullptr && hold_ == InputHold::Drain) {
+  } else if (head_ == nullptr && (hold_ == InputHold::Drain || hold_ == InputHold::Blocked)) {
     hold_ = InputHold::BackPressure;  // resume as after back-pressure: buffered input first
     maybeResume();
   }

@@ -123,6 +123,11 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   // Hold input until every queued request has completed (a request that must not overtake
   // the ones in flight, e.g. because it travels on another backend connection).
   void holdInputUntilDrained() { hold_ = InputHold::Drain; }
+  // The same for a client blocked on a command that may wait for ever (BLPOP 0): besides,
+  // if the client hangs up meanwhile, it is closed at once and its requests cancelled, as
+  // Redis frees a blocked client that disconnects, so its backend connection is let go too.
+  void holdInputWhileBlocked() { hold_ = InputHold::Blocked; }
+  bool blocked() const { return hold_ == InputHold::Blocked; }
 
   SessionHost& host_;
 
@@ -139,6 +144,7 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
     None,
     BackPressure,  // too many requests unanswered, or too many reply bytes unsent
     Drain,         // held by the protocol until the queue is empty (holdInputUntilDrained)
+    Blocked,       // the same, watching for a hang-up (holdInputWhileBlocked)
   };
   // What happened to the output stream; anything but None closes the client at the next flush.
   enum class OutputFault : uint8_t {
@@ -167,7 +173,7 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   RequestPool& requests_;  // the frontend's, shared by the worker's sessions of this protocol
   size_t poolIndex_;
   PoolStats* stats_;                // this pool's counters on this host (outlive every session)
-  std::atomic<uint32_t>* clients_;  // the pool's connected-clients count (kept by the host)
+  PoolGauges* gauges_;  // the pool's shared gauges (kept alive by the host)
   backends::io::Buffer in_;
   backends::io::Buffer out_;  // replies not yet accepted by the kernel
   Request* head_ = nullptr;   // the ordered queue of requests, oldest first

@@ -59,8 +59,8 @@ std::shared_ptr<const RoutingSnapshot> RoutingSnapshot::build(const config::Topo
     PoolRoute route{pool, ring::Ring(pool.ringSpec()), {}, nullptr};
     if (previous != nullptr)
       for (const PoolRoute& old : previous->pools)
-        if (old.config.name == pool.name) route.clients = old.clients;
-    if (!route.clients) route.clients = std::make_shared<std::atomic<uint32_t>>(0);
+        if (old.config.name == pool.name) route.gauges = old.gauges;
+    if (!route.gauges) route.gauges = std::make_shared<PoolGauges>();
     std::map<std::string, uint32_t> backendOfAddress;
     for (const config::Server& server : pool.servers) {
       BackendSpec spec = backendFor(pool, server);

@@ -32,13 +32,18 @@ struct BackendSpec {
   int retryTimeoutMs = 30000;   // server_retry_timeout
 };
 
+// Gauges of one pool shared by every worker (atomics: read and written on any worker).
+struct PoolGauges {
+  std::atomic<uint32_t> clients{0};   // client connections open (client_connections)
+  std::atomic<uint32_t> blocking{0};  // backend connections held by one client (max_blocking_connections)
+};
+
 struct PoolRoute {
   config::Pool config;
   ring::Ring ring;
   std::vector<uint32_t> nodeBackend;  // ring node index -> index into RoutingSnapshot::backends
-  // Clients connected to this pool across all workers (for client_connections). Shared by
-  // every snapshot that has a pool of this name, so a reload does not reset it.
-  std::shared_ptr<std::atomic<uint32_t>> clients;
+  // Shared by every snapshot that has a pool of this name, so a reload does not reset them.
+  std::shared_ptr<PoolGauges> gauges;
 };
 
 struct RoutingSnapshot {
@@ -47,7 +52,7 @@ struct RoutingSnapshot {
   std::vector<PoolRoute> pools;
   std::vector<BackendSpec> backends;
 
-  // `previous` (may be null) lends its per-pool client counters to pools of the same name.
+  // `previous` (may be null) lends its per-pool gauges to pools of the same name.
   static std::shared_ptr<const RoutingSnapshot> build(const config::Topology& topology, uint64_t generation,
                                                       const RoutingSnapshot* previous = nullptr);
 };

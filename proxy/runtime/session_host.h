@@ -76,9 +76,9 @@ class SessionHost {
   // --- bookkeeping at a session's start and end ---
   // The counters of pool `name` on this host (kept across reloads, by name).
   virtual PoolStats& poolStats(const std::string& name) = 0;
-  // The connected-clients counter of pool `pool` (shared by all workers); alive as long as
-  // the host, so a session may keep the pointer across reloads.
-  virtual std::atomic<uint32_t>* clientCounter(size_t pool) = 0;
+  // The gauges of pool `pool` (shared by all workers); alive as long as the host, so a
+  // session may keep the pointer across reloads.
+  virtual PoolGauges* gauges(size_t pool) = 0;
   virtual void addSession(ClientSession* s) = 0;
   virtual void removeSession(ClientSession* s) = 0;
 

@@ -41,6 +41,10 @@ void PoolStats::add(const PoolStats& o) {
   serverEjects += o.serverEjects;
   limitErrors += o.limitErrors;
   clientsIdleClosed += o.clientsIdleClosed;
+  blockingRequests += o.blockingRequests;
+  blockingOpened += o.blockingOpened;
+  blockingClosed += o.blockingClosed;
+  blockingRefused += o.blockingRefused;
 }
 
 void addConnStats(backends::upstream::ConnStats& a, const backends::upstream::ConnStats& b) { addConn(a, b); }

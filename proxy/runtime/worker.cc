@@ -402,10 +402,10 @@ Frontend& Worker::frontend(config::Protocol protocol) {
   return *slot;
 }
 
-std::atomic<uint32_t>* Worker::clientCounter(size_t pool) {
+PoolGauges* Worker::gauges(size_t pool) {
   const PoolRoute& route = snapshot_->pools[pool];
-  auto& slot = clientCounters_[route.config.name];
-  if (slot != route.clients) slot = route.clients;  // the same object unless the pool was re-added
+  auto& slot = gauges_[route.config.name];
+  if (slot != route.gauges) slot = route.gauges;  // the same object unless the pool was re-added
   return slot.get();
 }
 

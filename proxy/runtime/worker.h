@@ -68,7 +68,7 @@ class Worker final : public SessionHost {
   backends::upstream::UpstreamLink& upstream(uint32_t backend, Channel channel) override;
   backends::upstream::UpstreamLink* openDedicated(uint32_t backend, Channel channel) override;
   PoolStats& poolStats(const std::string& name) override;
-  std::atomic<uint32_t>* clientCounter(size_t pool) override;
+  PoolGauges* gauges(size_t pool) override;
   void addSession(ClientSession* s) override;
   void removeSession(ClientSession* s) override;
 
@@ -115,7 +115,7 @@ class Worker final : public SessionHost {
   bool ready_ = false;   // guarded by mutex_: the loop and async handle exist
   bool closed_ = false;  // guarded by mutex_: the async handle is closed, post() drops work
   std::unordered_map<std::string, std::unique_ptr<PoolStats>> poolStats_;
-  std::unordered_map<std::string, std::shared_ptr<std::atomic<uint32_t>>> clientCounters_;
+  std::unordered_map<std::string, std::shared_ptr<PoolGauges>> gauges_;
   // Per protocol (config::Protocol), made on first use. Declared after everything sessions
   // hold pointers into, and destroyed only after every session is gone (run() returns then).
   std::unique_ptr<Frontend> frontends_[2];

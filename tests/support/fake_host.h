@@ -69,6 +69,7 @@ class FakeLink final : public backends::upstream::UpstreamLink {
     closed = true;
     hardClosed = true;
   }
+  void setReplyTimeout(int ms) override { replyTimeoutMs = ms; }
 
   // Answers the oldest request still owed with `reply` (a cancelled one's answer is dropped,
   // as a real link drops it). Returns false when nothing is owed.
@@ -95,6 +96,7 @@ class FakeLink final : public backends::upstream::UpstreamLink {
   bool closed = false;
   bool hardClosed = false;
   int cancels = 0;
+  int replyTimeoutMs = -2;  // what setReplyTimeout last set (-2: never called)
 
  private:
   std::string label_;
@@ -196,7 +198,7 @@ class FakeHost final : public SessionHost {
     return dedicated_.back().get();
   }
   PoolStats& poolStats(const std::string& name) override { return stats_[name]; }
-  std::atomic<uint32_t>* clientCounter(size_t) override { return &clients_; }
+  PoolGauges* gauges(size_t) override { return &gauges_; }
   void addSession(ClientSession* s) override {
     s->listNext = sessions_;
     if (sessions_ != nullptr) sessions_->listPrev = s;
@@ -214,7 +216,7 @@ class FakeHost final : public SessionHost {
   std::map<std::pair<uint32_t, Channel>, std::unique_ptr<FakeLink>> links_;
   std::vector<std::unique_ptr<FakeLink>> dedicated_;
   std::map<std::string, PoolStats> stats_;
-  std::atomic<uint32_t> clients_{0};
+  PoolGauges gauges_;
   ClientSession* sessions_ = nullptr;
   size_t sessionCount_ = 0;
 };
