@@ -103,6 +103,10 @@ uint64_t UpstreamConn::send(const char* data, size_t len, ReplySink* sink, uint6
   socket_->out.append(data, len);
   stats_.requests++;
   stats_.bytesOut += len;
+  if (push_ != nullptr) {  // nothing is owed: what comes back goes to the push sink
+    if (state_ == State::Ready) flusher_.schedule(this);
+    return headSeq_ + fifo_.size();
+  }
   const bool wasEmpty = fifo_.empty();
   fifo_.push_back({sink, cookie, hint, false, uv_now(loop_), uv_hrtime() / 1000});
   if (state_ == State::Ready) {
@@ -254,6 +258,20 @@ void UpstreamConn::onRead(ssize_t nread) {
   io::Buffer& in = sock->in;
   const uint64_t nowUs = uv_hrtime() / 1000;  // one clock read for the whole batch of replies
   while (!in.empty()) {
+    if (fifo_.empty() && push_ != nullptr) {
+      const Frame f = framer_->frame(in.readable(), in.readableSize(), 0);
+      if (f.status == FrameStatus::NeedMore) break;
+      if (f.status == FrameStatus::Error) {
+        fail(FailureCause::Protocol, kUnparseable);
+        return;
+      }
+      framer_->reset();
+      stats_.replies++;
+      push_->onReply(0, in.readable(), f.length, f.isError);
+      if (socket_ != sock) return;  // the sink closed us
+      in.consume(f.length);
+      continue;
+    }
     if (fifo_.empty()) {
       fail(FailureCause::Protocol, kUnsolicited);
       return;
@@ -341,6 +359,15 @@ void UpstreamConn::fail(FailureCause cause, std::string_view detail) {
     if (e.sink != nullptr) e.sink->onFailure(e.cookie, message);
   }
   if (state_ == State::Closed) return;
+  if (push_ != nullptr) {
+    // The subscriptions died with the socket: the owner decides (it closes its client, which
+    // resubscribes), and nothing reconnects behind its back.
+    ReplySink* sink = push_;
+    push_ = nullptr;
+    closeWhenIdle_ = true;  // refuse sends until the owner's close()
+    sink->onFailure(0, message);
+    return;
+  }
   if (closeWhenIdle_) {
     close();  // nothing more is owed, and nothing new may be sent
     return;

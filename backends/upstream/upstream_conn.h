@@ -114,6 +114,11 @@ class UpstreamConn final : public UpstreamLink, private io::Flushable {
   // Refuses new sends, lets every request already sent get its reply, then close()s. Used
   // for backends removed by a reload and for a client's dedicated WATCH connection.
   void closeWhenIdle() override;
+  // Push mode, for a pub/sub subscriber connection: requests owe no reply, and every frame the
+  // backend sends (after the handshake) goes to `sink` as onReply(0, ...); a failure calls
+  // sink->onFailure(0, why) once and the connection stays down until close(). Set before
+  // the first send.
+  void setPushSink(ReplySink* sink) { push_ = sink; }
   void setReplyTimeout(int ms) override {
     options_.replyTimeoutMs = ms;
     armTimer();
@@ -191,6 +196,7 @@ class UpstreamConn final : public UpstreamLink, private io::Flushable {
   std::string lastError_;
   FailureCause lastCause_ = FailureCause::None;
   ConnStats stats_;
+  ReplySink* push_ = nullptr;  // push mode (setPushSink)
   uint32_t* failures_ = nullptr;
   void (*onFailure_)(void*) = nullptr;
   void* onFailureCtx_ = nullptr;

@@ -61,7 +61,8 @@ void RedisSession::cmdBlocking(const CommandSpec& spec, const char* req) {
 
 backends::upstream::UpstreamLink* RedisSession::blockingLink(uint32_t backend) {
   RareState& st = rare();
-  if (st.blockLink != nullptr && st.blockBackend == backend && st.blockChannel == channel()) return st.blockLink;
+  const std::string& key = host_.snapshot().backends[backend].key;
+  if (st.blockLink != nullptr && st.blockKey == key && st.blockChannel == channel()) return st.blockLink;
   if (st.blockLink != nullptr) releaseBlockingLink(false);
   PoolGauges* gauges = host_.gauges(pool());
   const uint32_t limit = poolRoute()->config.maxBlockingConnections;
@@ -73,7 +74,7 @@ backends::upstream::UpstreamLink* RedisSession::blockingLink(uint32_t backend) {
     return nullptr;
   }
   st.blockLink = host_.openDedicated(backend, channel());
-  st.blockBackend = backend;
+  st.blockKey = key;
   st.blockChannel = channel();
   st.blockGauges = gauges;
   stats().blockingOpened++;

@@ -48,13 +48,13 @@ enum CommandFlag : uint8_t {
   kNoAuth = 2,       // allowed before AUTH on a pool with redis_auth (AUTH, HELLO, QUIT)
   kRunsInMulti = 4,  // runs at once between MULTI and EXEC instead of being queued
   kPure = 8,         // its reply depends on its arguments only: may be queued in MULTI (PING)
+  kInSubscribed = 16,  // allowed to a RESP2 client with subscriptions ((UN)SUBSCRIBE, PING, QUIT, RESET)
 };
 
 // Why a command known to Redis is refused (Route::Unsupported): its reply says so.
 enum class Refusal : uint8_t {
   None,
   Replication,  // counts replicas of a connection's own writes (WAIT, WAITAOF)
-  PubSub,    // needs a subscribed connection, or a channel's server (SUBSCRIBE, PUBLISH)
   Keyspace,  // acts on every key of a server (KEYS, SCAN, FLUSHALL)
   Database,  // another database than the pool's redis_db (MOVE, SWAPDB)
   Admin,     // administers one server (CONFIG, SAVE, MONITOR, ACL)

@@ -54,6 +54,17 @@ void RedisSession::cmdQuit(const CommandSpec&, const char*) {
 
 void RedisSession::cmdPure(const CommandSpec& spec, const char* req) {
   s_.bytes.clear();
+  if (spec.pure == &RedisSession::pingReply && inSubscribedMode() && argc() <= 2) {
+    // A subscribed RESP2 client gets PING's answer as Redis sends it there: ["pong", arg],
+    // in order with its subscription frames.
+    PubSubState::Out o;
+    resp::appendArrayHeader(o.bytes, 2);
+    resp::appendBulk(o.bytes, "pong");
+    resp::appendBulk(o.bytes, argc() == 2 ? arg(req, 1) : std::string_view());
+    rare_->pubsub->out.push_back(std::move(o));
+    flushPubSub();
+    return;
+  }
   if (!(this->*spec.pure)(req, s_.bytes)) {
     replyError("ERR wrong number of arguments for '" + std::string(spec.name) + "' command");
     return;

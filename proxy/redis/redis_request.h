@@ -69,13 +69,19 @@ struct ExecMerge {
   }
 };
 
-// The same command to every backend (SCRIPT LOAD, SCRIPT FLUSH, SCRIPT EXISTS), so that what
-// it sets up is there whichever server owns the keys later: the reply is the first backend's
-// when every backend succeeded; for SCRIPT EXISTS, each element is 1 only where every backend
-// has the script (EVALSHA would fail on the one that lacks it).
+// The same command to every backend, answered from all of their replies (any failure fails
+// the whole):
+//   Same        SCRIPT LOAD/FLUSH: set up everywhere, so it is there whichever server owns the
+//               keys later; the first backend's reply (they are the same).
+//   MinElements SCRIPT EXISTS: integer arrays, element by element, the smallest: 1 only where
+//               every backend has the script (EVALSHA would fail on the one that lacks it).
+//   Union       PUBSUB CHANNELS/SHARDCHANNELS: the arrays' elements, each once.
+//   SumPairs    PUBSUB NUMSUB/SHARDNUMSUB: [name, count, ...] with the counts summed.
+//   Max         PUBSUB NUMPAT: patterns are subscribed on every server, so each has them all.
 struct EveryBackendMerge {
-  bool allOf = false;  // integer arrays, element by element: the smallest value
-  void reset() { allOf = false; }
+  enum class Combine : uint8_t { Same, MinElements, Union, SumPairs, Max };
+  Combine combine = Combine::Same;
+  void reset() { combine = Combine::Same; }
   size_t retainedBytes() const { return 0; }
 };
 

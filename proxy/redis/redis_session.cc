@@ -43,6 +43,7 @@ RedisSession::~RedisSession() {
   // blocking connection is closed now, so its backend stops waiting for this client.
   if (watchLink() != nullptr) watchLink()->close();
   if (rare_ && rare_->blockLink != nullptr) releaseBlockingLink(true);
+  closeSubscriberLinks();
   frontend_.parsers.giveBack(parser_);
 }
 
@@ -139,11 +140,29 @@ void RedisSession::dispatch(char* req) {
     replyError("ERR wrong number of arguments for '" + std::string(spec->name) + "' command");
     return;
   }
+  if (rare_ != nullptr && !spec->has(kInSubscribed) && inSubscribedMode()) {
+    replyError("ERR Can't execute '" + std::string(spec->name) +
+               "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context");
+    return;
+  }
   if (inMulti() && !spec->has(kRunsInMulti)) {
     queueInMulti(*spec, req);
     return;
   }
   (this->*spec->handler)(*spec, req);
+}
+
+void RedisSession::onRoutingChanged() {
+  if (!rare_ || poolRoute() == nullptr) return;
+  // Snapshot indexes may have been renumbered: what this client holds follows its backend's
+  // identity. A WATCH on a backend that left the pool can no longer be honoured by EXEC.
+  if (rare_->watchLink != nullptr) {
+    const auto& backends = host_.snapshot().backends;
+    rare_->watchBackend = UINT32_MAX;
+    for (uint32_t b = 0; b < backends.size(); ++b)
+      if (backends[b].key == rare_->watchKey) rare_->watchBackend = b;
+  }
+  if (rare_->pubsub && rare_->pubsub->subscribed()) pubsubRoutingChanged();
 }
 
 void RedisSession::cmdRefused(const CommandSpec& spec, const char*) {
@@ -192,39 +211,110 @@ void RedisSession::cmdScript(const CommandSpec&, const char* req) {
     return;
   }
   RedisRequest* r = newRedisRequest();
-  broadcast<EveryBackendMerge>(*r, asResp(req)).allOf = exists;
+  broadcast<EveryBackendMerge>(*r, asResp(req)).combine =
+      exists ? EveryBackendMerge::Combine::MinElements : EveryBackendMerge::Combine::Same;
   if (r->waiting == 0) fragmentsDone(*r);
 }
 
 void RedisSession::mergeEveryBackend(RedisRequest& r, const EveryBackendMerge& m) {
-  if (!r.error.empty()) {  // one server failed: the setup is not everywhere
+  using Combine = EveryBackendMerge::Combine;
+  if (!r.error.empty()) {  // one server failed: the answer would be wrong or partial
     resp::appendError(r.reply, r.error);
     return;
   }
-  if (!m.allOf) {
+  if (m.combine == Combine::Same) {
     r.reply = r.fragment(0).reply;  // the same answer from every server (the SHA, OK)
     return;
   }
-  // SCRIPT EXISTS: 1 only where every server has the script.
-  std::vector<int64_t> all;
   if (s_.elementSpans.empty()) s_.elementSpans.emplace_back();
   std::vector<resp::ByteSpan>& spans = s_.elementSpans[0];
+  std::vector<int64_t> numbers;           // MinElements, SumPairs: per element; Max: one
+  std::vector<std::string_view> elements;  // Union: each once; SumPairs: the names
   for (uint32_t f = 0; f < r.fragmentCount(); ++f) {
     const std::string& reply = r.fragment(f).reply;
+    if (m.combine == Combine::Max) {
+      int64_t v = 0;
+      if (reply.size() < 3 || reply[0] != ':' || !parseInt64(std::string_view(reply).substr(1, reply.size() - 3), v)) {
+        resp::appendError(r.reply, "ERR backend sent a malformed reply");
+        return;
+      }
+      if (numbers.empty()) numbers.push_back(v);
+      else numbers[0] = std::max(numbers[0], v);
+      continue;
+    }
     if (resp::splitAggregate(reply.data(), reply.size(), spans) != ParseStatus::Complete) {
-      resp::appendError(r.reply, "ERR backend sent a malformed SCRIPT EXISTS reply");
+      resp::appendError(r.reply, "ERR backend sent a malformed reply");
       return;
     }
-    if (f == 0) all.assign(spans.size(), 1);
-    for (size_t i = 0; i < spans.size() && i < all.size(); ++i) {
-      int64_t v = 0;
+    if (f == 0 && m.combine == Combine::MinElements) numbers.assign(spans.size(), 1);
+    if (f == 0 && m.combine == Combine::SumPairs) numbers.assign(spans.size(), 0);
+    for (size_t i = 0; i < spans.size(); ++i) {
       const std::string_view e(reply.data() + spans[i].offset, spans[i].length);
-      if (e.size() < 3 || e[0] != ':' || !parseInt64(e.substr(1, e.size() - 3), v)) v = 0;
-      all[i] = std::min(all[i], v);
+      int64_t v = 0;
+      const bool isInt = e.size() >= 3 && e[0] == ':' && parseInt64(e.substr(1, e.size() - 3), v);
+      switch (m.combine) {
+        case Combine::MinElements:
+          if (i < numbers.size()) numbers[i] = std::min(numbers[i], isInt ? v : 0);
+          break;
+        case Combine::SumPairs:
+          if (i < numbers.size() && isInt) numbers[i] += v;
+          if (f == 0 && !isInt) elements.push_back(e);
+          break;
+        case Combine::Union:
+          if (std::find(elements.begin(), elements.end(), e) == elements.end()) elements.push_back(e);
+          break;
+        default:
+          break;
+      }
     }
   }
-  resp::appendArrayHeader(r.reply, all.size());
-  for (int64_t v : all) resp::appendInteger(r.reply, v);
+  switch (m.combine) {
+    case Combine::Max:
+      resp::appendInteger(r.reply, numbers.empty() ? 0 : numbers[0]);
+      break;
+    case Combine::MinElements:
+      resp::appendArrayHeader(r.reply, numbers.size());
+      for (int64_t v : numbers) resp::appendInteger(r.reply, v);
+      break;
+    case Combine::Union:
+      resp::appendArrayHeader(r.reply, elements.size());
+      for (std::string_view e : elements) r.reply += e;
+      break;
+    case Combine::SumPairs: {
+      // The first server's [name, count, ...], with every server's counts added.
+      const std::string& first = r.fragment(0).reply;
+      (void)resp::splitAggregate(first.data(), first.size(), spans);
+      resp::appendArrayHeader(r.reply, spans.size());
+      for (size_t i = 0; i < spans.size(); ++i) {
+        const std::string_view e(first.data() + spans[i].offset, spans[i].length);
+        if (i % 2 == 1) resp::appendInteger(r.reply, numbers[i]);
+        else r.reply += e;
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+void RedisSession::cmdPubsub(const CommandSpec&, const char* req) {
+  // PUBSUB asks each server about the subscriptions it holds: a channel's subscribers are
+  // on its owner, patterns on every server.
+  using Combine = EveryBackendMerge::Combine;
+  std::string sub(arg(req, 1));
+  for (char& c : sub) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  Combine combine;
+  if ((sub == "channels" || sub == "shardchannels") && argc() <= 3) combine = Combine::Union;
+  else if (sub == "numsub" || sub == "shardnumsub") combine = Combine::SumPairs;
+  else if (sub == "numpat" && argc() == 2) combine = Combine::Max;
+  else {
+    replyError("ERR unknown subcommand or wrong number of arguments for '" + std::string(arg(req, 1)) +
+               "'. Try PUBSUB HELP.");
+    return;
+  }
+  RedisRequest* r = newRedisRequest();
+  broadcast<EveryBackendMerge>(*r, asResp(req)).combine = combine;
+  if (r->waiting == 0) fragmentsDone(*r);
 }
 
 void RedisSession::cmdInfo(const CommandSpec&, const char* req) {

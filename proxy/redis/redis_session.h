@@ -20,6 +20,7 @@
 #include "backends/resp/resp_encode.h"
 #include "proxy/redis/redis_commands.h"
 #include "proxy/redis/redis_frontend.h"
+#include "proxy/redis/redis_pubsub.h"
 #include "proxy/redis/redis_request.h"
 #include "proxy/runtime/client_session.h"
 
@@ -53,13 +54,18 @@ class RedisSession final : public ClientSession {
   void cmdReset(const CommandSpec& spec, const char* req);
   void cmdScript(const CommandSpec& spec, const char* req);
   void cmdBlocking(const CommandSpec& spec, const char* req);
+  void cmdSubscribe(const CommandSpec& spec, const char* req);
+  void cmdUnsubscribe(const CommandSpec& spec, const char* req);
+  void cmdPubsub(const CommandSpec& spec, const char* req);
   // Replies of kPure commands (PureReply), also computed for commands queued in MULTI.
   bool pingReply(const char* req, std::string& out);
   bool echoReply(const char* req, std::string& out);
   bool timeReply(const char* req, std::string& out);
 
  private:
+  friend struct PubSubState;
   ~RedisSession() override;
+  void onRoutingChanged() override;
 
   // A command queued between MULTI and EXEC: its RESP bytes and the backend that owns its
   // keys, or (backend < 0) a reply the proxy computed itself (PING, ECHO, TIME).
@@ -117,6 +123,19 @@ class RedisSession final : public ClientSession {
   // Lets the client's own connection go: closed once idle, or at once with `now`.
   void releaseBlockingLink(bool now);
 
+  // Pub/sub (redis_pubsub.cc).
+  PubSubState& pubsub();
+  // RESP2 with a subscription: only (un)subscribing, PING, QUIT and RESET are allowed.
+  bool inSubscribedMode() const;
+  void appendSubscriptionFrame(std::string& out, std::string_view word, const std::string* name, size_t count);
+  backends::upstream::UpstreamLink* subscriberLink(uint32_t backend);
+  void onPubSubFrame(const char* data, size_t len);
+  void onPubSubFailure(std::string_view why);
+  void flushPubSub();
+  void closeSubscriberLinks();
+  void endPubSub();
+  void pubsubRoutingChanged();
+
   // Transactions (redis_transaction.cc).
   void queueInMulti(const CommandSpec& spec, const char* req);
   void abortMulti(std::string_view error);
@@ -146,13 +165,15 @@ class RedisSession final : public ClientSession {
     int32_t multiBackend = -1;  // the backend of the first queued command (strict mode)
     std::vector<Queued> queued;
     backends::upstream::UpstreamLink* watchLink = nullptr;
-    uint32_t watchBackend = 0;
+    uint32_t watchBackend = 0;  // its snapshot index, kept current across reloads by watchKey
+    std::string watchKey;
     // The client's own connection for blocking commands, kept for its next one (job
     // workers block in a loop on the same keys); counted in blockingGauges->blocking.
     backends::upstream::UpstreamLink* blockLink = nullptr;
-    uint32_t blockBackend = 0;
     Channel blockChannel = Channel::Default;
     PoolGauges* blockGauges = nullptr;
+    std::string blockKey;  // the backend's identity across reloads (BackendSpec::key)
+    std::unique_ptr<PubSubState> pubsub;  // once the client subscribes
   };
   std::unique_ptr<RareState> rare_;
   RareState& rare() {

@@ -182,8 +182,9 @@ TEST_CASE("the command table's checks: unknown command, arity, NOAUTH exemptions
   CHECK(c.receive() == "-ERR ringproxy does not support 'wait': it counts the replicas that have this connection's "
                        "writes, and through ringproxy a client's writes travel on connections shared with other "
                        "clients\r\n");
-  c.send(command({"SUBSCRIBE", "ch"}));
-  CHECK(c.receive() == "-ERR ringproxy does not support 'subscribe': pub/sub is not supported through ringproxy yet\r\n");
+  c.send(command({"MONITOR"}));
+  CHECK(c.receive() == "-ERR ringproxy does not support 'monitor': it administers one server: send it to the "
+                       "backends directly\r\n");
 }
 
 TEST_CASE("EXEC over two shards: each runs its part as MULTI...EXEC, replies merged in queue order") {
@@ -341,6 +342,121 @@ TEST_CASE("blocking commands: keys of several servers, XREAD without BLOCK, the 
   CHECK(host.stats("pool").blockingRefused == 1);
   host.dedicated()[0]->answer("*-1\r\n");
   CHECK(a.receive() == "*-1\r\n");
+}
+
+std::string frame3(std::string_view word, std::string_view name, std::string_view third, bool intThird) {
+  return "*3\r\n" + bulk(word) + bulk(name) + (intThird ? ":" + std::string(third) + "\r\n" : bulk(third));
+}
+
+TEST_CASE("SUBSCRIBE goes to each channel's owner and is confirmed, with the client's own count, once the owner has") {
+  Fixture f;
+  const std::string a = f.host.keyOn(0, 0, "chan"), b = f.host.keyOn(0, 2, "chan");
+  f.client.send(command({"SUBSCRIBE", a, b}));
+  f.host.settle();
+  REQUIRE(f.host.subscriberOf.count(0) == 1);
+  REQUIRE(f.host.subscriberOf.count(2) == 1);
+  CHECK(f.host.subscriberOf.count(1) == 0);
+  FakeLink& s0 = *f.host.subscriberOf[0];
+  FakeLink& s2 = *f.host.subscriberOf[2];
+  CHECK(s0.log == std::vector<std::string>{command({"subscribe", a})});
+  CHECK(s2.log == std::vector<std::string>{command({"subscribe", b})});
+  CHECK(f.client.receive().empty());  // nothing until the owner confirms
+  s2.push(frame3("subscribe", b, "1", true));  // b confirmed first: still waits behind a
+  CHECK(f.client.receive().empty());
+  s0.push(frame3("subscribe", a, "1", true));
+  CHECK(f.client.receive() == frame3("subscribe", a, "1", true) + frame3("subscribe", b, "2", true));
+  // Messages are relayed as the server sent them.
+  s2.push(frame3("message", b, "hello", false));
+  CHECK(f.client.receive() == frame3("message", b, "hello", false));
+  // RESP2 subscribed mode: other commands are refused, PING answers ["pong", ""].
+  f.client.send(command({"GET", "k"}));
+  CHECK(f.client.receive() ==
+        "-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
+        "this context\r\n");
+  f.client.send(command({"PING"}));
+  CHECK(f.client.receive() == "*2\r\n" + bulk("pong") + bulk(""));
+  // UNSUBSCRIBE is confirmed at once; a late message for the channel is dropped.
+  f.client.send(command({"UNSUBSCRIBE", b}));
+  CHECK(f.client.receive() == frame3("unsubscribe", b, "1", true));
+  CHECK(s2.log.back() == command({"unsubscribe", b}));
+  s2.push(frame3("message", b, "late", false));
+  CHECK(f.client.receive().empty());
+  CHECK(f.host.gauges(0)->blocking.load() == 2);
+  // Leaving everything: out of subscribed mode, connections let go.
+  f.client.send(command({"UNSUBSCRIBE"}));
+  CHECK(f.client.receive() == frame3("unsubscribe", a, "0", true));
+  CHECK(s0.hardClosed);
+  CHECK(s2.hardClosed);
+  CHECK(f.host.gauges(0)->blocking.load() == 0);
+  f.client.send(command({"GET", f.k0}));
+  f.host.settle();
+  CHECK(f.shard(0).next() == command({"GET", f.k0}));
+}
+
+TEST_CASE("PSUBSCRIBE reaches every server and is confirmed once all have; UNSUBSCRIBE with nothing names nothing") {
+  Fixture f;
+  f.client.send(command({"PSUBSCRIBE", "news.*"}));
+  f.host.settle();
+  REQUIRE(f.host.subscriberOf.size() == 3);
+  for (uint32_t b = 0; b < 2; ++b) f.host.subscriberOf[b]->push(frame3("psubscribe", "news.*", "1", true));
+  CHECK(f.client.receive().empty());
+  f.host.subscriberOf[2]->push(frame3("psubscribe", "news.*", "1", true));
+  CHECK(f.client.receive() == frame3("psubscribe", "news.*", "1", true));
+  const std::string pmessage = "*4\r\n" + bulk("pmessage") + bulk("news.*") + bulk("news.a") + bulk("x");
+  f.host.subscriberOf[1]->push(pmessage);
+  CHECK(f.client.receive() == pmessage);
+  f.client.send(command({"UNSUBSCRIBE"}));  // no channels: one confirmation naming none
+  CHECK(f.client.receive() == "*3\r\n" + bulk("unsubscribe") + "$-1\r\n:1\r\n");
+  // A broken subscriber connection closes the client: its library subscribes again.
+  f.host.subscriberOf[0]->pushSink->onFailure(0, "backend s1: connection reset by peer");
+  f.host.settle();
+  CHECK(f.client.closedByPeer());
+}
+
+TEST_CASE("a subscription waits for the client's earlier replies; RESP3 clients get pushes between replies") {
+  Fixture f;
+  const std::string a = f.host.keyOn(0, 1, "chan");
+  f.client.send(command({"HELLO", "3"}));
+  f.client.receive();
+  f.client.send(command({"GET", f.k0}) + command({"SUBSCRIBE", a}) + command({"GET", f.k2}));
+  f.host.settle();
+  CHECK(f.host.subscriberOf.empty());  // SUBSCRIBE waits for the GET
+  f.host.link(0, Channel::Resp3).answer("$1\r\nv\r\n");
+  f.host.settle();
+  REQUIRE(f.host.subscriberOf.count(1) == 1);
+  f.host.subscriberOf[1]->push(">3\r\n" + bulk("subscribe") + bulk(a) + ":1\r\n");
+  CHECK(f.client.receive() == "$1\r\nv\r\n>3\r\n" + bulk("subscribe") + bulk(a) + ":1\r\n");
+  // RESP3: commands keep working while subscribed; a push never splits a reply.
+  REQUIRE(f.host.link(2, Channel::Resp3).owed.size() == 1);
+  f.host.subscriberOf[1]->push(">3\r\n" + bulk("message") + bulk(a) + bulk("m"));
+  f.host.link(2, Channel::Resp3).answer("$1\r\nw\r\n");
+  CHECK(f.client.receive() == ">3\r\n" + bulk("message") + bulk(a) + bulk("m") + "$1\r\nw\r\n");
+}
+
+TEST_CASE("PUBLISH goes to the channel's owner; PUBSUB merges what every server holds") {
+  Fixture f;
+  const std::string a = f.host.keyOn(0, 2, "chan");
+  f.client.send(command({"PUBLISH", a, "hi"}));
+  f.host.settle();
+  CHECK(f.shard(2).next() == command({"PUBLISH", a, "hi"}));
+  f.shard(2).answer(":1\r\n");
+  CHECK(f.client.receive() == ":1\r\n");
+  f.client.send(command({"PUBSUB", "NUMSUB", "x", "y"}));
+  f.host.settle();
+  f.shard(0).answer("*4\r\n" + bulk("x") + ":1\r\n" + bulk("y") + ":0\r\n");
+  f.shard(1).answer("*4\r\n" + bulk("x") + ":0\r\n" + bulk("y") + ":2\r\n");
+  f.shard(2).answer("*4\r\n" + bulk("x") + ":0\r\n" + bulk("y") + ":0\r\n");
+  CHECK(f.client.receive() == "*4\r\n" + bulk("x") + ":1\r\n" + bulk("y") + ":2\r\n");
+  f.client.send(command({"PUBSUB", "CHANNELS"}));
+  f.host.settle();
+  f.shard(0).answer("*1\r\n" + bulk("a"));
+  f.shard(1).answer("*2\r\n" + bulk("b") + bulk("a"));
+  f.shard(2).answer("*0\r\n");
+  CHECK(f.client.receive() == "*2\r\n" + bulk("a") + bulk("b"));
+  f.client.send(command({"PUBSUB", "NUMPAT"}));
+  f.host.settle();
+  for (uint32_t b = 0; b < 3; ++b) f.shard(b).answer(":2\r\n");
+  CHECK(f.client.receive() == ":2\r\n");
 }
 
 }  // namespace

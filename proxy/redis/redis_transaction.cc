@@ -223,6 +223,7 @@ void RedisSession::cmdWatch(const CommandSpec& spec, const char* req) {
   if (rare().watchLink == nullptr) {
     rare().watchLink = host_.openDedicated(node, channel());
     rare().watchBackend = node;
+    rare().watchKey = host_.snapshot().backends[node].key;
   }
   RedisRequest* r = newRedisRequest();
   r->begin<RelayMerge>();
@@ -268,6 +269,7 @@ void RedisSession::cmdReset(const CommandSpec&, const char*) {
   rare().multiAborted = false;
   rare().queued.clear();
   releaseWatch();
+  endPubSub();  // RESET leaves pub/sub too
   protocol_ = resp::Protocol::Resp2;
   rare().clientName.clear();
   authenticated_ = false;

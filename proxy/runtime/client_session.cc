@@ -242,6 +242,19 @@ void ClientSession::appendOutput(const char* p, size_t n) {
   host_.flusher().schedule(this);
 }
 
+void ClientSession::writeOutOfBand(const char* p, size_t n) {
+  if (phase_ == Phase::Closed) return;
+  appendOutput(p, n);
+  const PoolRoute* route = poolRoute();
+  const uint64_t limit = route != nullptr ? route->config.maxClientOutputBytes : 64ull << 20;
+  if (fault_ == OutputFault::None && out_.readableSize() > limit) {
+    fault_ = OutputFault::Shed;
+    stats_->limitErrors++;
+    LOG_NOTICE("closing a subscriber that left %zu bytes of messages unread (max_client_output_bytes %llu)",
+               out_.readableSize(), static_cast<unsigned long long>(limit));
+  }
+}
+
 void ClientSession::complete(Request& r) {
   r.complete = true;
   if (&r == head_) drainCompleted();

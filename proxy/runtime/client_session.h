@@ -65,6 +65,9 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   static constexpr size_t kNoPool = SIZE_MAX;
   size_t pool() const { return poolIndex_; }
   void remapPool(const std::vector<size_t>& remap);
+  // Where keys go changed (a reload, an ejection, a rejoin): called after the host's snapshot
+  // and placements are current. Snapshot backend indexes may have been renumbered.
+  virtual void onRoutingChanged() {}
 
   ClientSession* listPrev = nullptr;  // the host's list of sessions
   ClientSession* listNext = nullptr;
@@ -116,6 +119,10 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   // The head request's whole reply, from a backend's buffer: written (sent at once when it is
   // the last reply owed), then the head is freed and complete successors are written.
   void replyHead(const char* p, size_t n);
+  // A frame outside the request/reply order (a pub/sub message): written now, between whole
+  // replies. A client that leaves more than max_client_output_bytes of them unread is
+  // disconnected at the next flush, as Redis's client-output-buffer-limit for pub/sub does.
+  void writeOutOfBand(const char* p, size_t n);
   // Stop reading; close once every queued reply has been written.
   void closeAfterFlush();
   bool finishing() const { return phase_ != Phase::Open; }

@@ -72,6 +72,11 @@ class SessionHost {
   // A link for one client alone (WATCH needs one: watched keys belong to a connection). The
   // caller ends it with closeWhenIdle().
   virtual backends::upstream::UpstreamLink* openDedicated(uint32_t backend, Channel channel) = 0;
+  // A link for one client's pub/sub subscriptions: every frame the backend sends (after the
+  // connection's handshake) goes to `sink` as onReply(0, ...); a broken connection calls
+  // onFailure(0, why) once. No reply timeout. The caller ends it with close().
+  virtual backends::upstream::UpstreamLink* openSubscriber(uint32_t backend, Channel channel,
+                                                           backends::upstream::ReplySink* sink) = 0;
 
   // --- bookkeeping at a session's start and end ---
   // The counters of pool `name` on this host (kept across reloads, by name).

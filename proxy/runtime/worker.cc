@@ -206,6 +206,7 @@ void Worker::applySnapshot(std::shared_ptr<const RoutingSnapshot> next, ListenFd
   live_.resize(snapshot_->pools.size());
   placements_.assign(snapshot_->pools.size(), Placement{});
   for (size_t p = 0; p < snapshot_->pools.size(); ++p) rebuildPlacement(p);
+  notifyRoutingChanged();
   for (auto& [name, fd] : newListeners) {
     size_t pool = SIZE_MAX;
     for (size_t j = 0; j < snapshot_->pools.size(); ++j)
@@ -245,6 +246,15 @@ up::UpstreamLink* Worker::openDedicated(uint32_t index, Channel channel) {
                               channel == Channel::Resp3 ? resp3Options(spec) : spec.options, framerFor(spec)());
 }
 
+up::UpstreamLink* Worker::openSubscriber(uint32_t index, Channel channel, up::ReplySink* sink) {
+  const BackendSpec& spec = snapshot_->backends[index];
+  up::Options options = channel == Channel::Resp3 ? resp3Options(spec) : spec.options;
+  options.replyTimeoutMs = -1;  // messages come when they come
+  auto* conn = new up::UpstreamConn(&loop_, flusher_, spec.endpoint, std::move(options), framerFor(spec)());
+  conn->setPushSink(sink);
+  return conn;
+}
+
 void Worker::onBackendFailure(void* ctx, up::BackendPool& pool, uint32_t consecutive) {
   auto* self = static_cast<Worker*>(ctx);
   uint32_t index = UINT32_MAX;
@@ -276,7 +286,16 @@ void Worker::eject(uint32_t index) {
   ejectedUntilMs_[index] = uv_now(&loop_) + static_cast<uint64_t>(std::max(spec.retryTimeoutMs, 1));
   ejectedAtUsec_[index] = uv_hrtime() / 1000;
   rebuildPlacement(spec.pool);
+  notifyRoutingChanged();
   armRejoinTimer();
+}
+
+void Worker::notifyRoutingChanged() {
+  for (ClientSession* s = sessions_; s != nullptr;) {
+    ClientSession* next = s->listNext;  // a session may close itself
+    s->onRoutingChanged();
+    s = next;
+  }
 }
 
 void Worker::rebuildPlacement(size_t p) {
@@ -330,8 +349,13 @@ void Worker::onRejoinTimer() {
     LOG_NOTICE("worker %d: backend %s rejoins the ring of pool %s", id_, snapshot_->backends[i].endpoint.label.c_str(),
                snapshot_->pools[snapshot_->backends[i].pool].config.name.c_str());
   }
+  bool any = false;
   for (size_t p = 0; p < touched.size(); ++p)
-    if (touched[p]) rebuildPlacement(p);
+    if (touched[p]) {
+      rebuildPlacement(p);
+      any = true;
+    }
+  if (any) notifyRoutingChanged();
   armRejoinTimer();
 }
 

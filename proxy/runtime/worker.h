@@ -69,6 +69,8 @@ class Worker final : public SessionHost {
   backends::upstream::UpstreamLink* openDedicated(uint32_t backend, Channel channel) override;
   PoolStats& poolStats(const std::string& name) override;
   PoolGauges* gauges(size_t pool) override;
+  backends::upstream::UpstreamLink* openSubscriber(uint32_t backend, Channel channel,
+                                                   backends::upstream::ReplySink* sink) override;
   void addSession(ClientSession* s) override;
   void removeSession(ClientSession* s) override;
 
@@ -85,6 +87,7 @@ class Worker final : public SessionHost {
   // failures leaves its pool's ring for server_retry_timeout ms; its keys go to the next owners.
   static void onBackendFailure(void* ctx, backends::upstream::BackendPool& pool, uint32_t consecutive);
   void eject(uint32_t backend);  // out of its pool's ring for server_retry_timeout ms
+  void notifyRoutingChanged();  // every session's onRoutingChanged
   void rebuildPlacement(size_t pool);
   void armRejoinTimer();
   void onRejoinTimer();

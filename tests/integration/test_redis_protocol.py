@@ -93,8 +93,8 @@ class RedisProtocol(unittest.TestCase):
     # 6 -----------------------------------------------------------------------------------------
     def test_unsupported_commands_are_refused_and_connection_keeps_working(self):
         self.client.set("keep:me", "1")
-        refused = [("KEYS", "*"), ("SCAN", "0"), ("SUBSCRIBE", "chan"), ("FLUSHALL",), ("WAIT", "1", "0"),
-                   ("flushdb",), ("Psubscribe", "c*"), ("Waitaof", "1", "0", "0"), ("MONITOR",),
+        refused = [("KEYS", "*"), ("SCAN", "0"), ("SWAPDB", "0", "1"), ("FLUSHALL",), ("WAIT", "1", "0"),
+                   ("flushdb",), ("Save",), ("Waitaof", "1", "0", "0"), ("MONITOR",),
                    ("RANDOMKEY",), ("CONFIG", "GET", "*")]
         with RawConn(self.port) as c:
             for cmd in refused:

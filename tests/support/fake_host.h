@@ -53,6 +53,10 @@ class FakeLink final : public backends::upstream::UpstreamLink {
       lastError_ = closed ? "closed" : "connect failed: connection refused";
       return 0;
     }
+    if (pushSink != nullptr) {  // a subscriber link owes no replies
+      log.emplace_back(data, len);
+      return ++nextSeq_;
+    }
     owed.push_back(Sent{std::string(data, len), sink, cookie, ++nextSeq_});
     log.push_back(owed.back().bytes);
     return nextSeq_;
@@ -87,6 +91,8 @@ class FakeLink final : public backends::upstream::UpstreamLink {
     for (Sent& s : todo)
       if (!s.cancelled) s.sink->onFailure(s.cookie, why);
   }
+  // A subscriber link (openSubscriber): the backend sends `frame` (a message, a confirmation).
+  void push(std::string_view frame) { pushSink->onReply(0, frame.data(), frame.size(), false); }
   // The bytes of the oldest request owed ("" when none).
   std::string next() const { return owed.empty() ? std::string() : owed.front().bytes; }
 
@@ -97,6 +103,7 @@ class FakeLink final : public backends::upstream::UpstreamLink {
   bool hardClosed = false;
   int cancels = 0;
   int replyTimeoutMs = -2;  // what setReplyTimeout last set (-2: never called)
+  backends::upstream::ReplySink* pushSink = nullptr;  // set for subscriber links
 
  private:
   std::string label_;
@@ -197,6 +204,14 @@ class FakeHost final : public SessionHost {
     dedicated_.push_back(std::make_unique<FakeLink>(snapshot_->backends[backend].endpoint.label));
     return dedicated_.back().get();
   }
+  backends::upstream::UpstreamLink* openSubscriber(uint32_t backend, Channel channel,
+                                                   backends::upstream::ReplySink* sink) override {
+    auto* l = static_cast<FakeLink*>(openDedicated(backend, channel));
+    l->pushSink = sink;
+    subscriberOf[backend] = l;
+    return l;
+  }
+  std::map<uint32_t, FakeLink*> subscriberOf;  // the last subscriber link opened per backend
   PoolStats& poolStats(const std::string& name) override { return stats_[name]; }
   PoolGauges* gauges(size_t) override { return &gauges_; }
   void addSession(ClientSession* s) override {
