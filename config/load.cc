@@ -423,6 +423,16 @@ bool setHash(Field& f) {
   return true;
 }
 
+bool setHashKeySeparator(Field& f) {
+  const std::optional<std::string> text = f.scalar();
+  if (!text) return false;
+  if (text->empty() || text->size() > 16) {
+    return f.fail("must be 1 to 16 bytes (e.g. \":\"), not " + std::to_string(text->size()));
+  }
+  f.draft.pool.hashKeySeparator = *text;
+  return true;
+}
+
 bool setHashTag(Field& f) {
   if ((f.value.IsMap() || f.value.IsSequence()) && f.value.size() == 0) {
     return f.fail("is an empty YAML " + std::string(f.value.IsMap() ? "mapping" : "list") +
@@ -555,6 +565,12 @@ constexpr KeySpec kPoolKeys[] = {
     {"vnodes", setNumber<&Pool::vnodes, 1, 65536>,
      "points per unit of weight on the native ring, 1 to 65536 (distribution vnode only; default "
      "1024)"},
+    {"hash_key_separator", setHashKeySeparator,
+     "hash keys only up to an occurrence of this separator (ringproxy; with hash_key_parts), so a "
+     "framework's keys of one unit (bull:QUEUE:...) share a server; e.g. \":\""},
+    {"hash_key_parts", setNumber<&Pool::hashKeyParts, 1, 255>,
+     "with hash_key_separator: how many parts of the key are hashed: everything before that "
+     "occurrence of the separator; a key with fewer is hashed whole (default 1)"},
     {"transactions", setTransactions,
      "per_server or strict: how MULTI/EXEC over keys on several servers is handled (default "
      "per_server)"},
@@ -641,6 +657,13 @@ bool finishPool(Reporter& report, PoolDraft& draft) {
     return report.fail(draft.lineOf("redis_auth"), name + ".redis_auth",
                        "is only valid for a redis pool; add redis: true (or protocol: redis)");
   }
+
+  if (draft.has("hash_key_parts") && !draft.has("hash_key_separator")) {
+    return report.fail(draft.lineOf("hash_key_parts"), name + ".hash_key_parts",
+                       "needs hash_key_separator (the separator whose occurrences it counts), e.g. "
+                       "hash_key_separator: \":\"");
+  }
+  if (draft.has("hash_key_separator") && !draft.has("hash_key_parts")) pool.hashKeyParts = 1;
 
   const bool vnode = pool.distribution == ring::Distribution::Vnode;
   if (!draft.has("hash")) pool.hash = vnode ? ring::HashKind::Xxh3 : ring::HashKind::Fnv1a_64;

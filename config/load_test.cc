@@ -330,6 +330,19 @@ TEST_CASE("TCP listen addresses, IPv6 included") {
   expectError(listen("127.0.0.1:-1"), 2, "p.listen", "not a number");
 }
 
+TEST_CASE("hash_key_separator and hash_key_parts: the key-prefix rule") {
+  const config::Pool p = mustLoad(pool("  hash_key_separator: \":\"\n  hash_key_parts: 2\n")).pools[0];
+  CHECK(p.hashKeySeparator == ":");
+  CHECK(p.hashKeyParts == 2);
+  CHECK(p.ringSpec().keySeparator == ":");
+  CHECK(p.ringSpec().keyParts == 2);
+  CHECK(mustLoad(pool("  hash_key_separator: \"\\x06\\x16\"\n")).pools[0].hashKeyParts == 1);  // default 1
+  CHECK(mustLoad(pool("  hash_key_separator: \"\\x06\\x16\"\n")).pools[0].hashKeySeparator == "\x06\x16");
+  expectError(pool("  hash_key_parts: 2\n"), 3, "p.hash_key_parts", "needs hash_key_separator");
+  expectError(pool("  hash_key_separator: \"\"\n"), 3, "p.hash_key_separator", "1 to 16 bytes");
+  expectError(pool("  hash_key_separator: \":\"\n  hash_key_parts: 0\n"), 4, "p.hash_key_parts", "");
+}
+
 TEST_CASE("hash_tag takes exactly two characters") {
   CHECK(mustLoad(pool("  hash_tag: \"{}\"\n")).pools[0].hashTag == "{}");
   CHECK(mustLoad(pool("  hash_tag: $$\n")).pools[0].hashTag == "$$");
@@ -679,6 +692,8 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
       {"max_client_output_bytes", "1048576"},
       {"client_idle_timeout", "30000"},
       {"max_blocking_connections", "10"},
+      {"hash_key_separator", "\":\""},
+      {"hash_key_parts", "2"},
   };
   std::set<std::string_view> seen;
   std::string text = "all:\n";
@@ -700,6 +715,8 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
   CHECK(p.maxClientOutputBytes == 1048576);
   CHECK(p.clientIdleTimeoutMs == 30000);
   CHECK(p.maxBlockingConnections == 10);
+  CHECK(p.hashKeySeparator == ":");
+  CHECK(p.hashKeyParts == 2);
   CHECK(p.distribution == Distribution::Vnode);
   CHECK(p.timeoutMs == 400);
   CHECK(p.backlog == 1024);

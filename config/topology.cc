@@ -17,6 +17,8 @@ ring::RingSpec Pool::ringSpec() const {
   spec.distribution = distribution;
   spec.hash = hash;
   spec.hashTag = hashTag;
+  spec.keySeparator = hashKeySeparator;
+  spec.keyParts = hashKeyParts;
   spec.vnodes = distribution == ring::Distribution::Vnode ? vnodes : 0;
   spec.nodes.reserve(servers.size());
   for (const Server& server : servers) {

@@ -41,6 +41,8 @@ struct Pool {
   // twemproxy keys, with twemproxy 0.5.0's defaults.
   ring::HashKind hash = ring::HashKind::Fnv1a_64;
   std::string hashTag;
+  std::string hashKeySeparator;  // ringproxy: the key-prefix rule (ring::keyPrefixSpan)
+  uint32_t hashKeyParts = 0;
   ring::Distribution distribution = ring::Distribution::Ketama;
   int timeoutMs = -1;              // -1: wait forever (twemproxy's default)
   int backlog = 512;

@@ -330,4 +330,15 @@ std::string_view hashTagSpan(std::string_view key, std::string_view tag) noexcep
   return std::string_view(key.data() + open + 1, close - open - 1);
 }
 
+std::string_view keyPrefixSpan(std::string_view key, std::string_view separator, uint32_t parts) noexcept {
+  if (parts == 0 || separator.empty()) return key;
+  size_t from = 0;
+  for (uint32_t seen = 0;;) {
+    const size_t at = key.find(separator, from);
+    if (at == std::string_view::npos) return key;
+    if (++seen == parts) return key.substr(0, at);
+    from = at + separator.size();
+  }
+}
+
 }  // namespace ring

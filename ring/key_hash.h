@@ -36,4 +36,10 @@ void md5Digest(const void* data, size_t len, unsigned char out[16]) noexcept;
 // between them is empty, the whole key is hashed. An empty tag hashes the whole key.
 std::string_view hashTagSpan(std::string_view key, std::string_view tag) noexcept;
 
+// The key-prefix rule (a ringproxy extension): with separator ":" and parts 2, the key
+// "bull:emails:wait" hashes as "bull:emails": everything before the parts-th occurrence of
+// the separator. A key with fewer occurrences is hashed whole ("bull:emails" itself lands with
+// its keys). parts 0 or an empty separator hash the whole key.
+std::string_view keyPrefixSpan(std::string_view key, std::string_view separator, uint32_t parts) noexcept;
+
 }  // namespace ring

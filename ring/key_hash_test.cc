@@ -238,6 +238,18 @@ TEST_CASE("md5Digest gives RFC 1321 digests and md5 hashes their first four byte
   CHECK(hex(digest, 16) == "d41d8cd98f00b204e9800998ecf8427e");
 }
 
+TEST_CASE("keyPrefixSpan hashes up to the N-th separator, or the whole key when it has fewer") {
+  CHECK(keyPrefixSpan("bull:emails:wait", ":", 2) == "bull:emails");
+  CHECK(keyPrefixSpan("bull:emails:123:lock", ":", 2) == "bull:emails");
+  CHECK(keyPrefixSpan("bull:emails", ":", 2) == "bull:emails");  // fewer: whole, the same text
+  CHECK(keyPrefixSpan("celery\x06\x16" "3", "\x06\x16", 1) == "celery");
+  CHECK(keyPrefixSpan("celery", "\x06\x16", 1) == "celery");
+  CHECK(keyPrefixSpan(":lead", ":", 1) == "");  // an empty first part is hashed as such
+  CHECK(keyPrefixSpan("a::b", "::", 1) == "a");
+  CHECK(keyPrefixSpan("a:b", ":", 0) == "a:b");
+  CHECK(keyPrefixSpan("a:b", "", 1) == "a:b");
+}
+
 TEST_CASE("hashTagSpan follows twemproxy's rule") {
   struct Case {
     std::string_view key;

@@ -50,10 +50,15 @@ class Ring {
   const RingSpec& spec() const { return spec_; }
   size_t nodeCount() const { return spec_.nodes.size(); }
 
-  // The key's hash after the hash-tag rule, as the configured hash function computes it.
-  uint64_t hashOf(std::string_view key) const noexcept {
-    return hashKey(spec_.hash, hashTagSpan(key, spec_.hashTag));
+  // The part of the key that is hashed: the hash tag's text when the key has one, else, with
+  // a key-prefix rule, the prefix it names, else the whole key.
+  std::string_view hashedPart(std::string_view key) const noexcept {
+    const std::string_view tagged = hashTagSpan(key, spec_.hashTag);
+    if (spec_.keyParts == 0 || tagged.size() != key.size()) return tagged;
+    return keyPrefixSpan(key, spec_.keySeparator, spec_.keyParts);
   }
+  // The key's hash after those rules, as the configured hash function computes it.
+  uint64_t hashOf(std::string_view key) const noexcept { return hashKey(spec_.hash, hashedPart(key)); }
 
   // The node index (into spec().nodes, not the order given) that owns a hash value.
   uint32_t ownerOfHash(uint64_t hash) const noexcept;

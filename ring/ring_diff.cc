@@ -59,6 +59,7 @@ std::vector<double> idealShares(const Ring& r) {
 // The hash and key-position mapping decide whether two rings can be compared arc by arc.
 bool sameKeyPositions(const Ring& a, const Ring& b) {
   return a.spec().hash == b.spec().hash && a.spec().hashTag == b.spec().hashTag &&
+         a.spec().keySeparator == b.spec().keySeparator && a.spec().keyParts == b.spec().keyParts &&
          a.keyShift() == b.keyShift() && a.positionMax() == b.positionMax();
 }
 

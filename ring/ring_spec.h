@@ -66,6 +66,10 @@ struct RingSpec {
   Distribution distribution = Distribution::Ketama;
   HashKind hash = HashKind::Fnv1a_64;
   std::string hashTag;          // "" or exactly two characters, e.g. "{}"
+  // The key-prefix rule (keyPrefixSpan), applied to keys the hash tag does not pick a part
+  // of: keyParts 0 (the default) hashes the whole key.
+  std::string keySeparator;
+  uint32_t keyParts = 0;
   uint32_t vnodes = 0;          // Vnode only: points per unit of weight (0 = kDefaultVnodes)
   std::vector<NodeSpec> nodes;  // order matters for modula/random only, as in twemproxy
 };

@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <set>
+
 #include <algorithm>
 #include <random>
 #include <string>
@@ -48,6 +50,27 @@ uint32_t bruteOwner(const Ring& r, uint64_t hash) {
 }
 
 }  // namespace
+
+TEST_CASE("the key-prefix rule keeps a unit's keys on one node, and a hash tag still wins") {
+  RingSpec spec = ketamaSpec({1, 1, 1, 1}, HashKind::Murmur);
+  spec.hashTag = "{}";
+  spec.keySeparator = ":";
+  spec.keyParts = 2;
+  const Ring ring(spec);
+  CHECK(ring.hashedPart("bull:q1:wait") == "bull:q1");
+  CHECK(ring.hashedPart("bull:q1") == "bull:q1");
+  CHECK(ring.hashedPart("bull:{x}:wait") == "x");  // the tag first
+  CHECK(ring.hashedPart("plain") == "plain");
+  // Units spread over the ring, each unit's keys together.
+  std::set<uint32_t> owners;
+  for (int q = 0; q < 200; ++q) {
+    const std::string unit = "bull:queue" + std::to_string(q);
+    const uint32_t owner = ring.ownerOf(unit + ":wait");
+    for (const char* suffix : {":meta", ":active", ":123", ":123:lock", ""}) CHECK(ring.ownerOf(unit + suffix) == owner);
+    owners.insert(owner);
+  }
+  CHECK(owners.size() == 4);
+}
 
 TEST_CASE("bucket-indexed lookup agrees with binary search on every distribution of arcs") {
   std::mt19937_64 rng(7);

@@ -57,7 +57,7 @@ def target_from_args(argv=None):
 class Endpoint:
     """A Redis endpoint for one case: `.port` is where the framework connects."""
 
-    def __init__(self, target, case="case"):
+    def __init__(self, target, case="case", pool_extra=""):
         self.target, self.case = target, case
         self.backends, self.proxy, self.config = [], None, None
         self.monitors = []
@@ -72,7 +72,7 @@ class Endpoint:
                 self.port = harness.free_port()
                 self.config = harness.write_config(harness.redis_pool_config(
                     "frameworks", self.port, [f"127.0.0.1:{b.port}:1" for b in self.backends],
-                    hash_name="fnv1a_64", distribution="ketama", extra='  hash_tag: "{}"\n'), directory=self.tmp)
+                    hash_name="fnv1a_64", distribution="ketama", extra='  hash_tag: "{}"\n' + pool_extra), directory=self.tmp)
                 self.proxy = harness.start_ringproxy(self.config, self.port)
             self._start_monitors()
         except BaseException:
@@ -205,12 +205,12 @@ def proxy_refusals(*texts):
     return seen
 
 
-def run_node_case(script, case, target, timeout=50):
+def run_node_case(script, case, target, timeout=50, pool_extra=""):
     """Runs `node node/SCRIPT CASE PORT` against a fresh endpoint (the Node.js frameworks
     print PASS or FAIL themselves); reports and exits."""
     if not os.path.isdir(os.path.join(HERE, "node_modules", "bullmq")):
         report(case, target, False, "tests/frameworks/node_modules is missing: run tests/frameworks/setup.sh")
-    ep = Endpoint(target, case)
+    ep = Endpoint(target, case, pool_extra)
     ok, detail = False, ""
     try:
         try:

@@ -9,9 +9,8 @@ Cases (python3 test_bullmq.py CASE [--target direct|ringproxy]):
   bullmq_hashtag_delayed  prefix '{bull}': a job added with { delay: 2000 } is 'delayed',
                           runs no earlier than 2 s later, its return value comes back
   bullmq_default_prefix   BullMQ's default prefix 'bull': the keys of one queue (bull:NAME:wait,
-                          bull:NAME:meta, ...) hash to different servers, so through ringproxy
-                          this needs a future "hash on a key prefix" feature (expected to fail
-                          until then)
+                          bull:NAME:meta, ...) share a server through the pool's key-prefix rule
+                          (hash_key_separator ":", hash_key_parts 2: "bull:NAME" is hashed)
 """
 import os
 import sys
@@ -27,4 +26,7 @@ if __name__ == "__main__":
     case = args[0] if args else CASES[0]
     if case not in CASES:
         raise SystemExit(f"unknown case {case!r}; one of {', '.join(CASES)}")
-    common.run_node_case("bullmq_case.js", case, target)
+    # The default prefix needs the pool to hash "bull:QUEUE" of every key (the key-prefix rule):
+    # a queue's keys then share a server, and queues spread over the fleet.
+    extra = '  hash_key_separator: ":"\n  hash_key_parts: 2\n' if case == "bullmq_default_prefix" else ""
+    common.run_node_case("bullmq_case.js", case, target, pool_extra=extra)

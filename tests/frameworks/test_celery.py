@@ -75,7 +75,9 @@ def main():
     case = args[0] if args else "celery_add"
     if case not in CASES:
         raise SystemExit(f"unknown case {case!r}; one of {', '.join(CASES)}")
-    ep = common.Endpoint(target, case)
+    # kombu names a queue's priority lists "celery", "celery\x06\x163", ... and BRPOPs them all
+    # at once: the key-prefix rule hashes each as "celery", so they share a server.
+    ep = common.Endpoint(target, case, '  hash_key_separator: "\\x06\\x16"\n')
     ok, detail, logs = False, "", {}
     try:
         os.environ["CELERY_REDIS_URL"] = ep.url + "/0"
