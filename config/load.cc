@@ -587,6 +587,9 @@ constexpr KeySpec kPoolKeys[] = {
      "(default 67108864)"},
     {"client_idle_timeout", setNumber<&Pool::clientIdleTimeoutMs, 0, INT_MAX>,
      "milliseconds after which a client with nothing in flight is closed (default 0: never)"},
+    {"databases", setNumber<&Pool::databases, 1, 1048576>,
+     "databases the Redis backends have (their `databases` setting): SELECT n is accepted for n below "
+     "it (default 16)"},
     {"max_blocking_connections", setNumber<&Pool::maxBlockingConnections, 0, 1048576>,
      "backend connections the pool's clients may hold for themselves at once (blocking commands, "
      "pub/sub), across the process; 0 refuses such commands (default 1024)"},

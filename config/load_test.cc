@@ -692,6 +692,7 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
       {"max_client_output_bytes", "1048576"},
       {"client_idle_timeout", "30000"},
       {"max_blocking_connections", "10"},
+      {"databases", "32"},
       {"hash_key_separator", "\":\""},
       {"hash_key_parts", "2"},
   };
@@ -715,6 +716,7 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
   CHECK(p.maxClientOutputBytes == 1048576);
   CHECK(p.clientIdleTimeoutMs == 30000);
   CHECK(p.maxBlockingConnections == 10);
+  CHECK(p.databases == 32);
   CHECK(p.hashKeySeparator == ":");
   CHECK(p.hashKeyParts == 2);
   CHECK(p.distribution == Distribution::Vnode);

@@ -62,7 +62,8 @@ void RedisSession::cmdBlocking(const CommandSpec& spec, const char* req) {
 backends::upstream::UpstreamLink* RedisSession::blockingLink(uint32_t backend) {
   RareState& st = rare();
   const std::string& key = host_.snapshot().backends[backend].key;
-  if (st.blockLink != nullptr && st.blockKey == key && st.blockChannel == channel()) return st.blockLink;
+  if (st.blockLink != nullptr && st.blockKey == key && st.blockChannel == channel() && st.blockDb == db_)
+    return st.blockLink;
   if (st.blockLink != nullptr) releaseBlockingLink(false);
   PoolGauges* gauges = host_.gauges(pool());
   const uint32_t limit = poolRoute()->config.maxBlockingConnections;
@@ -73,7 +74,8 @@ backends::upstream::UpstreamLink* RedisSession::blockingLink(uint32_t backend) {
                ") backend connections for blocking commands; retry later");
     return nullptr;
   }
-  st.blockLink = host_.openDedicated(backend, channel());
+  st.blockLink = host_.openDedicated(backend, channel(), db_);
+  st.blockDb = db_;
   st.blockKey = key;
   st.blockChannel = channel();
   st.blockGauges = gauges;

@@ -174,7 +174,7 @@ constexpr CommandSpec kCommands[] = {
     refused("migrate", -6, Refusal::Admin, kWrites),
     refused("module", -2, Refusal::Admin),
     refused("monitor", 1, Refusal::Admin),
-    refused("move", 3, Refusal::Database, kWrites),
+    writes("move", 3),  // to another database of the same server: the key's owner
     fanout("mset", -3, Route::FanoutMset, kKeyValuePairs, kWrites),
     writes("msetnx", -3, kKeyValuePairs),
     local("multi", 1, &S::cmdMulti, kRunsInMulti),

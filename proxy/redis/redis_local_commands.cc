@@ -175,10 +175,15 @@ void RedisSession::cmdSelect(const CommandSpec&, const char* req) {
     replyError("ERR value is not an integer or out of range");
     return;
   }
-  if (db != 0) {
-    replyError("ERR ringproxy serves one database per pool (redis_db in the config); only SELECT 0 is accepted");
+  // Redis checks the index against its `databases` setting; the pool says what the backends
+  // have (databases, default 16, as Redis's).
+  if (db < 0 || db >= static_cast<int64_t>(poolRoute()->config.databases)) {
+    replyError("ERR DB index is out of range");
     return;
   }
+  // From now on this client's requests travel on connections in that database, on every
+  // backend (the pool's redis_db is only the default).
+  db_ = static_cast<int>(db) == poolRoute()->config.redisDb ? SessionHost::kPoolDb : static_cast<int>(db);
   resp::appendSimpleString(s_.bytes, "OK");
   replyLocal(s_.bytes);
 }

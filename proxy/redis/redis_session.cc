@@ -172,6 +172,7 @@ void RedisSession::cmdRefused(const CommandSpec& spec, const char*) {
 
 backends::upstream::UpstreamLink& RedisSession::linkFor(uint32_t backend) {
   if (watchLink() != nullptr && backend == rare_->watchBackend) return *rare_->watchLink;
+  if (db_ != SessionHost::kPoolDb) return host_.upstreamInDb(backend, channel(), db_);
   return host_.upstream(backend, channel());
 }
 

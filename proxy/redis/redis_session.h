@@ -152,6 +152,7 @@ class RedisSession final : public ClientSession {
   backends::resp::RequestParser* parser_ = nullptr;  // lent by the frontend while input is pending
   backends::resp::Protocol protocol_ = backends::resp::Protocol::Resp2;
   bool authenticated_ = false;
+  int db_ = SessionHost::kPoolDb;  // SELECT n: the database this client's requests reach
   uint64_t clientId_;
   // Set by a handler that cannot run the request yet (it must not overtake the client's
   // earlier requests): the request stays in the input and runs again once they are answered.
@@ -171,6 +172,7 @@ class RedisSession final : public ClientSession {
     // workers block in a loop on the same keys); counted in blockingGauges->blocking.
     backends::upstream::UpstreamLink* blockLink = nullptr;
     Channel blockChannel = Channel::Default;
+    int blockDb = SessionHost::kPoolDb;
     PoolGauges* blockGauges = nullptr;
     std::string blockKey;  // the backend's identity across reloads (BackendSpec::key)
     std::unique_ptr<PubSubState> pubsub;  // once the client subscribes

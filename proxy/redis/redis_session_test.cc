@@ -459,5 +459,36 @@ TEST_CASE("PUBLISH goes to the channel's owner; PUBSUB merges what every server 
   CHECK(f.client.receive() == ":2\r\n");
 }
 
+TEST_CASE("SELECT n: the client's requests reach database n on every backend; the pool's redis_db stays the default") {
+  FakeHost host(std::string(kThreeShards) + "  redis_db: 2\n");
+  RedisFrontend fe;
+  auto c = host.connect(fe, 0);
+  const std::string k0 = host.keyOn(0, 0), k2 = host.keyOn(0, 2);
+  c.send(command({"SELECT", "5"}));
+  CHECK(c.receive() == "+OK\r\n");
+  c.send(command({"GET", k0}) + command({"MGET", k0, k2}));
+  host.settle();
+  CHECK(host.linkInDb(0, 5).owed.size() == 2);  // GET, and MGET's part for shard 0
+  CHECK(host.linkInDb(2, 5).owed.size() == 1);
+  CHECK(host.link(0).owed.empty());
+  host.linkInDb(0, 5).answer("$1\r\na\r\n");
+  host.linkInDb(0, 5).answer("*1\r\n$1\r\na\r\n");
+  host.linkInDb(2, 5).answer("*1\r\n$1\r\nc\r\n");
+  CHECK(c.receive() == "$1\r\na\r\n*2\r\n$1\r\na\r\n$1\r\nc\r\n");
+  c.send(command({"BLPOP", k2, "0"}));  // its own connection, in the same database
+  host.settle();
+  REQUIRE(host.dedicatedDb.size() == 1);
+  CHECK(host.dedicatedDb[0] == 5);
+  host.dedicated()[0]->answer("*-1\r\n");
+  CHECK(c.receive() == "*-1\r\n");
+  c.send(command({"SELECT", "16"}));
+  CHECK(c.receive() == "-ERR DB index is out of range\r\n");
+  c.send(command({"SELECT", "2"}));  // the pool's own: its shared connections again
+  CHECK(c.receive() == "+OK\r\n");
+  c.send(command({"GET", k0}));
+  host.settle();
+  CHECK(host.link(0).owed.size() == 1);
+}
+
 }  // namespace
 }  // namespace proxy

@@ -221,7 +221,7 @@ void RedisSession::cmdWatch(const CommandSpec& spec, const char* req) {
     return;
   }
   if (rare().watchLink == nullptr) {
-    rare().watchLink = host_.openDedicated(node, channel());
+    rare().watchLink = host_.openDedicated(node, channel(), db_);
     rare().watchBackend = node;
     rare().watchKey = host_.snapshot().backends[node].key;
   }
@@ -270,6 +270,7 @@ void RedisSession::cmdReset(const CommandSpec&, const char*) {
   rare().queued.clear();
   releaseWatch();
   endPubSub();  // RESET leaves pub/sub too
+  db_ = SessionHost::kPoolDb;
   protocol_ = resp::Protocol::Resp2;
   rare().clientName.clear();
   authenticated_ = false;

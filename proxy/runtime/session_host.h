@@ -69,9 +69,13 @@ class SessionHost {
   // A link to backend `backend` (a snapshot backend index) on `channel`, shared by every
   // client of this host (pipelined).
   virtual backends::upstream::UpstreamLink& upstream(uint32_t backend, Channel channel) = 0;
-  // A link for one client alone (WATCH needs one: watched keys belong to a connection). The
-  // caller ends it with closeWhenIdle().
-  virtual backends::upstream::UpstreamLink* openDedicated(uint32_t backend, Channel channel) = 0;
+  // The same, for a Redis client that selected database `db` (SELECT): shared by the clients
+  // of this host in that database, opened on first use.
+  virtual backends::upstream::UpstreamLink& upstreamInDb(uint32_t backend, Channel channel, int db) = 0;
+  // A link for one client alone (WATCH needs one: watched keys belong to a connection), in
+  // database `db` (kPoolDb: the pool's redis_db). The caller ends it with closeWhenIdle().
+  static constexpr int kPoolDb = -1;
+  virtual backends::upstream::UpstreamLink* openDedicated(uint32_t backend, Channel channel, int db) = 0;
   // A link for one client's pub/sub subscriptions: every frame the backend sends (after the
   // connection's handshake) goes to `sink` as onReply(0, ...); a broken connection calls
   // onFailure(0, why) once. No reply timeout. The caller ends it with close().

@@ -46,14 +46,6 @@ up::BackendPool::FramerFactory framerFor(const BackendSpec& spec) {
   return spec.protocol == config::Protocol::Redis ? &makeRespFramer : &makeMemcacheFramer;
 }
 
-// The options of a connection to `spec` speaking RESP3: HELLO 3 after the AUTH/SELECT
-// handshake (HELLO needs an authenticated connection), so replies come back in the client's version.
-up::Options resp3Options(const BackendSpec& spec) {
-  up::Options opts = spec.options;
-  opts.handshake += "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
-  opts.handshakeReplies++;
-  return opts;
-}
 
 }  // namespace
 
@@ -164,6 +156,12 @@ void Worker::applySnapshot(std::shared_ptr<const RoutingSnapshot> next, ListenFd
   };
   carry(backendsByKey_, true, backends_);
   carry(backends3ByKey_, false, backends3_);
+  // Other databases' connections follow their backend: kept if it stays, retired if not.
+  for (auto it = dbPools_.begin(); it != dbPools_.end();) {
+    bool stays = false;
+    for (const BackendSpec& spec : next->backends) stays = stays || spec.key == it->first.backend;
+    it = stays ? std::next(it) : dbPools_.erase(it);
+  }
   for (up::BackendPool* bp : backends_) bp->setFailureListener(&Worker::onBackendFailure, this);
   for (up::BackendPool* bp : backends3_)
     if (bp != nullptr) bp->setFailureListener(&Worker::onBackendFailure, this);
@@ -231,7 +229,8 @@ up::BackendPool& Worker::backend(uint32_t index, bool resp3) {
   up::BackendPool*& slot = backends3_[index];
   if (slot == nullptr) {
     const BackendSpec& spec = snapshot_->backends[index];
-    const up::Options opts = spec.protocol == config::Protocol::Redis ? resp3Options(spec) : spec.options;
+    const up::Options opts =
+        optionsFor(index, spec.protocol == config::Protocol::Redis ? Channel::Resp3 : Channel::Binary, kPoolDb);
     auto pool = std::make_unique<up::BackendPool>(&loop_, flusher_, spec.endpoint, opts, spec.connections, framerFor(spec));
     pool->setFailureListener(&Worker::onBackendFailure, this);
     slot = pool.get();
@@ -240,15 +239,48 @@ up::BackendPool& Worker::backend(uint32_t index, bool resp3) {
   return *slot;
 }
 
-up::UpstreamLink* Worker::openDedicated(uint32_t index, Channel channel) {
+up::Options Worker::optionsFor(uint32_t index, Channel channel, int db) const {
   const BackendSpec& spec = snapshot_->backends[index];
-  return new up::UpstreamConn(&loop_, flusher_, spec.endpoint,
-                              channel == Channel::Resp3 ? resp3Options(spec) : spec.options, framerFor(spec)());
+  up::Options opts = spec.options;
+  if (db != kPoolDb && spec.protocol == config::Protocol::Redis) {
+    // The handshake of the pool's connections, with this database instead of redis_db.
+    const std::string& password = snapshot_->pools[spec.pool].config.redisAuth;
+    opts.handshake.clear();
+    opts.handshakeReplies = 0;
+    if (!password.empty()) {
+      opts.handshake += "*2\r\n$4\r\nAUTH\r\n$" + std::to_string(password.size()) + "\r\n" + password + "\r\n";
+      opts.handshakeReplies++;
+    }
+    const std::string n = std::to_string(db);
+    opts.handshake += "*2\r\n$6\r\nSELECT\r\n$" + std::to_string(n.size()) + "\r\n" + n + "\r\n";
+    opts.handshakeReplies++;
+  }
+  if (channel == Channel::Resp3) {
+    opts.handshake += "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n";
+    opts.handshakeReplies++;
+  }
+  return opts;
+}
+
+up::UpstreamLink& Worker::upstreamInDb(uint32_t index, Channel channel, int db) {
+  DEBUG_ASSERT(onOwnThread());
+  if (db == kPoolDb) return upstream(index, channel);
+  const BackendSpec& spec = snapshot_->backends[index];
+  auto& slot = dbPools_[DbPoolKey{spec.key, db, channel == Channel::Resp3}];
+  if (!slot)
+    slot = std::make_unique<up::BackendPool>(&loop_, flusher_, spec.endpoint, optionsFor(index, channel, db),
+                                             spec.connections, framerFor(spec));
+  return slot->pick();
+}
+
+up::UpstreamLink* Worker::openDedicated(uint32_t index, Channel channel, int db) {
+  const BackendSpec& spec = snapshot_->backends[index];
+  return new up::UpstreamConn(&loop_, flusher_, spec.endpoint, optionsFor(index, channel, db), framerFor(spec)());
 }
 
 up::UpstreamLink* Worker::openSubscriber(uint32_t index, Channel channel, up::ReplySink* sink) {
   const BackendSpec& spec = snapshot_->backends[index];
-  up::Options options = channel == Channel::Resp3 ? resp3Options(spec) : spec.options;
+  up::Options options = optionsFor(index, channel, kPoolDb);
   options.replyTimeoutMs = -1;  // messages come when they come
   auto* conn = new up::UpstreamConn(&loop_, flusher_, spec.endpoint, std::move(options), framerFor(spec)());
   conn->setPushSink(sink);
@@ -520,6 +552,8 @@ void Worker::maybeFinishStop() {
   uv_close(reinterpret_cast<uv_handle_t*>(&idleTimer_), nullptr);
   for (auto& [key, pool] : backendsByKey_) pool->retireNow();
   for (auto& [key, pool] : backends3ByKey_) pool->retireNow();
+  for (auto& [key, pool] : dbPools_) pool->retireNow();
+  dbPools_.clear();
   backends3_.clear();
   backends_.clear();
   backendsByKey_.clear();

@@ -9,7 +9,9 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
+#include <tuple>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -66,7 +68,8 @@ class Worker final : public SessionHost {
   // current snapshot: Channel::Default is the set every pool has; Resp3 and Binary are a
   // second set opened on first use.
   backends::upstream::UpstreamLink& upstream(uint32_t backend, Channel channel) override;
-  backends::upstream::UpstreamLink* openDedicated(uint32_t backend, Channel channel) override;
+  backends::upstream::UpstreamLink& upstreamInDb(uint32_t backend, Channel channel, int db) override;
+  backends::upstream::UpstreamLink* openDedicated(uint32_t backend, Channel channel, int db) override;
   PoolStats& poolStats(const std::string& name) override;
   PoolGauges* gauges(size_t pool) override;
   backends::upstream::UpstreamLink* openSubscriber(uint32_t backend, Channel channel,
@@ -87,6 +90,8 @@ class Worker final : public SessionHost {
   // failures leaves its pool's ring for server_retry_timeout ms; its keys go to the next owners.
   static void onBackendFailure(void* ctx, backends::upstream::BackendPool& pool, uint32_t consecutive);
   void eject(uint32_t backend);  // out of its pool's ring for server_retry_timeout ms
+  // The connection options for backend `index` on `channel` in database `db` (kPoolDb: redis_db).
+  backends::upstream::Options optionsFor(uint32_t index, Channel channel, int db) const;
   void notifyRoutingChanged();  // every session's onRoutingChanged
   void rebuildPlacement(size_t pool);
   void armRejoinTimer();
@@ -110,6 +115,17 @@ class Worker final : public SessionHost {
   std::unordered_map<std::string, std::unique_ptr<backends::upstream::BackendPool>> backendsByKey_;
   std::vector<backends::upstream::BackendPool*> backends_;  // by snapshot backend index
   std::unordered_map<std::string, std::unique_ptr<backends::upstream::BackendPool>> backends3ByKey_;
+  // Connections in databases other than the pool's (clients that said SELECT n), opened on
+  // first use, by (backend key, db, RESP3); a reload keeps those whose backend stays.
+  struct DbPoolKey {
+    std::string backend;
+    int db;
+    bool resp3;
+    bool operator<(const DbPoolKey& o) const {
+      return std::tie(backend, db, resp3) < std::tie(o.backend, o.db, o.resp3);
+    }
+  };
+  std::map<DbPoolKey, std::unique_ptr<backends::upstream::BackendPool>> dbPools_;
   std::vector<backends::upstream::BackendPool*> backends3_;  // RESP3 sets, opened on demand
   ClientSession* sessions_ = nullptr;  // intrusive list
   size_t sessionCount_ = 0;

@@ -167,8 +167,8 @@ class RedisPubSub(unittest.TestCase):
         before = harness.metric_value(harness.get_metrics(self.admin), "ringproxy_reloads_total")
         status, _, body = harness.http_request(self.admin, "POST", "/reload")
         self.assertEqual(status, 200, body)
-        moved = [c for c in chans
-                 if harness.label_port(harness.ringctl_owners(self.config, "ps", [c])[c]) == self.ports[3]]
+        owners = harness.ringctl_owners(self.config, "ps", chans)
+        moved = [c for c in chans if harness.label_port(owners[c]) == self.ports[3]]
         self.assertGreater(len(moved), 0, "no channel moved to the new server")
         harness.wait_for(lambda: all(self.subscribers_on(self.ports[3], c) == 1 for c in moved),
                          what="moved channels subscribed on the new owner")

@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <deque>
 #include <map>
+#include <tuple>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -200,18 +201,29 @@ class FakeHost final : public SessionHost {
   backends::upstream::UpstreamLink& upstream(uint32_t backend, Channel channel) override {
     return link(backend, channel);
   }
-  backends::upstream::UpstreamLink* openDedicated(uint32_t backend, Channel) override {
+  backends::upstream::UpstreamLink& upstreamInDb(uint32_t backend, Channel channel, int db) override {
+    if (db == kPoolDb) return link(backend, channel);
+    auto& slot = dbLinks_[{backend, channel, db}];
+    if (!slot) slot = std::make_unique<FakeLink>(snapshot_->backends[backend].endpoint.label);
+    return *slot;
+  }
+  FakeLink& linkInDb(uint32_t backend, int db, Channel channel = Channel::Default) {
+    return static_cast<FakeLink&>(upstreamInDb(backend, channel, db));
+  }
+  backends::upstream::UpstreamLink* openDedicated(uint32_t backend, Channel, int db) override {
+    dedicatedDb.push_back(db);
     dedicated_.push_back(std::make_unique<FakeLink>(snapshot_->backends[backend].endpoint.label));
     return dedicated_.back().get();
   }
   backends::upstream::UpstreamLink* openSubscriber(uint32_t backend, Channel channel,
                                                    backends::upstream::ReplySink* sink) override {
-    auto* l = static_cast<FakeLink*>(openDedicated(backend, channel));
+    auto* l = static_cast<FakeLink*>(openDedicated(backend, channel, kPoolDb));
     l->pushSink = sink;
     subscriberOf[backend] = l;
     return l;
   }
-  std::map<uint32_t, FakeLink*> subscriberOf;  // the last subscriber link opened per backend
+  std::map<uint32_t, FakeLink*> subscriberOf;
+  std::vector<int> dedicatedDb;  // the database each dedicated link was opened in  // the last subscriber link opened per backend
   PoolStats& poolStats(const std::string& name) override { return stats_[name]; }
   PoolGauges* gauges(size_t) override { return &gauges_; }
   void addSession(ClientSession* s) override {
@@ -229,6 +241,7 @@ class FakeHost final : public SessionHost {
 
  private:
   std::map<std::pair<uint32_t, Channel>, std::unique_ptr<FakeLink>> links_;
+  std::map<std::tuple<uint32_t, Channel, int>, std::unique_ptr<FakeLink>> dbLinks_;
   std::vector<std::unique_ptr<FakeLink>> dedicated_;
   std::map<std::string, PoolStats> stats_;
   PoolGauges gauges_;
