@@ -467,6 +467,30 @@ bool setRedisAuth(Field& f) {
   return true;
 }
 
+bool setDenyCommands(Field& f) {
+  if (!f.value.IsSequence()) {
+    return f.fail("is " + std::string(yamlKind(f.value)) +
+                  "; expected a list of command names, e.g. [flushall, flushdb, keys]");
+  }
+  std::vector<std::string>& names = f.draft.pool.denyCommands;
+  names.clear();
+  for (size_t i = 0; i < f.value.size(); ++i) {
+    const YAML::Node item = f.value[i];
+    std::string name = item.IsScalar() ? item.Scalar() : std::string();
+    bool ok = !name.empty() && name.size() <= 64;
+    for (char& c : name) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+      ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '|');
+    }
+    if (!ok) {
+      return f.report.fail(lineOf(item, f.line), f.key + "[" + std::to_string(i) + "]",
+                           "is not a command name; expected e.g. flushall");
+    }
+    names.push_back(std::move(name));
+  }
+  return true;
+}
+
 bool setServers(Field& f) {
   if (!f.value.IsSequence()) {
     return f.fail((f.value.IsNull() ? std::string("has no servers")
@@ -587,6 +611,8 @@ constexpr KeySpec kPoolKeys[] = {
      "(default 67108864)"},
     {"client_idle_timeout", setNumber<&Pool::clientIdleTimeoutMs, 0, INT_MAX>,
      "milliseconds after which a client with nothing in flight is closed (default 0: never)"},
+    {"deny_commands", setDenyCommands,
+     "Redis commands this pool's clients may not run, e.g. [flushall, flushdb, keys] (default: none)"},
     {"databases", setNumber<&Pool::databases, 1, 1048576>,
      "databases the Redis backends have (their `databases` setting): SELECT n is accepted for n below "
      "it (default 16)"},

@@ -693,6 +693,7 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
       {"client_idle_timeout", "30000"},
       {"max_blocking_connections", "10"},
       {"databases", "32"},
+      {"deny_commands", "[FlushAll, keys]"},
       {"hash_key_separator", "\":\""},
       {"hash_key_parts", "2"},
   };
@@ -717,6 +718,7 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
   CHECK(p.clientIdleTimeoutMs == 30000);
   CHECK(p.maxBlockingConnections == 10);
   CHECK(p.databases == 32);
+  CHECK(p.denyCommands == std::vector<std::string>{"flushall", "keys"});
   CHECK(p.hashKeySeparator == ":");
   CHECK(p.hashKeyParts == 2);
   CHECK(p.distribution == Distribution::Vnode);

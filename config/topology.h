@@ -69,7 +69,10 @@ struct Pool {
   // Backend connections held by one client alone (blocking commands, pub/sub), across the
   // process: each is a real connection to a backend, as it would be without the proxy.
   uint32_t maxBlockingConnections = 1024;
-  uint32_t databases = 16;  // what the backends have (Redis's `databases`): SELECT's bound
+  uint32_t databases = 16;
+  // Commands refused to this pool's clients (lower case), e.g. flushall, keys: an operator's
+  // way to forbid fleet-wide commands (Redis's rename-command, done in the proxy).
+  std::vector<std::string> denyCommands;  // what the backends have (Redis's `databases`): SELECT's bound
   std::vector<Server> servers;
   int line = 0;
 

@@ -111,9 +111,9 @@ constexpr CommandSpec kCommands[] = {
     refused("failover", -1, Refusal::Admin),
     reads("fcall", -3, kNumkeysAt2),
     reads("fcall_ro", -3, kNumkeysAt2),
-    refused("flushall", -1, Refusal::Keyspace, kWrites),
-    refused("flushdb", -1, Refusal::Keyspace, kWrites),
-    refused("function", -2, Refusal::Keyspace),
+    local("flushall", -1, &S::cmdFlush, kWrite),
+    local("flushdb", -1, &S::cmdFlush, kWrite),
+    local("function", -2, &S::cmdFunction),
     writes("geoadd", -5),
     reads("geodist", -4),
     reads("geohash", -2),
@@ -151,7 +151,7 @@ constexpr CommandSpec kCommands[] = {
     writes("incrby", 3),
     writes("incrbyfloat", 3),
     local("info", -1, &S::cmdInfo),
-    refused("keys", 2, Refusal::Keyspace),
+    local("keys", 2, &S::cmdKeys),
     refused("lastsave", 1, Refusal::Admin),
     refused("latency", -2, Refusal::Admin),
     reads("lcs", -3, kKeys1To2),
@@ -169,7 +169,7 @@ constexpr CommandSpec kCommands[] = {
     writes("lrem", 4),
     writes("lset", 4),
     writes("ltrim", 4),
-    refused("memory", -2, Refusal::Admin),
+    {"memory", -2, Route::Keyed, kKey2, 0, &S::cmdMemory},  // MEMORY USAGE key
     fanout("mget", -2, Route::FanoutMget, kKeysAll, false),
     refused("migrate", -6, Refusal::Admin, kWrites),
     refused("module", -2, Refusal::Admin),
@@ -197,7 +197,7 @@ constexpr CommandSpec kCommands[] = {
     local("pubsub", -2, &S::cmdPubsub),
     local("punsubscribe", -1, &S::cmdUnsubscribe, kInSubscribed),
     local("quit", -1, &S::cmdQuit, kNoAuth | kRunsInMulti | kInSubscribed),
-    refused("randomkey", 1, Refusal::Keyspace),
+    local("randomkey", 1, &S::cmdRandomkey),
     refused("readonly", 1, Refusal::Cluster),
     refused("readwrite", 1, Refusal::Cluster),
     writes("rename", 3, kKeys1To2),
@@ -214,7 +214,7 @@ constexpr CommandSpec kCommands[] = {
     writes("rpushx", -3),
     writes("sadd", -3),
     refused("save", 1, Refusal::Admin),
-    refused("scan", -2, Refusal::Keyspace),
+    local("scan", -2, &S::cmdScan),
     reads("scard", 2),
     local("script", -2, &S::cmdScript),
     reads("sdiff", -2, kKeysAll),
@@ -415,8 +415,6 @@ std::string_view refusalReason(Refusal r) noexcept {
     case Refusal::Replication:
       return "it counts the replicas that have this connection's writes, and through ringproxy a client's "
              "writes travel on connections shared with other clients";
-    case Refusal::Keyspace:
-      return "it acts on every key of a server, and ringproxy does not run it across the pool yet";
     case Refusal::Database: return "ringproxy serves one database per pool (redis_db in the config)";
     case Refusal::Admin: return "it administers one server: send it to the backends directly";
     case Refusal::Cluster: return "it is a Redis Cluster command, and ringproxy presents one standalone server";

@@ -55,7 +55,6 @@ enum CommandFlag : uint8_t {
 enum class Refusal : uint8_t {
   None,
   Replication,  // counts replicas of a connection's own writes (WAIT, WAITAOF)
-  Keyspace,  // acts on every key of a server (KEYS, SCAN, FLUSHALL)
   Database,  // another database than the pool's redis_db (MOVE, SWAPDB)
   Admin,     // administers one server (CONFIG, SAVE, MONITOR, ACL)
   Cluster,   // Redis Cluster's (CLUSTER, ASKING, READONLY)

@@ -184,6 +184,7 @@ void RedisSession::cmdSelect(const CommandSpec&, const char* req) {
   // From now on this client's requests travel on connections in that database, on every
   // backend (the pool's redis_db is only the default).
   db_ = static_cast<int>(db) == poolRoute()->config.redisDb ? SessionHost::kPoolDb : static_cast<int>(db);
+  entry_.db.store(static_cast<int>(db), std::memory_order_relaxed);
   resp::appendSimpleString(s_.bytes, "OK");
   replyLocal(s_.bytes);
 }
@@ -227,7 +228,7 @@ void RedisSession::cmdHello(const CommandSpec&, const char* req) {
     }
     i = 2;
   }
-  std::string name = rare().clientName;
+  std::string name = entry_.name;
   bool authOk = !authRequired();
   for (; i < argc(); ++i) {
     const std::string_view opt = arg(req, i);
@@ -258,7 +259,8 @@ void RedisSession::cmdHello(const CommandSpec&, const char* req) {
   }
   authenticated_ = authenticated_ || authOk;
   protocol_ = proto;
-  rare().clientName = name;
+  entry_.resp.store(static_cast<int>(proto), std::memory_order_relaxed);
+  if (name != entry_.name) ClientDirectory::instance().setName(&entry_, std::move(name));
   s_.bytes.clear();
   resp::appendMapHeader(s_.bytes, 7, protocol_);
   resp::appendBulk(s_.bytes, "server");
@@ -342,43 +344,6 @@ void RedisSession::cmdCommand(const CommandSpec&, const char* req) {
       if (supported(s)) resp::appendBulk(s_.bytes, s.name);
   } else {
     replyError("ERR unknown subcommand '" + std::string(arg(req, 1)) + "'. Try COMMAND HELP.");
-    return;
-  }
-  replyLocal(s_.bytes);
-}
-
-void RedisSession::cmdClient(const CommandSpec&, const char* req) {
-  s_.bytes.clear();
-  if (argc() < 2) {
-    replyError("ERR wrong number of arguments for 'client' command");
-    return;
-  }
-  const std::string sub = lower(arg(req, 1));
-  if (sub == "setname" && argc() == 3) {
-    const std::string_view name = arg(req, 2);
-    if (std::any_of(name.begin(), name.end(), [](char c) { return c <= ' ' || c > '~'; })) {
-      replyError("ERR Client names cannot contain spaces, newlines or special characters.");
-      return;
-    }
-    rare().clientName = std::string(name);
-    resp::appendSimpleString(s_.bytes, "OK");
-  } else if (sub == "getname" && argc() == 2) {
-    if (rare().clientName.empty()) resp::appendNull(s_.bytes, protocol_);
-    else resp::appendBulk(s_.bytes, rare().clientName);
-  } else if (sub == "id" && argc() == 2) {
-    resp::appendInteger(s_.bytes, static_cast<int64_t>(clientId_));
-  } else if ((sub == "setinfo" && argc() == 4) || ((sub == "no-evict" || sub == "no-touch") && argc() == 3) ||
-             (sub == "reply" && argc() == 3 && equalsIgnoreCase(arg(req, 2), "on"))) {
-    // Per-connection hints with no effect through a proxy: accepted, as clients send them
-    // during their handshake and treat an error as fatal.
-    resp::appendSimpleString(s_.bytes, "OK");
-  } else if (sub == "info" && argc() == 2) {
-    const std::string line = "id=" + std::to_string(clientId_) + " name=" + rare().clientName +
-                             " db=0 resp=" + std::to_string(static_cast<int>(protocol_)) + " lib-name= lib-ver=\n";
-    resp::appendBulk(s_.bytes, line);
-  } else {
-    replyError("ERR ringproxy does not support 'CLIENT " + std::string(arg(req, 1)) +
-               "' (the proxy answers SETNAME, GETNAME, ID, INFO, SETINFO, NO-EVICT, NO-TOUCH)");
     return;
   }
   replyLocal(s_.bytes);

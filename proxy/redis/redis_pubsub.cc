@@ -175,6 +175,7 @@ void RedisSession::cmdSubscribe(const CommandSpec& spec, const char* req) {
       return;
     }
   }
+  noteSubscriptionCounts();
   flushPubSub();
 }
 
@@ -222,6 +223,7 @@ void RedisSession::cmdUnsubscribe(const CommandSpec& spec, const char* req) {
     const std::string bytes = subscriberCommand(unsubscribeWord(kind), it->second);
     (void)l.link->send(bytes.data(), bytes.size(), nullptr, 0, 0);  // a dead link has unsubscribed
   }
+  noteSubscriptionCounts();
   flushPubSub();
   if (!ps.subscribed()) closeSubscriberLinks();  // out of pub/sub: its connections are let go
 }
@@ -264,6 +266,13 @@ void RedisSession::onPubSubFrame(const char* data, size_t len) {
   ps.out.push_back(std::move(o));
 }
 
+void RedisSession::noteSubscriptionCounts() {
+  const PubSubState& ps = *rare_->pubsub;
+  entry_.subscriptions.store(static_cast<uint32_t>(ps.channels.size()), std::memory_order_relaxed);
+  entry_.patterns.store(static_cast<uint32_t>(ps.patterns.size()), std::memory_order_relaxed);
+  entry_.shardSubscriptions.store(static_cast<uint32_t>(ps.shards.size()), std::memory_order_relaxed);
+}
+
 void RedisSession::flushPubSub() {
   PubSubState& ps = *rare_->pubsub;
   while (!ps.out.empty() && ps.out.front().awaiting == 0) {
@@ -298,6 +307,7 @@ void RedisSession::endPubSub() {
     ps.patterns.clear();
     ps.shards.clear();
     ps.out.clear();
+    noteSubscriptionCounts();
   }
 }
 

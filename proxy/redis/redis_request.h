@@ -78,15 +78,26 @@ struct ExecMerge {
 //   Union       PUBSUB CHANNELS/SHARDCHANNELS: the arrays' elements, each once.
 //   SumPairs    PUBSUB NUMSUB/SHARDNUMSUB: [name, count, ...] with the counts summed.
 //   Max         PUBSUB NUMPAT: patterns are subscribed on every server, so each has them all.
+//   Concat      KEYS: every server's keys, one array.
+//   AnyNonNull  RANDOMKEY: one server's key, chosen at random among those that have one.
 struct EveryBackendMerge {
-  enum class Combine : uint8_t { Same, MinElements, Union, SumPairs, Max };
+  enum class Combine : uint8_t { Same, MinElements, Union, SumPairs, Max, Concat, AnyNonNull };
   Combine combine = Combine::Same;
   void reset() { combine = Combine::Same; }
   size_t retainedBytes() const { return 0; }
 };
 
-class RedisRequest final
-    : public RequestWith<RelayMerge, MgetMerge, SumMerge, MsetMerge, InfoMerge, ExecMerge, EveryBackendMerge> {
+// SCAN on one server of the pool: the server's cursor in its reply becomes the proxy's
+// (redis_keyspace.cc has the encoding).
+struct ScanMerge {
+  uint32_t slot = 0;          // the server's place in the scan order
+  uint64_t nextServer = 0;    // the proxy cursor that starts the next server (0: none left)
+  void reset() { *this = {}; }
+  size_t retainedBytes() const { return 0; }
+};
+
+class RedisRequest final : public RequestWith<RelayMerge, MgetMerge, SumMerge, MsetMerge, InfoMerge, ExecMerge,
+                                              EveryBackendMerge, ScanMerge> {
  public:
   static Request* make() { return new RedisRequest(); }
 

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cctype>
 #include <charconv>
+#include <unordered_set>
 
 #include "backends/io/memory_budget.h"
 #include "proxy/runtime/log.h"
@@ -39,6 +40,7 @@ bool RedisSession::authRequired() const {
 }
 
 RedisSession::~RedisSession() {
+  if (entry_.session != nullptr) ClientDirectory::instance().remove(&entry_);
   // Requests were cancelled when the session closed; the WATCH link has nothing owed, and a
   // blocking connection is closed now, so its backend stops waiting for this client.
   if (watchLink() != nullptr) watchLink()->close();
@@ -62,6 +64,7 @@ void RedisSession::processInput() {
 
 void RedisSession::frameRequests() {
   backends::io::Buffer& in = input();
+  entry_.activeMs.store(uv_now(host_.loop()), std::memory_order_relaxed);
   while (!finishing() && !in.empty() && wantsMoreInput()) {
     char* req = in.readable();
     const ParseStatus st = parser_->parse(req, in.readableSize());
@@ -131,10 +134,16 @@ void RedisSession::dispatch(char* req) {
     replyUnknownCommand(req);
     return;
   }
+  if (!poolRoute()->config.denyCommands.empty() && denied(*spec)) {
+    if (inMulti()) rare().multiAborted = true;
+    replyError("ERR ringproxy: '" + std::string(spec->name) + "' is disabled for this pool (deny_commands)");
+    return;
+  }
   if (!spec->has(kNoAuth) && authRequired()) {
     replyError("NOAUTH Authentication required.");
     return;
   }
+  entry_.lastCommand.store(spec->name.data(), std::memory_order_relaxed);
   if (!arityAccepts(*spec, argc())) {
     if (inMulti()) rare().multiAborted = true;
     replyError("ERR wrong number of arguments for '" + std::string(spec->name) + "' command");
@@ -150,6 +159,12 @@ void RedisSession::dispatch(char* req) {
     return;
   }
   (this->*spec->handler)(*spec, req);
+}
+
+bool RedisSession::denied(const CommandSpec& spec) const {
+  for (const std::string& name : poolRoute()->config.denyCommands)
+    if (name == spec.name) return true;
+  return false;
 }
 
 void RedisSession::onRoutingChanged() {
@@ -188,6 +203,12 @@ M& RedisSession::broadcast(RedisRequest& r, std::string_view bytes) {
   return m;
 }
 
+void RedisSession::toEveryServer(const char* req, EveryBackendMerge::Combine combine) {
+  RedisRequest* r = newRedisRequest();
+  broadcast<EveryBackendMerge>(*r, asResp(req)).combine = combine;
+  if (r->waiting == 0) fragmentsDone(*r);
+}
+
 void RedisSession::cmdDbsize(const CommandSpec&, const char*) {
   RedisRequest* r = newRedisRequest();
   broadcast<SumMerge>(*r, "*1\r\n$6\r\nDBSIZE\r\n");
@@ -211,10 +232,7 @@ void RedisSession::cmdScript(const CommandSpec&, const char* req) {
     }
     return;
   }
-  RedisRequest* r = newRedisRequest();
-  broadcast<EveryBackendMerge>(*r, asResp(req)).combine =
-      exists ? EveryBackendMerge::Combine::MinElements : EveryBackendMerge::Combine::Same;
-  if (r->waiting == 0) fragmentsDone(*r);
+  toEveryServer(req, exists ? EveryBackendMerge::Combine::MinElements : EveryBackendMerge::Combine::Same);
 }
 
 void RedisSession::mergeEveryBackend(RedisRequest& r, const EveryBackendMerge& m) {
@@ -230,7 +248,19 @@ void RedisSession::mergeEveryBackend(RedisRequest& r, const EveryBackendMerge& m
   if (s_.elementSpans.empty()) s_.elementSpans.emplace_back();
   std::vector<resp::ByteSpan>& spans = s_.elementSpans[0];
   std::vector<int64_t> numbers;           // MinElements, SumPairs: per element; Max: one
-  std::vector<std::string_view> elements;  // Union: each once; SumPairs: the names
+  std::vector<std::string_view> elements;  // Union: each once; SumPairs: the names; Concat: all
+  std::unordered_set<std::string_view> seen;  // Union
+  if (m.combine == Combine::AnyNonNull) {
+    // RANDOMKEY: a server that has keys, chosen at random (a null reply: that server is empty).
+    std::vector<uint32_t> withKeys;
+    for (uint32_t f = 0; f < r.fragmentCount(); ++f) {
+      const std::string& reply = r.fragment(f).reply;
+      if (!reply.empty() && reply[0] == '$' && reply.compare(0, 3, "$-1") != 0) withKeys.push_back(f);
+    }
+    if (withKeys.empty()) resp::appendNull(r.reply, protocol_);
+    else r.reply = r.fragment(withKeys[static_cast<size_t>(uv_hrtime()) % withKeys.size()]).reply;
+    return;
+  }
   for (uint32_t f = 0; f < r.fragmentCount(); ++f) {
     const std::string& reply = r.fragment(f).reply;
     if (m.combine == Combine::Max) {
@@ -262,7 +292,10 @@ void RedisSession::mergeEveryBackend(RedisRequest& r, const EveryBackendMerge& m
           if (f == 0 && !isInt) elements.push_back(e);
           break;
         case Combine::Union:
-          if (std::find(elements.begin(), elements.end(), e) == elements.end()) elements.push_back(e);
+          if (seen.insert(e).second) elements.push_back(e);
+          break;
+        case Combine::Concat:
+          elements.push_back(e);
           break;
         default:
           break;
@@ -278,6 +311,7 @@ void RedisSession::mergeEveryBackend(RedisRequest& r, const EveryBackendMerge& m
       for (int64_t v : numbers) resp::appendInteger(r.reply, v);
       break;
     case Combine::Union:
+    case Combine::Concat:
       resp::appendArrayHeader(r.reply, elements.size());
       for (std::string_view e : elements) r.reply += e;
       break;
@@ -313,9 +347,7 @@ void RedisSession::cmdPubsub(const CommandSpec&, const char* req) {
                "'. Try PUBSUB HELP.");
     return;
   }
-  RedisRequest* r = newRedisRequest();
-  broadcast<EveryBackendMerge>(*r, asResp(req)).combine = combine;
-  if (r->waiting == 0) fragmentsDone(*r);
+  toEveryServer(req, combine);
 }
 
 void RedisSession::cmdInfo(const CommandSpec&, const char* req) {
@@ -523,6 +555,8 @@ void RedisSession::fragmentsDone(RedisRequest& r) {
     mergeExec(r, *exec);
   } else if (EveryBackendMerge* every = r.as<EveryBackendMerge>()) {
     mergeEveryBackend(r, *every);
+  } else if (ScanMerge* scan = r.as<ScanMerge>()) {
+    mergeScan(r, *scan);
   }
   if (!r.error.empty()) stats().errorsReplied++;
   complete(r);

@@ -22,6 +22,7 @@
 #include "proxy/redis/redis_frontend.h"
 #include "proxy/redis/redis_pubsub.h"
 #include "proxy/redis/redis_request.h"
+#include "proxy/runtime/client_directory.h"
 #include "proxy/runtime/client_session.h"
 
 namespace proxy {
@@ -57,6 +58,12 @@ class RedisSession final : public ClientSession {
   void cmdSubscribe(const CommandSpec& spec, const char* req);
   void cmdUnsubscribe(const CommandSpec& spec, const char* req);
   void cmdPubsub(const CommandSpec& spec, const char* req);
+  void cmdFlush(const CommandSpec& spec, const char* req);
+  void cmdKeys(const CommandSpec& spec, const char* req);
+  void cmdRandomkey(const CommandSpec& spec, const char* req);
+  void cmdScan(const CommandSpec& spec, const char* req);
+  void cmdFunction(const CommandSpec& spec, const char* req);
+  void cmdMemory(const CommandSpec& spec, const char* req);
   // Replies of kPure commands (PureReply), also computed for commands queued in MULTI.
   bool pingReply(const char* req, std::string& out);
   bool echoReply(const char* req, std::string& out);
@@ -66,6 +73,8 @@ class RedisSession final : public ClientSession {
   friend struct PubSubState;
   ~RedisSession() override;
   void onRoutingChanged() override;
+  void onStart(int fd) override;
+  bool takeKill() override;
 
   // A command queued between MULTI and EXEC: its RESP bytes and the backend that owns its
   // keys, or (backend < 0) a reply the proxy computed itself (PING, ECHO, TIME).
@@ -89,6 +98,11 @@ class RedisSession final : public ClientSession {
   void mergeInfo(RedisRequest& r, const InfoMerge& m);
   void mergeExec(RedisRequest& r, const ExecMerge& m);
   void mergeEveryBackend(RedisRequest& r, const EveryBackendMerge& m);
+  void mergeScan(RedisRequest& r, const ScanMerge& m);
+  // deny_commands names this command.
+  bool denied(const CommandSpec& spec) const;
+  // The same command to every live server of the pool, answered by combining their replies.
+  void toEveryServer(const char* req, EveryBackendMerge::Combine combine);
   // The link requests for backend `backend` (a snapshot backend index) use: this client's
   // WATCH connection when it watches keys there, else a shared one of the client's version.
   backends::upstream::UpstreamLink& linkFor(uint32_t backend);
@@ -115,6 +129,9 @@ class RedisSession final : public ClientSession {
   // The backend owning all of the request's keys; false (and an error reply) if they have several.
   bool singleOwner(const CommandSpec& spec, const char* req, uint32_t& owner);
   void appendCommandInfo(std::string& out, const CommandSpec& spec);
+  // CLIENT (redis_clients.cc).
+  void clientList(const char* req);
+  void clientKill(const char* req);
 
   // Blocking commands (redis_blocking.cc).
   // This client's own connection to `backend`, opened (and counted) if needed; nullptr, with
@@ -132,6 +149,7 @@ class RedisSession final : public ClientSession {
   void onPubSubFrame(const char* data, size_t len);
   void onPubSubFailure(std::string_view why);
   void flushPubSub();
+  void noteSubscriptionCounts();  // into the directory entry (CLIENT LIST)
   void closeSubscriberLinks();
   void endPubSub();
   void pubsubRoutingChanged();
@@ -154,13 +172,14 @@ class RedisSession final : public ClientSession {
   bool authenticated_ = false;
   int db_ = SessionHost::kPoolDb;  // SELECT n: the database this client's requests reach
   uint64_t clientId_;
+  // This client in the process's directory (CLIENT LIST, CLIENT KILL); owns its name.
+  ClientEntry entry_;
   // Set by a handler that cannot run the request yet (it must not overtake the client's
   // earlier requests): the request stays in the input and runs again once they are answered.
   bool deferred_ = false;
   // State few connections ever have (a name, a transaction, a WATCH), allocated on first use
   // so an idle connection does not carry it.
   struct RareState {
-    std::string clientName;
     bool inMulti = false;
     bool multiAborted = false;
     int32_t multiBackend = -1;  // the backend of the first queued command (strict mode)

@@ -3,6 +3,7 @@
 // checks, transactions. The client is a real socket; the routing is the real ring.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "proxy/redis/redis_frontend.h"
@@ -488,6 +489,59 @@ TEST_CASE("SELECT n: the client's requests reach database n on every backend; th
   c.send(command({"GET", k0}));
   host.settle();
   CHECK(host.link(0).owed.size() == 1);
+}
+
+TEST_CASE("SCAN walks the servers one at a time, each to its end, with the server's cursor inside the proxy's") {
+  Fixture f;
+  std::string cursor = "0";
+  std::vector<uint32_t> visited;
+  for (int step = 0; step < 10; ++step) {
+    f.client.send(command({"SCAN", cursor, "MATCH", "k*", "COUNT", "5"}));
+    f.host.settle();
+    int owing = -1;
+    for (uint32_t b = 0; b < 3; ++b)
+      if (!f.shard(b).owed.empty()) owing = static_cast<int>(b);
+    REQUIRE(owing >= 0);
+    FakeLink& shard = f.shard(static_cast<uint32_t>(owing));
+    const bool fresh = visited.empty() || visited.back() != static_cast<uint32_t>(owing);
+    CHECK(shard.next() == command({"SCAN", fresh ? "0" : "17", "MATCH", "k*", "COUNT", "5"}));
+    if (fresh) {
+      visited.push_back(static_cast<uint32_t>(owing));
+      shard.answer("*2\r\n" + bulk("17") + "*1\r\n" + bulk("a"));  // more to come on this server
+    } else {
+      shard.answer("*2\r\n" + bulk("0") + "*0\r\n");  // this server is done
+    }
+    const std::string reply = f.client.receive();
+    REQUIRE(reply.rfind("*2\r\n$", 0) == 0);
+    const size_t header = reply.find("\r\n", 4);
+    const size_t len = std::stoul(reply.substr(5, header - 5));
+    cursor = reply.substr(header + 2, len);
+    if (fresh) CHECK((std::stoull(cursor) >> 20) == 17u);
+    if (cursor == "0") break;
+  }
+  CHECK(cursor == "0");
+  std::sort(visited.begin(), visited.end());
+  CHECK(visited == std::vector<uint32_t>{0, 1, 2});  // every server, once
+  f.client.send(command({"SCAN", "x"}));
+  CHECK(f.client.receive() == "-ERR invalid cursor\r\n");
+}
+
+TEST_CASE("deny_commands refuses what the operator forbade; KEYS and FLUSHALL reach every server otherwise") {
+  FakeHost host(std::string(kThreeShards) + "  deny_commands: [flushall]\n");
+  RedisFrontend fe;
+  auto c = host.connect(fe, 0);
+  c.send(command({"FLUSHALL"}));
+  CHECK(c.receive() == "-ERR ringproxy: 'flushall' is disabled for this pool (deny_commands)\r\n");
+  c.send(command({"FLUSHDB"}));
+  host.settle();
+  for (uint32_t b = 0; b < 3; ++b) host.link(b).answer("+OK\r\n");
+  CHECK(c.receive() == "+OK\r\n");
+  c.send(command({"KEYS", "*"}));
+  host.settle();
+  host.link(0).answer("*1\r\n" + bulk("a"));
+  host.link(1).answer("*0\r\n");
+  host.link(2).answer("*2\r\n" + bulk("b") + bulk("c"));
+  CHECK(c.receive() == "*3\r\n" + bulk("a") + bulk("b") + bulk("c"));
 }
 
 }  // namespace

@@ -38,6 +38,7 @@ void RedisSession::cmdMulti(const CommandSpec&, const char*) {
     return;
   }
   rare().inMulti = true;
+  entry_.inMulti.store(true, std::memory_order_relaxed);
   rare().multiAborted = false;
   rare().multiBackend = -1;
   rare().queued.clear();
@@ -92,6 +93,7 @@ void RedisSession::cmdExec(const CommandSpec&, const char*) {
     return;
   }
   rare().inMulti = false;
+  entry_.inMulti.store(false, std::memory_order_relaxed);
   if (rare().multiAborted) {
     rare().queued.clear();
     releaseWatch();
@@ -203,6 +205,7 @@ void RedisSession::cmdDiscard(const CommandSpec&, const char*) {
     return;
   }
   rare().inMulti = false;
+  entry_.inMulti.store(false, std::memory_order_relaxed);
   rare().queued.clear();
   releaseWatch();
   replyLocal("+OK\r\n");
@@ -266,13 +269,16 @@ void RedisSession::releaseWatch() {
 void RedisSession::cmdReset(const CommandSpec&, const char*) {
   // RESET: back to a fresh connection's state (Redis 6.2).
   rare().inMulti = false;
+  entry_.inMulti.store(false, std::memory_order_relaxed);
   rare().multiAborted = false;
   rare().queued.clear();
   releaseWatch();
   endPubSub();  // RESET leaves pub/sub too
   db_ = SessionHost::kPoolDb;
   protocol_ = resp::Protocol::Resp2;
-  rare().clientName.clear();
+  if (!entry_.name.empty()) ClientDirectory::instance().setName(&entry_, std::string());
+  entry_.resp.store(2, std::memory_order_relaxed);
+  entry_.db.store(poolRoute()->config.redisDb, std::memory_order_relaxed);
   authenticated_ = false;
   replyLocal("+RESET\r\n");
 }

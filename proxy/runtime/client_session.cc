@@ -70,6 +70,7 @@ void ClientSession::start(int fd, bool unixSocket) {
     closeAfterFlush();
     return;
   }
+  onStart(fd);
   updatePoll();
 }
 

@@ -68,6 +68,9 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   // Where keys go changed (a reload, an ejection, a rejoin): called after the host's snapshot
   // and placements are current. Snapshot backend indexes may have been renumbered.
   virtual void onRoutingChanged() {}
+  // CLIENT KILL from another worker asked for this client's close (and the request is now
+  // taken): the host's sweep then closes it.
+  virtual bool takeKill() { return false; }
 
   ClientSession* listPrev = nullptr;  // the host's list of sessions
   ClientSession* listNext = nullptr;
@@ -77,6 +80,8 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
 
   // Frames and dispatches requests from input(). Called after each read and when reading resumes.
   virtual void processInput() = 0;
+  // The session is open on `fd` (start() succeeded and the client was not refused).
+  virtual void onStart(int /*fd*/) {}
   // What a client refused for the pool's client_connections limit is told before the close.
   virtual std::string_view tooManyClientsReply() const = 0;
   // What starts the error text of a request its backend refused ("ERR " for Redis).

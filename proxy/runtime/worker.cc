@@ -10,6 +10,7 @@
 
 #include "backends/memcache/memcache_reply_framer.h"
 #include "backends/resp/resp_reply_framer.h"
+#include "proxy/runtime/client_directory.h"
 #include "proxy/runtime/client_session.h"
 #include "proxy/runtime/log.h"
 
@@ -396,10 +397,16 @@ void Worker::sweepIdleClients() {
   // the timeout is a coarse guard (seconds), not a precise deadline.
   bool any = false;
   for (const PoolRoute& p : snapshot_->pools) any = any || p.config.clientIdleTimeoutMs > 0;
-  if (!any) return;
+  const bool kills = ClientDirectory::instance().killsPending();  // CLIENT KILL from another worker
+  if (!any && !kills) return;
   const uint64_t now = uv_now(&loop_);
   for (ClientSession* s = sessions_; s != nullptr;) {
     ClientSession* next = s->listNext;
+    if (kills && s->takeKill()) {
+      s->closeNow();
+      s = next;
+      continue;
+    }
     const size_t pool = s->pool();
     if (pool < snapshot_->pools.size()) {
       const int timeout = snapshot_->pools[pool].config.clientIdleTimeoutMs;

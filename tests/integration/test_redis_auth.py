@@ -148,7 +148,11 @@ class RedisAuthAndDb(unittest.TestCase):
         self.assertEqual(client.delete(*keys), 200)
         self.assertEqual(set(self.keys_in_db(self.plain, 2)), {"d:single", "d:ctr"})
         with RawConn(self.listen["db2"]) as c:
-            self.assertEqual(c.call_raw("SELECT", "0"), b"+OK\r\n")  # the client's view: its one db
+            # SELECT means what it means to Redis: database 0 is database 0 on the backends;
+            # redis_db is the database of clients that never select one.
+            self.assertEqual(c.call_raw("SELECT", "0"), b"+OK\r\n")
+            self.assertEqual(c.call_raw("GET", "d:single"), b"$-1\r\n")
+            self.assertEqual(c.call_raw("SELECT", "2"), b"+OK\r\n")
             self.assertEqual(c.call_raw("GET", "d:single"), b"$3\r\none\r\n")
             # RESP3 clients' backend connections select the db too.
             self.assertTrue(c.call_raw("HELLO", "3").startswith(b"%"))
