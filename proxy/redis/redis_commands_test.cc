@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <initializer_list>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -309,6 +311,42 @@ TEST_CASE("a blocking command's timeout is read as Redis reads it") {
   CHECK(timeout("xread BLOCK 250 STREAMS a $") == 250);
   CHECK(timeout("xreadgroup GROUP g c BLOCK 0 STREAMS a >") == kForever);
   CHECK(timeout("xread BLOCK x STREAMS a $") == kBadTimeout);
+}
+
+TEST_CASE("the README's command table lists every command of the table, in the row of its handling") {
+  std::ifstream in(std::string(RINGPROXY_SOURCE_DIR) + "/README.md");
+  REQUIRE(in.good());
+  const std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t start = readme.find("### Every Redis command");
+  REQUIRE(start != std::string::npos);
+  const std::string section = readme.substr(start, readme.find("\n## ", start) - start);
+  // The row a command is in, by its first words.
+  auto rowOf = [&](std::string_view name) -> std::string {
+    const std::string needle = "`" + std::string(name) + "`";
+    size_t at = 0;
+    while ((at = section.find(needle, at)) != std::string::npos) {
+      const size_t lineStart = section.rfind('\n', at) + 1;
+      if (section.compare(lineStart, 2, "| ") == 0) return section.substr(lineStart + 2, 20);
+      at += needle.size();
+    }
+    return "";
+  };
+  for (const CommandSpec& c : commandTable()) {
+    CAPTURE(c.name);
+    const std::string row = rowOf(c.name);
+    REQUIRE(!row.empty());
+    switch (c.route) {
+      case Route::Keyed:
+        if (c.name != "memory") CHECK(row.rfind("forwarded to the own", 0) == 0);
+        break;
+      case Route::FanoutMget:
+      case Route::FanoutMset:
+      case Route::FanoutSum: CHECK(row.rfind("split", 0) == 0); break;
+      case Route::Blocking: CHECK(row.rfind("blocking", 0) == 0); break;
+      case Route::Unsupported: CHECK(row.rfind("refused", 0) == 0); break;
+      case Route::Local: CHECK(row.rfind("refused", 0) != 0); break;
+    }
+  }
 }
 
 }  // namespace

@@ -225,7 +225,10 @@ void RedisSession::cmdUnsubscribe(const CommandSpec& spec, const char* req) {
   }
   noteSubscriptionCounts();
   flushPubSub();
-  if (!ps.subscribed()) closeSubscriberLinks();  // out of pub/sub: its connections are let go
+  // The subscriber connections stay open when the last subscription goes: clients such as
+  // Celery's result consumer subscribe and unsubscribe in quick succession, and a
+  // SUBSCRIBE's confirmation may still be on its way on them. They close with the client
+  // (or RESET).
 }
 
 void RedisSession::onPubSubFrame(const char* data, size_t len) {
@@ -376,8 +379,11 @@ void RedisSession::pubsubRoutingChanged() {
     l.link->close();
     ps.gauges->blocking.fetch_sub(1, std::memory_order_relaxed);
     stats().blockingClosed++;
+    // A confirmation still owed on it will not come: let what waits for one go.
+    for (PubSubState::Out& o : ps.out) o.awaiting = 0;
   }
   ps.links = std::move(kept);
+  flushPubSub();
 }
 
 }  // namespace proxy

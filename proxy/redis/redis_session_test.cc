@@ -383,15 +383,34 @@ TEST_CASE("SUBSCRIBE goes to each channel's owner and is confirmed, with the cli
   s2.push(frame3("message", b, "late", false));
   CHECK(f.client.receive().empty());
   CHECK(f.host.gauges(0)->blocking.load() == 2);
-  // Leaving everything: out of subscribed mode, connections let go.
+  // Leaving everything: out of subscribed mode; the connections stay for the next
+  // subscription (a confirmation may still be on its way on them) and close with the client.
   f.client.send(command({"UNSUBSCRIBE"}));
   CHECK(f.client.receive() == frame3("unsubscribe", a, "0", true));
-  CHECK(s0.hardClosed);
-  CHECK(s2.hardClosed);
-  CHECK(f.host.gauges(0)->blocking.load() == 0);
+  CHECK(!s0.closed);
   f.client.send(command({"GET", f.k0}));
   f.host.settle();
   CHECK(f.shard(0).next() == command({"GET", f.k0}));
+  f.host.closeAll();
+  CHECK(s0.hardClosed);
+  CHECK(s2.hardClosed);
+  CHECK(f.host.gauges(0)->blocking.load() == 0);
+}
+
+TEST_CASE("subscribe, unsubscribe and subscribe again in a row: every confirmation comes, messages flow") {
+  Fixture f;
+  const std::string a = f.host.keyOn(0, 1, "chan");
+  f.client.send(command({"SUBSCRIBE", a}) + command({"UNSUBSCRIBE", a}) + command({"SUBSCRIBE", a}));
+  f.host.settle();
+  FakeLink& s1 = *f.host.subscriberOf[1];
+  CHECK(s1.log == std::vector<std::string>{command({"subscribe", a}), command({"unsubscribe", a}),
+                                           command({"subscribe", a})});
+  s1.push(frame3("subscribe", a, "1", true));
+  s1.push(frame3("unsubscribe", a, "0", true));
+  s1.push(frame3("subscribe", a, "1", true));
+  s1.push(frame3("message", a, "m", false));
+  CHECK(f.client.receive() == frame3("subscribe", a, "1", true) + frame3("unsubscribe", a, "0", true) +
+                                  frame3("subscribe", a, "1", true) + frame3("message", a, "m", false));
 }
 
 TEST_CASE("PSUBSCRIBE reaches every server and is confirmed once all have; UNSUBSCRIBE with nothing names nothing") {
