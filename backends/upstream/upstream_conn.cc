@@ -119,6 +119,13 @@ uint64_t UpstreamConn::send(const char* data, size_t len, ReplySink* sink, uint6
 void UpstreamConn::cancel(uint64_t seq) {
   if (seq < headSeq_ || seq >= headSeq_ + fifo_.size()) return;
   fifo_[seq - headSeq_].sink = nullptr;
+  // A connection on its way out (closeWhenIdle) that no longer owes anyone anything closes
+  // now rather than waiting for replies nobody wants: a dedicated connection whose client
+  // left while blocked in WAIT 0 would otherwise wait for ever.
+  if (!closeWhenIdle_ || state_ == State::Closed) return;
+  for (size_t i = 0; i < fifo_.size(); ++i)
+    if (fifo_[i].sink != nullptr) return;
+  close();
 }
 
 void UpstreamConn::retryNow() {

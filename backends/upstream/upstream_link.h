@@ -27,7 +27,8 @@ class UpstreamLink {
   // once (the backend is backing off after a failure): then lastError() says why.
   [[nodiscard]] virtual uint64_t send(const char* data, size_t len, ReplySink* sink, uint64_t cookie,
                                       uint32_t hint) = 0;
-  // The sink of request `seq` is forgotten; its reply will be read and dropped.
+  // The sink of request `seq` is forgotten; its reply will be read and dropped. A link told to
+  // closeWhenIdle() that then owes no reply anyone wants closes at once.
   virtual void cancel(uint64_t seq) = 0;
   // How messages name the backend ("127.0.0.1:6379", or the server's name).
   virtual const std::string& label() const = 0;

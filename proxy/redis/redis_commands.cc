@@ -258,8 +258,8 @@ constexpr CommandSpec kCommands[] = {
     fanout("unlink", -2, Route::FanoutSum, kKeysAll, kWrites),
     local("unsubscribe", -1, &S::cmdUnsubscribe, kInSubscribed),
     local("unwatch", 1, &S::cmdUnwatch),
-    refused("wait", 3, Refusal::Replication),
-    refused("waitaof", 4, Refusal::Replication),
+    local("wait", 3, &S::cmdWait),
+    local("waitaof", 4, &S::cmdWait),
     local("watch", -2, &S::cmdWatch, kRunsInMulti, kKeysAll),
     writes("xack", -4),
     writes("xadd", -5),
@@ -412,9 +412,6 @@ std::span<const CommandSpec> commandTable() noexcept { return kCommands; }
 std::string_view refusalReason(Refusal r) noexcept {
   switch (r) {
     case Refusal::None: return "";
-    case Refusal::Replication:
-      return "it counts the replicas that have this connection's writes, and through ringproxy a client's "
-             "writes travel on connections shared with other clients";
     case Refusal::Database: return "ringproxy serves one database per pool (redis_db in the config)";
     case Refusal::Admin: return "it administers one server: send it to the backends directly";
     case Refusal::Cluster: return "it is a Redis Cluster command, and ringproxy presents one standalone server";

@@ -54,7 +54,6 @@ enum CommandFlag : uint8_t {
 // Why a command known to Redis is refused (Route::Unsupported): its reply says so.
 enum class Refusal : uint8_t {
   None,
-  Replication,  // counts replicas of a connection's own writes (WAIT, WAITAOF)
   Database,  // another database than the pool's redis_db (MOVE, SWAPDB)
   Admin,     // administers one server (CONFIG, SAVE, MONITOR, ACL)
   Cluster,   // Redis Cluster's (CLUSTER, ASKING, READONLY)

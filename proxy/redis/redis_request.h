@@ -3,6 +3,7 @@
 // pool resets only the kind in use, keeping its capacity.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -96,8 +97,22 @@ struct ScanMerge {
   size_t retainedBytes() const { return 0; }
 };
 
+// WAIT/WAITAOF on every server of the pool, each on a connection of its own: the smallest
+// count (element by element for WAITAOF) is what holds for all of the client's writes. The
+// connections are counted in `gauges` until the request is done (reset gives them back).
+struct WaitMerge {
+  std::atomic<uint32_t>* gauge = nullptr;
+  uint32_t links = 0;
+  void reset() {
+    if (gauge != nullptr) gauge->fetch_sub(links, std::memory_order_relaxed);
+    gauge = nullptr;
+    links = 0;
+  }
+  size_t retainedBytes() const { return 0; }
+};
+
 class RedisRequest final : public RequestWith<RelayMerge, MgetMerge, SumMerge, MsetMerge, InfoMerge, ExecMerge,
-                                              EveryBackendMerge, ScanMerge> {
+                                              EveryBackendMerge, ScanMerge, WaitMerge> {
  public:
   static Request* make() { return new RedisRequest(); }
 

@@ -557,6 +557,8 @@ void RedisSession::fragmentsDone(RedisRequest& r) {
     mergeEveryBackend(r, *every);
   } else if (ScanMerge* scan = r.as<ScanMerge>()) {
     mergeScan(r, *scan);
+  } else if (r.as<WaitMerge>() != nullptr) {
+    mergeWait(r);
   }
   if (!r.error.empty()) stats().errorsReplied++;
   complete(r);

@@ -55,6 +55,7 @@ class RedisSession final : public ClientSession {
   void cmdReset(const CommandSpec& spec, const char* req);
   void cmdScript(const CommandSpec& spec, const char* req);
   void cmdBlocking(const CommandSpec& spec, const char* req);
+  void cmdWait(const CommandSpec& spec, const char* req);
   void cmdSubscribe(const CommandSpec& spec, const char* req);
   void cmdUnsubscribe(const CommandSpec& spec, const char* req);
   void cmdPubsub(const CommandSpec& spec, const char* req);
@@ -99,6 +100,7 @@ class RedisSession final : public ClientSession {
   void mergeExec(RedisRequest& r, const ExecMerge& m);
   void mergeEveryBackend(RedisRequest& r, const EveryBackendMerge& m);
   void mergeScan(RedisRequest& r, const ScanMerge& m);
+  void mergeWait(RedisRequest& r);
   // deny_commands names this command.
   bool denied(const CommandSpec& spec) const;
   // The same command to every live server of the pool, answered by combining their replies.

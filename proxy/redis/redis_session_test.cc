@@ -179,10 +179,9 @@ TEST_CASE("the command table's checks: unknown command, arity, NOAUTH exemptions
   CHECK(c.receive() == "-ERR wrong number of arguments for 'get' command\r\n");
   c.send(command({"PING"}));
   CHECK(c.receive() == "+PONG\r\n");
-  c.send(command({"WAIT", "1", "0"}));
-  CHECK(c.receive() == "-ERR ringproxy does not support 'wait': it counts the replicas that have this connection's "
-                       "writes, and through ringproxy a client's writes travel on connections shared with other "
-                       "clients\r\n");
+  c.send(command({"CLUSTER", "INFO"}));
+  CHECK(c.receive() == "-ERR ringproxy does not support 'cluster': it is a Redis Cluster command, and ringproxy "
+                       "presents one standalone server\r\n");
   c.send(command({"MONITOR"}));
   CHECK(c.receive() == "-ERR ringproxy does not support 'monitor': it administers one server: send it to the "
                        "backends directly\r\n");
@@ -561,6 +560,38 @@ TEST_CASE("deny_commands refuses what the operator forbade; KEYS and FLUSHALL re
   host.link(1).answer("*0\r\n");
   host.link(2).answer("*2\r\n" + bulk("b") + bulk("c"));
   CHECK(c.receive() == "*3\r\n" + bulk("a") + bulk("b") + bulk("c"));
+}
+
+TEST_CASE("WAIT: a marker and the WAIT on a connection of its own to every server; the smallest count wins") {
+  Fixture f;
+  f.client.send(command({"SET", f.k1, "v"}) + command({"WAIT", "1", "0"}));
+  f.host.settle();
+  CHECK(f.host.dedicated().empty());  // after the SET's reply
+  f.shard(1).answer("+OK\r\n");
+  f.host.settle();
+  REQUIRE(f.host.dedicated().size() == 3);
+  for (auto& l : f.host.dedicated()) {
+    REQUIRE(l->log.size() == 2);
+    CHECK(l->log[0] == command({"PUBLISH", "__ringproxy:wait", ""}));
+    CHECK(l->log[1] == command({"WAIT", "1", "0"}));
+    CHECK(l->closed);  // closes itself once answered
+  }
+  CHECK(f.host.gauges(0)->blocking.load() == 3);
+  const char* counts[] = {":2\r\n", ":1\r\n", ":3\r\n"};
+  for (size_t i = 0; i < 3; ++i) {
+    f.host.dedicated()[i]->answer(":0\r\n");  // the marker's reply, dropped
+    f.host.dedicated()[i]->answer(counts[i]);
+  }
+  CHECK(f.client.receive() == "+OK\r\n:1\r\n");
+  CHECK(f.host.gauges(0)->blocking.load() == 0);
+  // A client that leaves while waiting lets every connection go at once.
+  f.client.send(command({"WAIT", "1", "0"}));
+  f.host.settle();
+  REQUIRE(f.host.dedicated().size() == 6);
+  f.client.close();
+  f.host.settle();
+  for (size_t i = 3; i < 6; ++i) CHECK(f.host.dedicated()[i]->hardClosed);
+  CHECK(f.host.gauges(0)->blocking.load() == 0);
 }
 
 }  // namespace

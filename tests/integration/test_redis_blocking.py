@@ -4,8 +4,12 @@ server; a timeout expires as Redis times it; a blocked client does not hold up t
 connection other clients use; a client killed while blocked frees its backend connection at
 once; pipelined requests around a blocking one keep their order; BLMOVE, BZPOPMIN, BLMPOP and
 XREAD BLOCK work; keys on different servers are refused with CROSSSLOT; the number of such
-connections is bounded (max_blocking_connections) and visible in /metrics."""
+connections is bounded (max_blocking_connections) and visible in /metrics. WAIT, over three
+primaries each with a real replica: 1 once every server's replica has the client's writes, 0
+after the timeout while one replica is stopped (SIGSTOP), so the count covers every write of
+the client, wherever it went."""
 import os
+import signal
 import socket
 import sys
 import threading
@@ -196,6 +200,55 @@ class RedisBlocking(unittest.TestCase):
         harness.wait_for(lambda: self.blocked_on_backends("blpop") == 0, what="released")
         self.client.rpush(key, "x")
         self.assertEqual(self.client.blpop([key], timeout=1), (key.encode(), b"x"))
+
+
+class RedisWait(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.primaries = [harness.start_redis() for _ in range(3)]
+        cls.replicas = [harness.start_redis(extra=["--replicaof", "127.0.0.1", str(p.port)]) for p in cls.primaries]
+        for r in cls.replicas:
+            harness.wait_for(lambda r=r: redis.Redis(host="127.0.0.1", port=r.port).info("replication")
+                             .get("master_link_status") == "up", timeout=10, what="replica in sync")
+        cls.port = harness.free_port()
+        cls.config = harness.write_config(harness.redis_pool_config(
+            "w", cls.port, [f"127.0.0.1:{p.port}:1" for p in cls.primaries]))
+        cls.proxy = harness.start_ringproxy(cls.config, cls.port)
+        keys = harness.hashlike_keys("w", 300)
+        cls.by_port = {harness.label_port(lbl): ks for lbl, ks in harness.keys_by_owner(cls.config, "w", keys).items()}
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        for p in cls.replicas + cls.primaries:
+            p.signal(signal.SIGCONT)
+            p.stop()
+        os.unlink(cls.config)
+
+    def test_wait_counts_replicas_that_have_every_write_of_the_client(self):
+        c = redis.Redis(host="127.0.0.1", port=self.port)
+        for p in self.primaries:
+            c.set(self.by_port[p.port][0], "v")
+        self.assertEqual(c.wait(1, 5000), 1)
+        # WAITAOF is Redis 7.2's: a 7.0 backend's own refusal comes back as it is.
+        version = redis.Redis(host="127.0.0.1", port=self.primaries[0].port).info("server")["redis_version"]
+        if tuple(int(x) for x in version.split(".")[:2]) >= (7, 2):
+            self.assertEqual(c.execute_command("WAITAOF", 0, 1, 5000), [0, 1])
+        else:
+            with self.assertRaises(redis.exceptions.ResponseError) as ctx:
+                c.execute_command("WAITAOF", 0, 1, 5000)
+            self.assertIn("WAITAOF", str(ctx.exception))
+        stopped = self.replicas[1]
+        stopped.signal(signal.SIGSTOP)
+        try:
+            c.set(self.by_port[self.primaries[1].port][1], "unacknowledged")
+            start = time.monotonic()
+            self.assertEqual(c.wait(1, 500), 0)  # that server's replica cannot acknowledge
+            self.assertGreater(time.monotonic() - start, 0.4)
+        finally:
+            stopped.signal(signal.SIGCONT)
+        self.assertEqual(c.wait(1, 5000), 1)  # it catches up
+        c.close()
 
 
 if __name__ == "__main__":

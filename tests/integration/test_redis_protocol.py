@@ -93,8 +93,8 @@ class RedisProtocol(unittest.TestCase):
     # 6 -----------------------------------------------------------------------------------------
     def test_unsupported_commands_are_refused_and_connection_keeps_working(self):
         self.client.set("keep:me", "1")
-        refused = [("BGSAVE",), ("DEBUG", "SLEEP", "0"), ("SWAPDB", "0", "1"), ("WAIT", "1", "0"),
-                   ("Save",), ("Waitaof", "1", "0", "0"), ("MONITOR",), ("LATENCY", "LATEST"),
+        refused = [("BGSAVE",), ("DEBUG", "SLEEP", "0"), ("SWAPDB", "0", "1"), ("REPLICAOF", "NO", "ONE"),
+                   ("Save",), ("Acl", "LIST"), ("MONITOR",), ("LATENCY", "LATEST"),
                    ("CLUSTER", "INFO"), ("CONFIG", "GET", "*"), ("SLOWLOG", "GET")]
         with RawConn(self.port) as c:
             for cmd in refused:

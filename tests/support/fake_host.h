@@ -66,6 +66,10 @@ class FakeLink final : public backends::upstream::UpstreamLink {
     for (Sent& s : owed)
       if (s.seq == seq) s.cancelled = true;
     cancels++;
+    if (!closed) return;
+    for (const Sent& s : owed)
+      if (!s.cancelled && s.sink != nullptr) return;
+    hardClosed = true;  // closing when idle, and nothing wanted any more: closes now
   }
   const std::string& label() const override { return label_; }
   const std::string& lastError() const override { return lastError_; }
@@ -82,7 +86,7 @@ class FakeLink final : public backends::upstream::UpstreamLink {
     if (owed.empty()) return false;
     Sent s = owed.front();
     owed.pop_front();
-    if (!s.cancelled) s.sink->onReply(s.cookie, reply.data(), reply.size(), isError);
+    if (!s.cancelled && s.sink != nullptr) s.sink->onReply(s.cookie, reply.data(), reply.size(), isError);
     return true;
   }
   // Fails every request owed, as a broken connection does.
@@ -90,7 +94,7 @@ class FakeLink final : public backends::upstream::UpstreamLink {
     std::deque<Sent> todo;
     todo.swap(owed);
     for (Sent& s : todo)
-      if (!s.cancelled) s.sink->onFailure(s.cookie, why);
+      if (!s.cancelled && s.sink != nullptr) s.sink->onFailure(s.cookie, why);
   }
   // A subscriber link (openSubscriber): the backend sends `frame` (a message, a confirmation).
   void push(std::string_view frame) { pushSink->onReply(0, frame.data(), frame.size(), false); }
