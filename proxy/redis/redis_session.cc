@@ -123,7 +123,8 @@ void RedisSession::replyUnknownCommand(const char* req) {
 }
 
 void RedisSession::dispatch(char* req) {
-  if (poolRoute() == nullptr) {  // a reload removed this client's pool
+  const PoolRoute* route = poolRoute();
+  if (route == nullptr) {  // a reload removed this client's pool
     replyError("ERR this pool was removed from the configuration");
     closeAfterFlush();
     return;
@@ -134,12 +135,12 @@ void RedisSession::dispatch(char* req) {
     replyUnknownCommand(req);
     return;
   }
-  if (!poolRoute()->config.denyCommands.empty() && denied(*spec)) {
+  if (!route->config.denyCommands.empty() && denied(*spec)) {
     if (inMulti()) rare().multiAborted = true;
     replyError("ERR ringproxy: '" + std::string(spec->name) + "' is disabled for this pool (deny_commands)");
     return;
   }
-  if (!spec->has(kNoAuth) && authRequired()) {
+  if (!authenticated_ && !spec->has(kNoAuth) && !route->config.redisAuth.empty()) {
     replyError("NOAUTH Authentication required.");
     return;
   }
