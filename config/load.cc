@@ -491,14 +491,15 @@ bool setDenyCommands(Field& f) {
   return true;
 }
 
-bool setServers(Field& f) {
+template <auto List>
+bool setServerList(Field& f) {
   if (!f.value.IsSequence()) {
     return f.fail((f.value.IsNull() ? std::string("has no servers")
                                     : "is " + std::string(yamlKind(f.value))) +
                   "; expected a list of servers, one \"- host:port:weight [name]\" per line");
   }
   if (f.value.size() == 0) return f.fail("is an empty list; a pool needs at least one server");
-  std::vector<Server>& servers = f.draft.pool.servers;
+  std::vector<Server>& servers = f.draft.pool.*List;
   servers.clear();
   std::map<std::string, size_t, std::less<>> byName, byIdentity;
   int previousLine = f.line;
@@ -582,7 +583,7 @@ constexpr KeySpec kPoolKeys[] = {
      "consecutive failures that eject a server (default 2)"},
     {"tcpkeepalive", setBool<&Pool::tcpKeepalive>,
      "true or false: TCP keepalive on server connections (default false)"},
-    {"servers", setServers,
+    {"servers", setServerList<&Pool::servers>,
      "list of \"host:port:weight [name]\" or \"/path/to.sock:weight [name]\" (required)"},
     // ringproxy keys.
     {"protocol", setProtocol, "redis or memcache (default: redis when redis: true, else memcache)"},
@@ -611,6 +612,9 @@ constexpr KeySpec kPoolKeys[] = {
      "(default 67108864)"},
     {"client_idle_timeout", setNumber<&Pool::clientIdleTimeoutMs, 0, INT_MAX>,
      "milliseconds after which a client with nothing in flight is closed (default 0: never)"},
+    {"previous_servers", setServerList<&Pool::previousServers>,
+     "a transition (ringproxy): the servers the data is still on, same syntax as servers; keys whose "
+     "owner differs are moved to their new owner on first touch and by `ringctl migrate` (Redis pools)"},
     {"deny_commands", setDenyCommands,
      "Redis commands this pool's clients may not run, e.g. [flushall, flushdb, keys] (default: none)"},
     {"databases", setNumber<&Pool::databases, 1, 1048576>,
@@ -734,6 +738,20 @@ bool finishPool(Reporter& report, PoolDraft& draft) {
         "weights add up to " + std::to_string(totalWeight) +
             " and modula keeps one slot per unit of weight; the total must be at most " +
             std::to_string(kMaxRingEntries));
+  }
+  if (draft.has("previous_servers")) {
+    const int line = draft.lineOf("previous_servers");
+    const std::string key = name + ".previous_servers";
+    if (pool.protocol != Protocol::Redis)
+      return report.fail(line, key, "transitions move data for redis pools so far; remove it from this memcache pool");
+    if (pool.distribution == ring::Distribution::Random)
+      return report.fail(line, key, "distribution: random gives keys no fixed owner, so there is nothing to move");
+    // Keys move with MIGRATE, which the old owner runs towards host:port.
+    for (const Server& s : pool.servers)
+      if (s.endpoint.isUnix())
+        return report.fail(s.line, name + ".servers",
+                           "server " + s.endpoint.str() + " is a unix socket; in a transition keys move with MIGRATE, "
+                           "which needs a host:port");
   }
   return true;
 }

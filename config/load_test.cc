@@ -330,6 +330,28 @@ TEST_CASE("TCP listen addresses, IPv6 included") {
   expectError(listen("127.0.0.1:-1"), 2, "p.listen", "not a number");
 }
 
+TEST_CASE("previous_servers declares a transition: a ring over them with the pool's hashing") {
+  const config::Pool p = mustLoad(pool("  redis: true\n  hash_tag: \"{}\"\n  previous_servers:\n   - 127.0.0.1:6380:1\n"
+                                       "   - 127.0.0.1:6381:1 old\n",
+                                       "   - 127.0.0.1:6380:1\n   - 127.0.0.1:6381:1 old\n   - 127.0.0.1:6382:1\n"))
+                             .pools[0];
+  REQUIRE(p.inTransition());
+  CHECK(p.previousServers.size() == 2);
+  CHECK(p.previousServers[1].name == "old");
+  const ring::RingSpec prev = p.previousRingSpec();
+  CHECK(prev.nodes.size() == 2);
+  CHECK(prev.hashTag == "{}");
+  CHECK(prev.hash == p.ringSpec().hash);
+  CHECK_FALSE(mustLoad(pool("  redis: true\n")).pools[0].inTransition());
+  expectError(pool("  previous_servers:\n   - 127.0.0.1:6380:1\n"), 3, "p.previous_servers", "redis pools");
+  expectError(pool("  redis: true\n  distribution: random\n  previous_servers:\n   - 127.0.0.1:6380:1\n"), 5,
+              "p.previous_servers", "no fixed owner");
+  expectError(pool("  redis: true\n  previous_servers:\n   - 127.0.0.1:6380:1\n", "   - /tmp/r.sock:1\n"), 7,
+              "p.servers", "MIGRATE");
+  expectError(pool("  redis: true\n  previous_servers:\n   - 127.0.0.1:6380:1\n   - 127.0.0.1:6380:1\n"), 6,
+              "p.previous_servers[1]", "already used");
+}
+
 TEST_CASE("hash_key_separator and hash_key_parts: the key-prefix rule") {
   const config::Pool p = mustLoad(pool("  hash_key_separator: \":\"\n  hash_key_parts: 2\n")).pools[0];
   CHECK(p.hashKeySeparator == ":");
@@ -694,6 +716,7 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
       {"max_blocking_connections", "10"},
       {"databases", "32"},
       {"deny_commands", "[FlushAll, keys]"},
+      {"previous_servers", "\n   - 127.0.0.1:6380:1"},
       {"hash_key_separator", "\":\""},
       {"hash_key_parts", "2"},
   };

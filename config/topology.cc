@@ -12,14 +12,16 @@ std::string Endpoint::str() const {
   return host + ":" + std::to_string(port);
 }
 
-ring::RingSpec Pool::ringSpec() const {
+namespace {
+
+ring::RingSpec specOver(const Pool& pool, const std::vector<Server>& servers) {
   ring::RingSpec spec;
-  spec.distribution = distribution;
-  spec.hash = hash;
-  spec.hashTag = hashTag;
-  spec.keySeparator = hashKeySeparator;
-  spec.keyParts = hashKeyParts;
-  spec.vnodes = distribution == ring::Distribution::Vnode ? vnodes : 0;
+  spec.distribution = pool.distribution;
+  spec.hash = pool.hash;
+  spec.hashTag = pool.hashTag;
+  spec.keySeparator = pool.hashKeySeparator;
+  spec.keyParts = pool.hashKeyParts;
+  spec.vnodes = pool.distribution == ring::Distribution::Vnode ? pool.vnodes : 0;
   spec.nodes.reserve(servers.size());
   for (const Server& server : servers) {
     ring::NodeSpec node;
@@ -31,6 +33,11 @@ ring::RingSpec Pool::ringSpec() const {
   }
   return spec;
 }
+
+}  // namespace
+
+ring::RingSpec Pool::ringSpec() const { return specOver(*this, servers); }
+ring::RingSpec Pool::previousRingSpec() const { return specOver(*this, previousServers); }
 
 const Pool* Topology::findPool(std::string_view name) const {
   for (const Pool& pool : pools) {

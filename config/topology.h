@@ -74,9 +74,14 @@ struct Pool {
   // way to forbid fleet-wide commands (Redis's rename-command, done in the proxy).
   std::vector<std::string> denyCommands;  // what the backends have (Redis's `databases`): SELECT's bound
   std::vector<Server> servers;
+  // A transition (ringproxy): the servers the data is still on. Empty outside a transition.
+  std::vector<Server> previousServers;
   int line = 0;
 
   ring::RingSpec ringSpec() const;
+  // The ring over previousServers, with the same hashing (only in a transition).
+  ring::RingSpec previousRingSpec() const;
+  bool inTransition() const { return !previousServers.empty(); }
 };
 
 struct Topology {

@@ -124,6 +124,16 @@ std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& sn
        [](const PoolStats& s) { return s.blockingRequests; }},
       {"ringproxy_pool_blocking_refused_total", "counter", "Blocking commands refused for max_blocking_connections.",
        [](const PoolStats& s) { return s.blockingRefused; }},
+      {"ringproxy_pool_transition_checks_total", "counter",
+       "Keys on moved arcs checked on their previous owner (MIGRATE) before a request (previous_servers).",
+       [](const PoolStats& s) { return s.transitionChecks; }},
+      {"ringproxy_pool_transition_moves_total", "counter", "Keys moved to their new owner by a request.",
+       [](const PoolStats& s) { return s.transitionMoves; }},
+      {"ringproxy_pool_transition_stale_total", "counter",
+       "Old copies deleted because the new owner already had the key.",
+       [](const PoolStats& s) { return s.transitionStale; }},
+      {"ringproxy_pool_transition_failures_total", "counter", "Moves that failed (the request failed with them).",
+       [](const PoolStats& s) { return s.transitionFailures; }},
   };
   for (const PoolMetric& m : kPool) {
     metric(m.name, m.type, m.help);

@@ -52,8 +52,8 @@ std::string item(std::string_view key, std::string_view value) {
 }
 
 struct Fixture {
-  FakeHost host{kThreeShards};
   MemcacheFrontend frontend;
+  FakeHost host{kThreeShards};
   testing::TestClient client = host.connect(frontend, 0);
   // One key per shard, so that multi-key requests split three ways.
   std::string k0 = host.keyOn(0, 0), k1 = host.keyOn(0, 1), k2 = host.keyOn(0, 2);

@@ -111,8 +111,21 @@ struct WaitMerge {
   size_t retainedBytes() const { return 0; }
 };
 
+// A transition: the MIGRATEs that bring a request's moved keys to their new owners before the
+// request runs (redis_transition.cc). Per fragment: the key and the server it left. The
+// client sees no reply of its own for it.
+struct MigrateMerge {
+  std::vector<std::string> keys;  // per fragment
+  std::vector<uint32_t> from;     // per fragment
+  void reset() {
+    keys.clear();
+    from.clear();
+  }
+  size_t retainedBytes() const { return keys.capacity() * sizeof(std::string) + from.capacity() * sizeof(uint32_t); }
+};
+
 class RedisRequest final : public RequestWith<RelayMerge, MgetMerge, SumMerge, MsetMerge, InfoMerge, ExecMerge,
-                                              EveryBackendMerge, ScanMerge, WaitMerge> {
+                                              EveryBackendMerge, ScanMerge, WaitMerge, MigrateMerge> {
  public:
   static Request* make() { return new RedisRequest(); }
 

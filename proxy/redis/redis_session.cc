@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cctype>
 #include <charconv>
+#include <utility>
 #include <unordered_set>
 
 #include "backends/io/memory_budget.h"
@@ -154,6 +155,22 @@ void RedisSession::dispatch(char* req) {
     replyError("ERR Can't execute '" + std::string(spec->name) +
                "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context");
     return;
+  }
+  if (route->previousRing != nullptr && spec->route != Route::Unsupported &&
+      (spec->keys.first > 0 || spec->keys.numkeysAt > 0 || spec->keys.streams)) {
+    // A transition: keys whose owner changed are brought to their new owner first.
+    if (premigrated_) {
+      premigrated_ = false;
+      if (rare_ && !rare_->migrateError.empty()) {
+        if (inMulti()) rare().multiAborted = true;
+        replyError(std::exchange(rare_->migrateError, std::string()));
+        return;
+      }
+    } else if (startMigration(*spec, req, *route)) {
+      premigrated_ = true;
+      deferred_ = true;  // runs again once the moves are answered
+      return;
+    }
   }
   if (inMulti() && !spec->has(kRunsInMulti)) {
     queueInMulti(*spec, req);
@@ -503,6 +520,10 @@ void RedisSession::onFragmentReply(Request& base, uint32_t fragment, const char*
     relayReply(r, data, len);
     return;
   }
+  if (MigrateMerge* m = r.as<MigrateMerge>()) {
+    onMigrateReply(r, *m, fragment, data, len, isError);
+    return;
+  }
   Fragment& f = r.fragment(fragment);
   if (isError && r.as<ExecMerge>() != nullptr) {
     f.reply.assign(data, len);  // EXEC keeps each server's answer, errors included
@@ -560,6 +581,10 @@ void RedisSession::fragmentsDone(RedisRequest& r) {
     mergeScan(r, *scan);
   } else if (r.as<WaitMerge>() != nullptr) {
     mergeWait(r);
+  } else if (r.as<MigrateMerge>() != nullptr) {
+    // Silent: the client's request runs next (or fails with this error).
+    if (!r.error.empty()) rare().migrateError = std::move(r.error);
+    r.error.clear();
   }
   if (!r.error.empty()) stats().errorsReplied++;
   complete(r);

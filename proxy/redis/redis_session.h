@@ -142,6 +142,11 @@ class RedisSession final : public ClientSession {
   // Lets the client's own connection go: closed once idle, or at once with `now`.
   void releaseBlockingLink(bool now);
 
+  // A transition (redis_transition.cc): sends the MIGRATEs that bring the request's moved keys
+  // to their new owners; false when none of its keys moved.
+  bool startMigration(const CommandSpec& spec, const char* req, const PoolRoute& route);
+  void onMigrateReply(RedisRequest& r, MigrateMerge& m, uint32_t fragment, const char* data, size_t len, bool isError);
+
   // Pub/sub (redis_pubsub.cc).
   PubSubState& pubsub();
   // RESP2 with a subscription: only (un)subscribing, PING, QUIT and RESET are allowed.
@@ -179,6 +184,9 @@ class RedisSession final : public ClientSession {
   // Set by a handler that cannot run the request yet (it must not overtake the client's
   // earlier requests): the request stays in the input and runs again once they are answered.
   bool deferred_ = false;
+  // The request at the head of the input had its moved keys brought to their new owners
+  // (a transition); it runs now, or fails with rare_->migrateError.
+  bool premigrated_ = false;
   // State few connections ever have (a name, a transaction, a WATCH), allocated on first use
   // so an idle connection does not carry it.
   struct RareState {
@@ -197,6 +205,7 @@ class RedisSession final : public ClientSession {
     PoolGauges* blockGauges = nullptr;
     std::string blockKey;  // the backend's identity across reloads (BackendSpec::key)
     std::unique_ptr<PubSubState> pubsub;  // once the client subscribes
+    std::string migrateError;  // why the last premigration failed ("" when it did not)
   };
   std::unique_ptr<RareState> rare_;
   RareState& rare() {

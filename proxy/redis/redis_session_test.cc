@@ -36,8 +36,8 @@ std::string command(std::initializer_list<std::string_view> args) {
 }
 
 struct Fixture {
-  FakeHost host{kThreeShards};
   RedisFrontend frontend;
+  FakeHost host{kThreeShards};
   testing::TestClient client = host.connect(frontend, 0);
   // One key per shard, so that multi-key requests split three ways.
   std::string k0 = host.keyOn(0, 0), k1 = host.keyOn(0, 1), k2 = host.keyOn(0, 2);
@@ -166,8 +166,8 @@ TEST_CASE("a session closed with requests in flight cancels them, and the late r
 
 TEST_CASE("the command table's checks: unknown command, arity, NOAUTH exemptions") {
   const std::string authed = std::string(kThreeShards) + "  redis_auth: secret\n";
-  FakeHost host(authed);
   RedisFrontend fe;
+  FakeHost host(authed);
   auto c = host.connect(fe, 0);
   c.send(command({"NOSUCH", "x"}));
   CHECK(c.receive() == "-ERR unknown command 'NOSUCH', with args beginning with: 'x' \r\n");
@@ -251,8 +251,8 @@ TEST_CASE("SCRIPT LOAD, EXISTS and FLUSH reach every server, so EVALSHA works on
 }
 
 TEST_CASE("a blocking command travels on the client's own connection to its key's owner, kept for the next one") {
-  FakeHost host(std::string(kThreeShards) + "  timeout: 400\n");
   RedisFrontend fe;
+  FakeHost host(std::string(kThreeShards) + "  timeout: 400\n");
   auto c = host.connect(fe, 0);
   const std::string q = host.keyOn(0, 2, "queue");
   c.send(command({"BRPOP", q, "1.5"}));
@@ -319,8 +319,8 @@ TEST_CASE("a client that hangs up while blocked releases its connection at once"
 }
 
 TEST_CASE("blocking commands: keys of several servers, XREAD without BLOCK, the connection limit") {
-  FakeHost host(std::string(kThreeShards) + "  max_blocking_connections: 1\n");
   RedisFrontend fe;
+  FakeHost host(std::string(kThreeShards) + "  max_blocking_connections: 1\n");
   auto a = host.connect(fe, 0);
   auto b = host.connect(fe, 0);
   const std::string k0 = host.keyOn(0, 0), k1 = host.keyOn(0, 1);
@@ -479,8 +479,8 @@ TEST_CASE("PUBLISH goes to the channel's owner; PUBSUB merges what every server 
 }
 
 TEST_CASE("SELECT n: the client's requests reach database n on every backend; the pool's redis_db stays the default") {
-  FakeHost host(std::string(kThreeShards) + "  redis_db: 2\n");
   RedisFrontend fe;
+  FakeHost host(std::string(kThreeShards) + "  redis_db: 2\n");
   auto c = host.connect(fe, 0);
   const std::string k0 = host.keyOn(0, 0), k2 = host.keyOn(0, 2);
   c.send(command({"SELECT", "5"}));
@@ -545,8 +545,8 @@ TEST_CASE("SCAN walks the servers one at a time, each to its end, with the serve
 }
 
 TEST_CASE("deny_commands refuses what the operator forbade; KEYS and FLUSHALL reach every server otherwise") {
-  FakeHost host(std::string(kThreeShards) + "  deny_commands: [flushall]\n");
   RedisFrontend fe;
+  FakeHost host(std::string(kThreeShards) + "  deny_commands: [flushall]\n");
   auto c = host.connect(fe, 0);
   c.send(command({"FLUSHALL"}));
   CHECK(c.receive() == "-ERR ringproxy: 'flushall' is disabled for this pool (deny_commands)\r\n");
@@ -592,6 +592,103 @@ TEST_CASE("WAIT: a marker and the WAIT on a connection of its own to every serve
   f.host.settle();
   for (size_t i = 3; i < 6; ++i) CHECK(f.host.dedicated()[i]->hardClosed);
   CHECK(f.host.gauges(0)->blocking.load() == 0);
+}
+
+const char* kTransition = R"(
+pool:
+  listen: 127.0.0.1:22121
+  redis: true
+  hash: fnv1a_64
+  distribution: ketama
+  servers:
+   - 127.0.0.1:7001:1 s1
+   - 127.0.0.1:7002:1 s2
+   - 127.0.0.1:7003:1 s3
+   - 127.0.0.1:7004:1 s4
+  previous_servers:
+   - 127.0.0.1:7001:1 s1
+   - 127.0.0.1:7002:1 s2
+   - 127.0.0.1:7003:1 s3
+)";
+
+struct TransitionFixture {
+  RedisFrontend frontend;
+  FakeHost host{kTransition};
+  testing::TestClient client = host.connect(frontend, 0);
+  const PoolRoute& route = host.snapshot().pools[0];
+  // A key that moved from `from` to `to`, and one that did not move.
+  std::string moved, stays;
+  uint32_t from = 0, to = 0;
+  TransitionFixture() {
+    for (int i = 0; moved.empty() || stays.empty(); ++i) {
+      const std::string k = "key" + std::to_string(i);
+      if (route.previousOwner(k) != host.owner(0, k)) {
+        if (moved.empty()) moved = k, from = route.previousOwner(k), to = host.owner(0, k);
+      } else if (stays.empty()) {
+        stays = k;
+      }
+    }
+  }
+  std::string migrate(const std::string& key) const {
+    return command({"MIGRATE", "127.0.0.1", std::to_string(host.snapshot().backends[to].endpoint.port), key, "0",
+                    "5000"});
+  }
+};
+
+TEST_CASE("a transition: a moved key is MIGRATEd from its previous owner before the request runs on the new one") {
+  TransitionFixture f;
+  REQUIRE(f.to == f.host.owner(0, f.moved));
+  f.client.send(command({"GET", f.moved}) + command({"GET", f.stays}));
+  f.host.settle();
+  REQUIRE(f.host.link(f.from).owed.size() == 1);
+  CHECK(f.host.link(f.from).next() == f.migrate(f.moved));
+  CHECK(f.host.link(f.to).owed.empty());  // the GET waits for the move
+  f.host.link(f.from).answer("+OK\r\n");
+  f.host.settle();
+  REQUIRE(f.host.link(f.to).owed.size() == 1);
+  CHECK(f.host.link(f.to).next() == command({"GET", f.moved}));
+  f.host.link(f.to).answer("$5\r\nmoved\r\n");
+  f.host.settle();
+  // The key that did not move goes straight to its owner, after the first (order kept).
+  const uint32_t staysOwner = f.host.owner(0, f.stays);
+  REQUIRE(!f.host.link(staysOwner).owed.empty());
+  CHECK(f.host.link(staysOwner).owed.back().bytes == command({"GET", f.stays}));
+  f.host.link(staysOwner).answer("$4\r\nhere\r\n");
+  CHECK(f.client.receive() == "$5\r\nmoved\r\n$4\r\nhere\r\n");
+  CHECK(f.host.stats("pool").transitionMoves == 1);
+}
+
+TEST_CASE("a transition: BUSYKEY deletes the stale old copy; any other failure fails the request") {
+  TransitionFixture f;
+  f.client.send(command({"SET", f.moved, "v"}));
+  f.host.settle();
+  f.host.link(f.from).answer("-BUSYKEY Target key name already exists.\r\n", true);
+  f.host.settle();
+  REQUIRE(f.host.link(f.from).owed.size() == 1);
+  CHECK(f.host.link(f.from).next() == command({"DEL", f.moved}));  // the newer copy wins
+  CHECK(f.host.link(f.to).owed.empty());
+  f.host.link(f.from).answer(":1\r\n");
+  f.host.settle();
+  REQUIRE(f.host.link(f.to).owed.size() == 1);
+  f.host.link(f.to).answer("+OK\r\n");
+  CHECK(f.client.receive() == "+OK\r\n");
+  CHECK(f.host.stats("pool").transitionStale == 1);
+
+  f.client.send(command({"INCR", f.moved}));
+  f.host.settle();
+  f.host.link(f.from).answer("-IOERR error or timeout connecting to the client\r\n", true);
+  CHECK(f.client.receive() == "-ERR ringproxy could not move '" + f.moved +
+                                  "' to its new owner: IOERR error or timeout connecting to the client\r\n");
+  CHECK(f.host.link(f.to).owed.empty());  // never run where the key may not be
+  CHECK(f.host.stats("pool").transitionFailures == 1);
+  // NOKEY: nothing to move; the request runs.
+  f.client.send(command({"DEL", f.moved}));
+  f.host.settle();
+  f.host.link(f.from).answer("+NOKEY\r\n");
+  f.host.settle();
+  REQUIRE(f.host.link(f.to).owed.size() == 1);
+  f.host.link(f.to).answer(":0\r\n");
+  CHECK(f.client.receive() == ":0\r\n");
 }
 
 }  // namespace

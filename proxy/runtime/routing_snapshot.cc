@@ -71,6 +71,21 @@ std::shared_ptr<const RoutingSnapshot> RoutingSnapshot::build(const config::Topo
     }
     // The ring may order its nodes differently from the file (twemproxy sorts them by name).
     for (const ring::NodeSpec& node : route.ring.spec().nodes) route.nodeBackend.push_back(backendOfAddress.at(node.address));
+    if (pool.inTransition()) {
+      // The servers the data is still on: backends too (the proxy moves keys off them), shared
+      // with `servers` where the address is the same.
+      for (const config::Server& server : pool.previousServers) {
+        if (backendOfAddress.count(server.endpoint.str()) != 0) continue;
+        BackendSpec spec = backendFor(pool, server);
+        spec.pool = snap->pools.size();
+        auto [it, fresh] = byKey.emplace(spec.key, static_cast<uint32_t>(snap->backends.size()));
+        if (fresh) snap->backends.push_back(std::move(spec));
+        backendOfAddress[server.endpoint.str()] = it->second;
+      }
+      route.previousRing = std::make_shared<const ring::Ring>(pool.previousRingSpec());
+      for (const ring::NodeSpec& node : route.previousRing->spec().nodes)
+        route.previousNodeBackend.push_back(backendOfAddress.at(node.address));
+    }
     snap->pools.push_back(std::move(route));
   }
   return snap;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backends/upstream/upstream_conn.h"
@@ -44,6 +45,12 @@ struct PoolRoute {
   std::vector<uint32_t> nodeBackend;  // ring node index -> index into RoutingSnapshot::backends
   // Shared by every snapshot that has a pool of this name, so a reload does not reset them.
   std::shared_ptr<PoolGauges> gauges;
+  // A transition (previous_servers): the ring the data is still on, and each of its nodes'
+  // backend. Null outside a transition, so a request pays one pointer test.
+  std::shared_ptr<const ring::Ring> previousRing;
+  std::vector<uint32_t> previousNodeBackend;
+  // The backend that owned `key` before the transition (only when previousRing is set).
+  uint32_t previousOwner(std::string_view key) const { return previousNodeBackend[previousRing->ownerOf(key)]; }
 };
 
 struct RoutingSnapshot {

@@ -45,6 +45,10 @@ void PoolStats::add(const PoolStats& o) {
   blockingOpened += o.blockingOpened;
   blockingClosed += o.blockingClosed;
   blockingRefused += o.blockingRefused;
+  transitionChecks += o.transitionChecks;
+  transitionMoves += o.transitionMoves;
+  transitionStale += o.transitionStale;
+  transitionFailures += o.transitionFailures;
 }
 
 void addConnStats(backends::upstream::ConnStats& a, const backends::upstream::ConnStats& b) { addConn(a, b); }

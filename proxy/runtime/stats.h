@@ -34,6 +34,13 @@ struct PoolStats {
   uint64_t blockingOpened = 0;     // backend connections opened for one client alone
   uint64_t blockingClosed = 0;
   uint64_t blockingRefused = 0;    // refused for max_blocking_connections
+  // A transition (previous_servers): keys checked on their previous owner before a request,
+  // moved by that (MIGRATE answered OK), already on the new owner (BUSYKEY: the old copy is
+  // deleted), and moves that failed (the request then failed too).
+  uint64_t transitionChecks = 0;
+  uint64_t transitionMoves = 0;
+  uint64_t transitionStale = 0;
+  uint64_t transitionFailures = 0;
 
   void add(const PoolStats& o);
 };

@@ -140,6 +140,8 @@ class TestClient {
   int fd_;
 };
 
+// Declare the frontend before the host: the host closes its sessions when it goes, and they
+// give their requests back to the frontend's pool.
 class FakeHost final : public SessionHost {
  public:
   // `yaml` is a config file's text (twemproxy's format).
