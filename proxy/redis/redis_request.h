@@ -112,16 +112,30 @@ struct WaitMerge {
 };
 
 // A transition: the MIGRATEs that bring a request's moved keys to their new owners before the
-// request runs (redis_transition.cc). Per fragment: the key and the server it left. The
-// client sees no reply of its own for it.
+// request runs, and, where the new owner had a key already, the steps that settle it
+// (redis_transition.cc). The client sees no reply of its own for it.
 struct MigrateMerge {
-  std::vector<std::string> keys;  // per fragment
-  std::vector<uint32_t> from;     // per fragment
+  enum class Step : uint8_t { ExpiryBefore, Migrate, FixTtl, Dump, ExpireTime, Reconcile, Delete };
+  struct Key {
+    std::string name;
+    uint32_t from = 0, to = 0;
+    uint64_t sentMs = 0;    // when the MIGRATE left (a slow one may have stretched the TTL)
+    std::string before;     // the key's PEXPIRETIME on its old owner, just before the MIGRATE
+    std::string dump;       // the old copy's DUMP payload (BUSYKEY)
+    std::string expireAt;   // ... and its PEXPIRETIME
+    uint8_t pending = 0;    // DUMP and PEXPIRETIME replies still owed
+  };
+  std::vector<Key> keys;
+  struct Part {
+    uint32_t key;
+    Step step;
+  };
+  std::vector<Part> parts;  // per fragment
   void reset() {
     keys.clear();
-    from.clear();
+    parts.clear();
   }
-  size_t retainedBytes() const { return keys.capacity() * sizeof(std::string) + from.capacity() * sizeof(uint32_t); }
+  size_t retainedBytes() const { return keys.capacity() * sizeof(Key) + parts.capacity() * sizeof(Part); }
 };
 
 class RedisRequest final : public RequestWith<RelayMerge, MgetMerge, SumMerge, MsetMerge, InfoMerge, ExecMerge,

@@ -146,6 +146,8 @@ class RedisSession final : public ClientSession {
   // to their new owners; false when none of its keys moved.
   bool startMigration(const CommandSpec& spec, const char* req, const PoolRoute& route);
   void onMigrateReply(RedisRequest& r, MigrateMerge& m, uint32_t fragment, const char* data, size_t len, bool isError);
+  // Sends the next step for key `key` of `m` (DUMP, PEXPIRETIME, the reconciling script, DEL).
+  void migrationStep(RedisRequest& r, MigrateMerge& m, uint32_t key, MigrateMerge::Step step);
 
   // Pub/sub (redis_pubsub.cc).
   PubSubState& pubsub();

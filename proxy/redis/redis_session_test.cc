@@ -640,9 +640,12 @@ TEST_CASE("a transition: a moved key is MIGRATEd from its previous owner before 
   REQUIRE(f.to == f.host.owner(0, f.moved));
   f.client.send(command({"GET", f.moved}) + command({"GET", f.stays}));
   f.host.settle();
-  REQUIRE(f.host.link(f.from).owed.size() == 1);
-  CHECK(f.host.link(f.from).next() == f.migrate(f.moved));
+  // The key's expiry first (a slow MIGRATE may stretch it), then the MIGRATE.
+  REQUIRE(f.host.link(f.from).owed.size() == 2);
+  CHECK(f.host.link(f.from).next() == command({"PEXPIRETIME", f.moved}));
+  CHECK(f.host.link(f.from).owed.back().bytes == f.migrate(f.moved));
   CHECK(f.host.link(f.to).owed.empty());  // the GET waits for the move
+  f.host.link(f.from).answer(":-1\r\n");
   f.host.link(f.from).answer("+OK\r\n");
   f.host.settle();
   REQUIRE(f.host.link(f.to).owed.size() == 1);
@@ -662,7 +665,20 @@ TEST_CASE("a transition: BUSYKEY deletes the stale old copy; any other failure f
   TransitionFixture f;
   f.client.send(command({"SET", f.moved, "v"}));
   f.host.settle();
+  f.host.link(f.from).answer(":-1\r\n");
   f.host.link(f.from).answer("-BUSYKEY Target key name already exists.\r\n", true);
+  f.host.settle();
+  // The old copy's bytes and expiry are read, so a copy that landed late on the new owner
+  // gets the right expiry (only if it is the same bytes); then the old copy is deleted.
+  REQUIRE(f.host.link(f.from).owed.size() == 2);
+  CHECK(f.host.link(f.from).log.back() == command({"PEXPIRETIME", f.moved}));
+  f.host.link(f.from).answer("$4\r\nDUMP\r\n");
+  f.host.link(f.from).answer(":1796306818000\r\n");
+  f.host.settle();
+  REQUIRE(f.host.link(f.to).owed.size() == 1);
+  CHECK(f.host.link(f.to).next().find("PEXPIREAT") != std::string::npos);
+  CHECK(f.host.link(f.to).next().find("1796306818000") != std::string::npos);
+  f.host.link(f.to).answer(":1\r\n");
   f.host.settle();
   REQUIRE(f.host.link(f.from).owed.size() == 1);
   CHECK(f.host.link(f.from).next() == command({"DEL", f.moved}));  // the newer copy wins
@@ -670,12 +686,14 @@ TEST_CASE("a transition: BUSYKEY deletes the stale old copy; any other failure f
   f.host.link(f.from).answer(":1\r\n");
   f.host.settle();
   REQUIRE(f.host.link(f.to).owed.size() == 1);
+  CHECK(f.host.link(f.to).next() == command({"SET", f.moved, "v"}));
   f.host.link(f.to).answer("+OK\r\n");
   CHECK(f.client.receive() == "+OK\r\n");
   CHECK(f.host.stats("pool").transitionStale == 1);
 
   f.client.send(command({"INCR", f.moved}));
   f.host.settle();
+  f.host.link(f.from).answer(":-1\r\n");
   f.host.link(f.from).answer("-IOERR error or timeout connecting to the client\r\n", true);
   CHECK(f.client.receive() == "-ERR ringproxy could not move '" + f.moved +
                                   "' to its new owner: IOERR error or timeout connecting to the client\r\n");
@@ -684,6 +702,7 @@ TEST_CASE("a transition: BUSYKEY deletes the stale old copy; any other failure f
   // NOKEY: nothing to move; the request runs.
   f.client.send(command({"DEL", f.moved}));
   f.host.settle();
+  f.host.link(f.from).answer(":-2\r\n");
   f.host.link(f.from).answer("+NOKEY\r\n");
   f.host.settle();
   REQUIRE(f.host.link(f.to).owed.size() == 1);

@@ -8,7 +8,11 @@
 //     through one proxy is never brought back by another proxy or by the migrator.
 //   - Without REPLACE, a key the new owner already has is never overwritten: its copy is the
 //     newer one (every proxy in the transition writes there). The old owner answers BUSYKEY,
-//     and its stale copy is deleted, so it cannot come back later either.
+//     and its stale copy is deleted, so it cannot come back later either. One case needs
+//     care: a MIGRATE that timed out (the new owner stalled) may still land there later, with
+//     its TTL counted from then. So before the old copy goes, its DUMP and expiry time are
+//     read, and a script on the new owner gives its copy the old absolute expiry if, and only
+//     if, the two copies are the same bytes (a newer write is never touched).
 //   - NOKEY: the key is not on the old owner (moved already, or it never existed).
 // Any other answer (the new owner unreachable, a timeout) fails the request with the reason:
 // running it on the new owner could read or change a key that is still on the old one.
@@ -21,6 +25,83 @@
 namespace proxy {
 
 namespace resp = backends::resp;
+
+namespace {
+
+// On the new owner: if its copy is byte for byte the old one (a MIGRATE that landed late),
+// it gets the old copy's absolute expiry. Anything else (a newer write) is left alone.
+// On the new owner, after a MIGRATE that took long (the new owner stalled): MIGRATE sends the
+// TTL relative to when it read the key, so a stall stretches it. If the copy's expiry is
+// later than the old one by at most the time the MIGRATE took, it is set back; a newer write
+// (no TTL, or another one) is left alone.
+constexpr std::string_view kFixTtl =
+    "local t = redis.call('PEXPIRETIME', KEYS[1]) "
+    "if t > tonumber(ARGV[1]) and t <= tonumber(ARGV[1]) + tonumber(ARGV[2]) then "
+    "return redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end return 0";
+
+constexpr std::string_view kReconcile =
+    "if redis.call('DUMP', KEYS[1]) == ARGV[1] then "
+    "if ARGV[2] == '-1' then redis.call('PERSIST', KEYS[1]) else redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end "
+    "return 1 end return 0";
+
+// The payload of a bulk reply ("$3\r\nabc\r\n" -> "abc"); false for anything else.
+bool bulkPayload(std::string_view reply, std::string& out) {
+  if (reply.size() < 4 || reply[0] != '$' || reply[1] == '-') return false;
+  const size_t header = reply.find("\r\n");
+  if (header == std::string_view::npos || reply.size() < header + 4) return false;
+  out.assign(reply.substr(header + 2, reply.size() - header - 4));
+  return true;
+}
+
+}  // namespace
+
+void RedisSession::migrationStep(RedisRequest& r, MigrateMerge& m, uint32_t key, MigrateMerge::Step step) {
+  MigrateMerge::Key& k = m.keys[key];
+  s_.bytes.clear();
+  uint32_t backend = k.from;
+  switch (step) {
+    case MigrateMerge::Step::Dump:
+      resp::appendArrayHeader(s_.bytes, 2);
+      resp::appendBulk(s_.bytes, "DUMP");
+      resp::appendBulk(s_.bytes, k.name);
+      break;
+    case MigrateMerge::Step::ExpireTime:
+      resp::appendArrayHeader(s_.bytes, 2);
+      resp::appendBulk(s_.bytes, "PEXPIRETIME");
+      resp::appendBulk(s_.bytes, k.name);
+      break;
+    case MigrateMerge::Step::Reconcile:
+      backend = k.to;
+      resp::appendArrayHeader(s_.bytes, 6);
+      resp::appendBulk(s_.bytes, "EVAL");
+      resp::appendBulk(s_.bytes, kReconcile);
+      resp::appendBulk(s_.bytes, "1");
+      resp::appendBulk(s_.bytes, k.name);
+      resp::appendBulk(s_.bytes, k.dump);
+      resp::appendBulk(s_.bytes, k.expireAt);
+      break;
+    case MigrateMerge::Step::Delete:
+      resp::appendArrayHeader(s_.bytes, 2);
+      resp::appendBulk(s_.bytes, "DEL");
+      resp::appendBulk(s_.bytes, k.name);
+      break;
+    case MigrateMerge::Step::FixTtl:
+      backend = k.to;
+      resp::appendArrayHeader(s_.bytes, 6);
+      resp::appendBulk(s_.bytes, "EVAL");
+      resp::appendBulk(s_.bytes, kFixTtl);
+      resp::appendBulk(s_.bytes, "1");
+      resp::appendBulk(s_.bytes, k.name);
+      resp::appendBulk(s_.bytes, k.before);
+      resp::appendBulk(s_.bytes, std::to_string(uv_now(host_.loop()) - k.sentMs + 1000));
+      break;
+    case MigrateMerge::Step::ExpiryBefore:
+    case MigrateMerge::Step::Migrate:
+      return;
+  }
+  m.parts.push_back({key, step});
+  sendTo(r, r.addFragment(), backend, s_.bytes.data(), s_.bytes.size());
+}
 
 bool RedisSession::startMigration(const CommandSpec& spec, const char* req, const PoolRoute& route) {
   s_.keys.clear();
@@ -55,10 +136,24 @@ bool RedisSession::startMigration(const CommandSpec& spec, const char* req, cons
       resp::appendBulk(s_.bytes, "AUTH");
       resp::appendBulk(s_.bytes, route.config.redisAuth);
     }
-    m->keys.emplace_back(key);
-    m->from.push_back(from);
+    MigrateMerge::Key k;
+    k.name.assign(key);
+    k.from = from;
+    k.to = to;
+    k.sentMs = uv_now(host_.loop());
+    m->keys.push_back(std::move(k));
+    const auto keyIndex = static_cast<uint32_t>(m->keys.size() - 1);
     stats().transitionChecks++;
+    // Its expiry first, on the same connection (so answered first): a slow MIGRATE may need it.
+    const std::string migrate = s_.bytes;
+    s_.bytes.clear();
+    resp::appendArrayHeader(s_.bytes, 2);
+    resp::appendBulk(s_.bytes, "PEXPIRETIME");
+    resp::appendBulk(s_.bytes, key);
+    m->parts.push_back({keyIndex, MigrateMerge::Step::ExpiryBefore});
     sendTo(*r, r->addFragment(), from, s_.bytes.data(), s_.bytes.size());
+    m->parts.push_back({keyIndex, MigrateMerge::Step::Migrate});
+    sendTo(*r, r->addFragment(), from, migrate.data(), migrate.size());
   }
   if (r == nullptr) return false;
   enqueue(r);
@@ -68,25 +163,57 @@ bool RedisSession::startMigration(const CommandSpec& spec, const char* req, cons
 
 void RedisSession::onMigrateReply(RedisRequest& r, MigrateMerge& m, uint32_t fragment, const char* data, size_t len,
                                   bool isError) {
+  using Step = MigrateMerge::Step;
   const std::string_view reply(data, len);
-  if (isError && reply.rfind("-BUSYKEY", 0) == 0 && fragment < m.keys.size()) {
-    // The new owner has the key already, and its copy is the newer one: delete the old copy
-    // so that it can never come back (before the request runs: it waits for this too).
-    stats().transitionStale++;
-    s_.bytes.clear();
-    resp::appendArrayHeader(s_.bytes, 2);
-    resp::appendBulk(s_.bytes, "DEL");
-    resp::appendBulk(s_.bytes, m.keys[fragment]);
-    const uint32_t from = m.from[fragment];
-    sendTo(r, r.addFragment(), from, s_.bytes.data(), s_.bytes.size());
-  } else if (isError && fragment < m.keys.size()) {
-    stats().transitionFailures++;
-    if (r.error.empty()) {
-      r.error = "ERR ringproxy could not move '" + m.keys[fragment] + "' to its new owner: ";
-      r.error.append(reply.substr(1, len >= 3 ? len - 3 : 0));
+  if (fragment < m.parts.size()) {
+    const MigrateMerge::Part part = m.parts[fragment];
+    MigrateMerge::Key& k = m.keys[part.key];
+    switch (part.step) {
+      case Step::ExpiryBefore:
+        if (!isError && len >= 3 && reply[0] == ':') k.before.assign(reply.substr(1, len - 3));
+        break;
+      case Step::FixTtl:
+        break;
+      case Step::Migrate:
+        if (!isError) {
+          if (reply == "+OK\r\n") {
+            stats().transitionMoves++;
+            // A MIGRATE that took over a second may have stretched the key's TTL by as much.
+            if (uv_now(host_.loop()) - k.sentMs > 1000 && !k.before.empty() && k.before[0] != '-')
+              migrationStep(r, m, part.key, Step::FixTtl);
+          }
+        } else if (reply.rfind("-BUSYKEY", 0) == 0) {
+          // The new owner has the key already, and its copy wins. Settle the expiry of a copy
+          // that landed late (see the top), then delete the old one, so that it can never come
+          // back (the request waits for all of this).
+          stats().transitionStale++;
+          k.pending = 2;
+          migrationStep(r, m, part.key, Step::Dump);
+          migrationStep(r, m, part.key, Step::ExpireTime);
+        } else {
+          stats().transitionFailures++;
+          if (r.error.empty()) {
+            r.error = "ERR ringproxy could not move '" + k.name + "' to its new owner: ";
+            r.error.append(reply.substr(1, len >= 3 ? len - 3 : 0));
+          }
+        }
+        break;
+      case Step::Dump:
+      case Step::ExpireTime:
+        if (part.step == Step::Dump && !isError && !bulkPayload(reply, k.dump)) k.dump.clear();
+        if (part.step == Step::ExpireTime && !isError && len >= 3 && reply[0] == ':') k.expireAt.assign(reply.substr(1, len - 3));
+        if (--k.pending == 0) {
+          // A copy to compare and an expiry to give it (-2: the old copy went meanwhile).
+          if (!k.dump.empty() && !k.expireAt.empty() && k.expireAt != "-2") migrationStep(r, m, part.key, Step::Reconcile);
+          else migrationStep(r, m, part.key, Step::Delete);
+        }
+        break;
+      case Step::Reconcile:
+        migrationStep(r, m, part.key, Step::Delete);
+        break;
+      case Step::Delete:
+        break;
     }
-  } else if (!isError && reply == "+OK\r\n" && fragment < m.keys.size()) {
-    stats().transitionMoves++;
   }
   if (r.fragmentSettled()) fragmentsDone(r);
 }

@@ -15,6 +15,9 @@ struct Options {
   bool json = false;                   // --json
   std::string svgFile;                 // --svg
   std::vector<std::string> positional; // keys, or OLD NEW for diff
+  double rate = 0;                     // migrate --rate: keys per second (0: no limit)
+  int giveUpSeconds = 300;             // migrate --give-up: seconds without progress
+  std::string outFile;                 // plan -o
 };
 
 inline constexpr int kExitOk = 0;
@@ -27,5 +30,7 @@ int runDiff(const Options& o);
 int runCheck(const Options& o);
 int runStatus(const Options& o);   // ringctl_live.cc
 int runBalance(const Options& o);  // ringctl_live.cc
+int runMigrate(const Options& o);  // ringctl_migrate.cc
+int runPlan(const Options& o);     // ringctl_plan.cc
 
 }  // namespace proxy::ringctl

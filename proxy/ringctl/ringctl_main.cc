@@ -1,6 +1,7 @@
 // ringctl: inspect rings offline (owner, shares, diff, check). Exit codes: 0 ok, 1 bad input
 // (with a message), 2 usage.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -20,6 +21,11 @@ const char kUsage[] =
     "  status HOST:PORT                        a running proxy (its --admin address): generation,\n"
     "                                          pools, per-backend health and request rates\n"
     "  balance -c FILE [--pool NAME]           keys each backend holds beside its expected share\n"
+    "  plan OLD.yml NEW.yml [-o OUT.yml]       the transition config from OLD to NEW (NEW with\n"
+    "                                          previous_servers), and what will move\n"
+    "  migrate -c FILE [--pool NAME] [--rate N] [--give-up S]\n"
+    "                                          move every key of a pool in transition to its new\n"
+    "                                          owner; exit 0 once nothing is left to move"
     "\n"
     "options: --json (machine-readable output), --svg FILE (shares, diff: draw the ring)\n"
     "exit codes: 0 ok, 1 bad input, 2 usage\n";
@@ -53,6 +59,17 @@ int main(int argc, char** argv) {
       if (!next(o.pool)) return usage("--pool needs a name");
     } else if (a == "--svg") {
       if (!next(o.svgFile)) return usage("--svg needs a file");
+    } else if (a == "--rate") {
+      std::string v;
+      if (!next(v)) return usage("--rate needs a number of keys per second");
+      o.rate = std::atof(v.c_str());
+      if (o.rate < 0) return usage("--rate must be 0 (no limit) or more");
+    } else if (a == "--give-up") {
+      std::string v;
+      if (!next(v)) return usage("--give-up needs seconds");
+      o.giveUpSeconds = std::atoi(v.c_str());
+    } else if (a == "-o" || a == "--output") {
+      if (!next(o.outFile)) return usage("-o needs a file");
     } else if (a == "--json") {
       o.json = true;
     } else if (a == "--") {
@@ -63,7 +80,8 @@ int main(int argc, char** argv) {
       o.positional.push_back(a);
     }
   }
-  const bool needsConfig = o.command == "owner" || o.command == "shares" || o.command == "check" || o.command == "balance";
+  const bool needsConfig = o.command == "owner" || o.command == "shares" || o.command == "check" ||
+                           o.command == "balance" || o.command == "migrate";
   if (needsConfig && o.configFile.empty()) return usage((o.command + " needs -c FILE").c_str());
   if (o.command == "owner") return runOwner(o);
   if (o.command == "shares") return runShares(o);
@@ -71,5 +89,7 @@ int main(int argc, char** argv) {
   if (o.command == "check") return runCheck(o);
   if (o.command == "status") return runStatus(o);
   if (o.command == "balance") return runBalance(o);
+  if (o.command == "migrate") return runMigrate(o);
+  if (o.command == "plan") return runPlan(o);
   return usage(("unknown command " + o.command).c_str());
 }
