@@ -266,7 +266,15 @@ std::string statusJson(const WorkerReport& report, const RoutingSnapshot& snapsh
     j.key("protocol").value(pool.config.protocol == config::Protocol::Redis ? "redis" : "memcache");
     j.key("distribution").value(ring::distributionName(pool.config.distribution));
     j.key("clients").value(s.clientConnections - s.clientsClosed).key("requests").value(s.requests);
-    j.key("errors").value(s.errorsReplied).key("backends").beginArray();
+    j.key("errors").value(s.errorsReplied);
+    if (pool.previousRing != nullptr) {
+      // A transition: where the data still is, and what requests moved so far.
+      j.key("transition").beginObject().key("previous_servers").beginArray();
+      for (const ring::NodeSpec& n : pool.previousRing->spec().nodes) j.value(n.labelOrIdentity());
+      j.endArray().key("checks").value(s.transitionChecks).key("moves").value(s.transitionMoves);
+      j.key("stale").value(s.transitionStale).key("failures").value(s.transitionFailures).endObject();
+    }
+    j.key("backends").beginArray();
     for (const BackendReport& b : report.backends) {
       if (b.pool != pool.config.name) continue;
       j.beginObject().key("name").value(b.label).key("address").value(b.address);
@@ -296,6 +304,14 @@ std::string statusTsv(const WorkerReport& report, const RoutingSnapshot& snapsho
     out += "pool\t" + pool.config.name + "\t" + pool.config.listen.str() + "\t" +
            std::to_string(s.clientConnections - s.clientsClosed) + "\t" + std::to_string(s.requests) + "\t" +
            std::to_string(s.errorsReplied) + "\n";
+    if (pool.previousRing != nullptr) {
+      std::string previous;
+      for (const ring::NodeSpec& n : pool.previousRing->spec().nodes)
+        previous += (previous.empty() ? "" : ",") + n.labelOrIdentity();
+      out += "transition\t" + pool.config.name + "\t" + previous + "\t" + std::to_string(s.transitionChecks) + "\t" +
+             std::to_string(s.transitionMoves) + "\t" + std::to_string(s.transitionStale) + "\t" +
+             std::to_string(s.transitionFailures) + "\n";
+    }
   }
   for (const BackendReport& b : report.backends) {
     std::string err = b.lastError;

@@ -29,22 +29,31 @@ struct ScanOrder {
   uint32_t backend;
 };
 
-// The pool's servers in scan order (see the top of the file).
+// The pool's servers in scan order (see the top of the file). In a transition, the servers
+// the data is still on are scanned too: their keys are still the pool's.
 std::vector<ScanOrder> scanOrder(const PoolRoute& route) {
-  const auto& nodes = route.ring.spec().nodes;
-  std::vector<uint32_t> byIdentity(nodes.size());
-  for (uint32_t i = 0; i < nodes.size(); ++i) byIdentity[i] = i;
-  std::sort(byIdentity.begin(), byIdentity.end(),
-            [&](uint32_t a, uint32_t b) { return nodes[a].addressOrIdentity() < nodes[b].addressOrIdentity(); });
+  struct Server {
+    const std::string* address;
+    uint32_t backend;
+  };
+  std::vector<Server> servers;
+  for (uint32_t i = 0; i < route.ring.spec().nodes.size(); ++i)
+    servers.push_back({&route.ring.spec().nodes[i].addressOrIdentity(), route.nodeBackend[i]});
+  for (uint32_t i = 0; route.previousRing != nullptr && i < route.previousNodeBackend.size(); ++i) {
+    const std::string& address = route.previousRing->spec().nodes[i].addressOrIdentity();
+    if (std::none_of(servers.begin(), servers.end(), [&](const Server& s) { return *s.address == address; }))
+      servers.push_back({&address, route.previousNodeBackend[i]});
+  }
+  std::sort(servers.begin(), servers.end(), [](const Server& a, const Server& b) { return *a.address < *b.address; });
   std::vector<ScanOrder> order;
   std::vector<uint32_t> taken;
-  for (uint32_t i : byIdentity) {
+  for (const Server& s : servers) {
     uint32_t h = 2166136261u;  // FNV-1a over the address (or name)
-    for (char c : nodes[i].addressOrIdentity()) h = (h ^ static_cast<uint8_t>(c)) * 16777619u;
+    for (char c : *s.address) h = (h ^ static_cast<uint8_t>(c)) * 16777619u;
     uint32_t slot = h & kSlotMask;
     while (std::find(taken.begin(), taken.end(), slot) != taken.end()) slot = (slot + 1) & kSlotMask;
     taken.push_back(slot);
-    order.push_back({slot, route.nodeBackend[i]});
+    order.push_back({slot, s.backend});
   }
   std::sort(order.begin(), order.end(), [](const ScanOrder& a, const ScanOrder& b) { return a.slot < b.slot; });
   return order;

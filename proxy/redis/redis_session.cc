@@ -217,6 +217,16 @@ M& RedisSession::broadcast(RedisRequest& r, std::string_view bytes) {
     const uint32_t frag = r.addFragment();
     sendTo(r, frag, pl.nodeBackend[node], bytes.data(), bytes.size());
   }
+  // In a transition, the servers the data is still on are part of the pool too: a FLUSHDB
+  // that missed them would let flushed keys come back on their first touch, and KEYS, DBSIZE
+  // and INFO would miss keys clients can still read.
+  const PoolRoute& route = *poolRoute();
+  for (size_t i = 0; route.previousRing != nullptr && i < route.previousNodeBackend.size(); ++i) {
+    const uint32_t b = route.previousNodeBackend[i];
+    bool current = false;
+    for (uint32_t node = 0; node < pl.nodeCount() && !current; ++node) current = pl.nodeBackend[node] == b;
+    if (!current) sendTo(r, r.addFragment(), b, bytes.data(), bytes.size());
+  }
   enqueue(&r);
   return m;
 }

@@ -133,6 +133,10 @@ int runStatus(const Options& o) {
     if (f.size() >= 6 && f[0] == "pool")
       std::printf("pool %s on %s: %s clients, %s requests, %s errors\n", f[1].c_str(), f[2].c_str(), f[3].c_str(),
                   f[4].c_str(), f[5].c_str());
+    if (f.size() >= 7 && f[0] == "transition")
+      std::printf("pool %s in transition from %s: %s keys checked on their previous owner, %s moved by requests, "
+                  "%s old copies deleted, %s moves failed\n",
+                  f[1].c_str(), f[2].c_str(), f[3].c_str(), f[4].c_str(), f[5].c_str(), f[6].c_str());
   }
   std::printf("  %-10s %-28s %-22s %-6s %10s %10s %9s %9s %8s  %s\n", "pool", "backend", "address", "health", "req/s",
               "requests", "failures", "timeouts", "inflight", "last error");

@@ -8,7 +8,8 @@ both proxies, migrate, deploy NEW), then a server is removed the same way. At th
 zero lost keys, zero wrong values, zero deleted keys back, every key on its ring owner (read on
 each backend directly), TTLs kept within 1 s. The migrator is also killed halfway and run again,
 and a new server is SIGSTOPped during a migration: the migrator reports it, resumes when it is
-back, and nothing is lost."""
+back, and nothing is lost. During a transition SCAN, DBSIZE, KEYS and FLUSHDB cover the servers
+the data is still on."""
 import os
 import random
 import signal
@@ -249,6 +250,8 @@ class Transition(unittest.TestCase):
         # Add the 5th server: plan, deploy the transition, migrate under traffic, deploy NEW.
         transition = self.plan(four, five)
         self.deploy(five, previous=four)
+        status = harness.run_ringctl("status", f"127.0.0.1:{self.admins[1]}")
+        self.assertIn("pool data in transition from", status.stdout)
         checker = Checker(self.proxy_ports, self.model, self.keys)
         checker.start()
         # The migrator is killed halfway, then run again: it finishes the job.
@@ -270,6 +273,9 @@ class Transition(unittest.TestCase):
         self.assertLess(moved_so_far, self.direct[five[4]].dbsize(), "the killed migrator had finished")
         metrics = harness.get_metrics(self.admins[0])
         self.assertGreater(harness.metric_value(metrics, "ringproxy_pool_transition_checks_total", pool="data"), 0)
+        status = harness.run_ringctl("status", f"127.0.0.1:{self.admins[0]}")
+        self.assertEqual(status.returncode, 0, status.stderr)
+        self.assertNotIn("in transition", status.stdout)  # NEW deployed: the transition is over
 
         # Remove the 2nd server the same way, with the new server SIGSTOPped for a while during
         # the migration: the migrator reports it and resumes when it is back.
@@ -290,6 +296,28 @@ class Transition(unittest.TestCase):
         self.deploy(remaining)
         self.verify_placement(remaining)
         self.assertEqual(self.direct[five[1]].dbsize(), 0)
+
+    def test_during_a_transition_scan_dbsize_and_flushdb_reach_the_old_servers_too(self):
+        for d in self.direct.values():
+            d.flushall()
+        four, five = self.bports[:4], self.bports[:5]
+        self.deploy(four)
+        client = redis.Redis(host="127.0.0.1", port=self.proxy_ports[1])
+        keys = harness.hashlike_keys("s", 2000)
+        pipe = client.pipeline(transaction=False)
+        for k in keys:
+            pipe.set(k, k)
+        pipe.execute()
+        self.deploy(five, previous=four)  # nothing migrated yet: every key still on its old server
+        self.assertEqual(self.direct[five[4]].dbsize(), 0)
+        self.assertEqual(sorted(k.decode() for k in client.scan_iter(count=200)), sorted(keys))
+        self.assertEqual(client.dbsize(), len(keys))
+        self.assertEqual(len(client.keys("s:*")), len(keys))
+        self.assertTrue(client.flushdb())
+        for p in five:
+            self.assertEqual(self.direct[p].dbsize(), 0, f"server {p} kept keys after FLUSHDB")
+        self.assertEqual([client.get(k) for k in keys[:50]], [None] * 50)  # nothing comes back
+        client.close()
 
 
 if __name__ == "__main__":
