@@ -19,7 +19,8 @@
 //
 // Order is kept as on one Redis connection: the request runs after its MIGRATEs are
 // answered, and the client's later requests after it (the request is deferred, as a
-// blocking command is). Keys whose owner did not change pay one pointer test per request.
+// blocking command is). Outside a transition a request pays one pointer test; in one, a key
+// whose owner did not change pays one more ring lookup (the hash is computed once for both).
 #include "proxy/redis/redis_session.h"
 
 namespace proxy {
@@ -104,9 +105,16 @@ void RedisSession::migrationStep(RedisRequest& r, MigrateMerge& m, uint32_t key,
 }
 
 bool RedisSession::startMigration(const CommandSpec& spec, const char* req, const PoolRoute& route) {
+  const Placement& pl = host_.placement(pool());
+  if (spec.keys.first == 1 && spec.keys.last == 1 && spec.keys.numkeysAt == 0 && argc() >= 2) {
+    // Most commands have one key, the first argument: settle the common case (it did not
+    // move) without building a key list.
+    const uint64_t hash = route.previousRing->hashOf(arg(req, 1));
+    if (route.previousNodeBackend[route.previousRing->ownerOfHash(hash)] == pl.nodeBackend[pl.ring->ownerOfHash(hash)])
+      return false;
+  }
   s_.keys.clear();
   if (!keyIndexes(spec, argc(), [&](size_t i) { return arg(req, i); }, s_.keys) || s_.keys.empty()) return false;
-  const Placement& pl = host_.placement(pool());
   const auto& backends = host_.snapshot().backends;
   RedisRequest* r = nullptr;
   MigrateMerge* m = nullptr;
@@ -114,8 +122,10 @@ bool RedisSession::startMigration(const CommandSpec& spec, const char* req, cons
   const int timeout = route.config.timeoutMs > 0 ? route.config.timeoutMs : 5000;
   for (uint32_t index : s_.keys) {
     const std::string_view key = arg(req, index);
-    const uint32_t from = route.previousOwner(key);
-    const uint32_t to = pl.backendOf(key);
+    // Both rings hash keys the same way (the same pool settings): one hash, two lookups.
+    const uint64_t hash = route.previousRing->hashOf(key);
+    const uint32_t from = route.previousNodeBackend[route.previousRing->ownerOfHash(hash)];
+    const uint32_t to = pl.nodeBackend[pl.ring->ownerOfHash(hash)];
     if (from == to) continue;
     if (r == nullptr) {
       r = newRedisRequest();
