@@ -613,8 +613,9 @@ constexpr KeySpec kPoolKeys[] = {
     {"client_idle_timeout", setNumber<&Pool::clientIdleTimeoutMs, 0, INT_MAX>,
      "milliseconds after which a client with nothing in flight is closed (default 0: never)"},
     {"previous_servers", setServerList<&Pool::previousServers>,
-     "a transition (ringproxy): the servers the data is still on, same syntax as servers; keys whose "
-     "owner differs are moved to their new owner on first touch and by `ringctl migrate` (Redis pools)"},
+     "a transition (ringproxy): the servers the data is still on, same syntax as servers; Redis keys whose "
+     "owner differs move to their new owner on first touch and by `ringctl migrate`; memcached misses of "
+     "moved keys are answered from the previous owner and copied over"},
     {"deny_commands", setDenyCommands,
      "Redis commands this pool's clients may not run, e.g. [flushall, flushdb, keys] (default: none)"},
     {"databases", setNumber<&Pool::databases, 1, 1048576>,
@@ -742,13 +743,11 @@ bool finishPool(Reporter& report, PoolDraft& draft) {
   if (draft.has("previous_servers")) {
     const int line = draft.lineOf("previous_servers");
     const std::string key = name + ".previous_servers";
-    if (pool.protocol != Protocol::Redis)
-      return report.fail(line, key, "transitions move data for redis pools so far; remove it from this memcache pool");
     if (pool.distribution == ring::Distribution::Random)
       return report.fail(line, key, "distribution: random gives keys no fixed owner, so there is nothing to move");
-    // Keys move with MIGRATE, which the old owner runs towards host:port.
+    // Redis keys move with MIGRATE, which the old owner runs towards host:port.
     for (const Server& s : pool.servers)
-      if (s.endpoint.isUnix())
+      if (pool.protocol == Protocol::Redis && s.endpoint.isUnix())
         return report.fail(s.line, name + ".servers",
                            "server " + s.endpoint.str() + " is a unix socket; in a transition keys move with MIGRATE, "
                            "which needs a host:port");

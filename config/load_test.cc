@@ -343,7 +343,7 @@ TEST_CASE("previous_servers declares a transition: a ring over them with the poo
   CHECK(prev.hashTag == "{}");
   CHECK(prev.hash == p.ringSpec().hash);
   CHECK_FALSE(mustLoad(pool("  redis: true\n")).pools[0].inTransition());
-  expectError(pool("  previous_servers:\n   - 127.0.0.1:6380:1\n"), 3, "p.previous_servers", "redis pools");
+  CHECK(mustLoad(pool("  previous_servers:\n   - 127.0.0.1:6380:1\n")).pools[0].inTransition());  // memcache too
   expectError(pool("  redis: true\n  distribution: random\n  previous_servers:\n   - 127.0.0.1:6380:1\n"), 5,
               "p.previous_servers", "no fixed owner");
   expectError(pool("  redis: true\n  previous_servers:\n   - 127.0.0.1:6380:1\n", "   - /tmp/r.sock:1\n"), 7,

@@ -64,8 +64,25 @@ struct McBinaryFlush {
   size_t retainedBytes() const { return 0; }
 };
 
-class MemcacheRequest final
-    : public RequestWith<McRelay, McQuietText, McQuietMeta, McBinary, McMultiGet, McFlush, McBinaryFlush> {
+// A transition: a loud one-key read of a moved key, asked again of its previous owner when the
+// new one misses (memcache_transition.cc). The reply relayed is the last one asked.
+struct McFallback {
+  uint32_t from = 0, to = 0;  // previous and new owner
+  bool binary = false;
+  uint32_t hint = 0;
+  std::string request;  // the client's request, to send again
+  std::string key;      // the routed key (decoded)
+  std::string miss;     // the new owner's miss, answered if the previous owner fails
+  void reset() {
+    request.clear();
+    key.clear();
+    miss.clear();
+  }
+  size_t retainedBytes() const { return request.capacity() + key.capacity() + miss.capacity(); }
+};
+
+class MemcacheRequest final : public RequestWith<McRelay, McQuietText, McQuietMeta, McBinary, McMultiGet, McFlush,
+                                                 McBinaryFlush, McFallback> {
  public:
   static Request* make() { return new MemcacheRequest(); }
   // Several fragments whose replies are merged once all have settled (multi-get, flushes);

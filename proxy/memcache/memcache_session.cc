@@ -1,6 +1,7 @@
 #include "proxy/memcache/memcache_session.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "backends/io/memory_budget.h"
 #include "backends/memcache/memcache_reply_framer.h"
@@ -185,6 +186,18 @@ void MemcacheSession::dispatchText(const char* req) {
       break;
   }
   const std::string_view key = hashKey(req);
+  if (poolRoute()->previousRing != nullptr) {
+    // A transition: reads of moved keys fall back to their previous owner, deletes reach it.
+    const Command c = parser_->command();
+    const bool read = c == Command::Get || c == Command::Gets || c == Command::Gat || c == Command::Gats ||
+                      c == Command::MetaGet;
+    if (read && !parser_->noreply() && transitionRead(req, key, false)) return;
+    if (c == Command::Delete || c == Command::MetaDelete) {
+      size_t n = 0;
+      const char* loud = loudForm(req, n);
+      transitionDelete(loud, n, key, false);
+    }
+  }
   if (parser_->noreply() && parser_->dialect() == mc::Dialect::Meta) {
     // Quiet meta: sent quiet, with a barrier behind it; the backend's reply through its MN is
     // exactly what memcached keeps in quiet mode, and the proxy strips the MN.
@@ -235,6 +248,16 @@ void MemcacheSession::dispatchBinary(const char* req) {
       break;
   }
   const std::string_view key = hashKey(req);
+  if (poolRoute()->previousRing != nullptr) {
+    const uint8_t base = info->baseOpcode;
+    const bool read = base == mc::kOpcodeGet || base == mc::kOpcodeGetK || base == mc::kOpcodeGat || base == mc::kOpcodeGatK;
+    if (read && !info->quiet && transitionRead(req, key, true)) return;
+    if (base == mc::kOpcodeDelete) {
+      size_t n = 0;
+      const char* loud = loudForm(req, n);
+      transitionDelete(loud, n, key, true);
+    }
+  }
   size_t len = 0;
   const char* bytes = loudForm(req, len);
   MemcacheRequest* r = newMcRequest();
@@ -318,6 +341,11 @@ bool MemcacheSession::keepReply(MemcacheRequest& r, const char* data, size_t len
 
 void MemcacheSession::onFragmentReply(Request& base, uint32_t fragment, const char* data, size_t len, bool isError) {
   auto& r = static_cast<MemcacheRequest&>(base);
+  if (McFallback* f = r.as<McFallback>()) {
+    if (fragment == 0) f->miss.assign(data, len);
+    if (!onFallbackReply(r, *f, fragment, data, len)) relayReply(r, data, len);
+    return;
+  }
   const McBinary* binary = r.as<McBinary>();
   if (r.as<McRelay>() != nullptr || (binary != nullptr && !binary->quiet)) {
     relayReply(r, data, len);
@@ -348,6 +376,10 @@ void MemcacheSession::onFragmentReply(Request& base, uint32_t fragment, const ch
 void MemcacheSession::onFragmentFailure(Request& base, uint32_t fragment, std::string_view why) {
   auto& r = static_cast<MemcacheRequest&>(base);
   stats().forwardErrors++;
+  if (McFallback* f = r.as<McFallback>(); f != nullptr && fragment == 1) {
+    relayReply(r, f->miss.data(), f->miss.size());  // the previous owner failed: the miss stands
+    return;
+  }
   r.fragment(fragment).failed = true;
   if (r.error.empty()) r.error = std::string(why);
   if (!r.merges()) {  // one fragment: its failure is the reply
@@ -365,6 +397,13 @@ void MemcacheSession::failureReply(MemcacheRequest& r, std::string_view why) {
   if (r.as<McQuietText>() != nullptr) return;  // noreply: the client asked for silence
   if (const McBinary* b = r.as<McBinary>()) {
     mc::appendBinaryResponse(r.reply, b->opcode, kBinaryStatusInternalError, b->opaque, 0, "", "", why);
+    return;
+  }
+  if (const McFallback* f = r.as<McFallback>(); f != nullptr && f->binary && f->request.size() >= mc::kBinaryHeaderLength) {
+    uint32_t opaque = 0;  // as the client sent it (big-endian), echoed unchanged
+    for (int i = 12; i < 16; ++i) opaque = (opaque << 8) | static_cast<uint8_t>(f->request[static_cast<size_t>(i)]);
+    mc::appendBinaryResponse(r.reply, static_cast<uint8_t>(f->request[1]), kBinaryStatusInternalError, opaque, 0, "",
+                             "", why);
     return;
   }
   if (const McBinaryFlush* b = r.as<McBinaryFlush>()) {

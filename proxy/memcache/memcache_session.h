@@ -65,6 +65,14 @@ class MemcacheSession final : public ClientSession {
   // Whether a quiet request's reply goes back to the client.
   static bool keepReply(MemcacheRequest& r, const char* data, size_t len);
 
+  // A transition (memcache_transition.cc). A loud one-key read of a moved key: sent with
+  // fallback state; false when the key did not move (then sent as usual).
+  bool transitionRead(const char* req, std::string_view key, bool binary);
+  // A delete of a moved key reaches its previous owner too.
+  void transitionDelete(const char* bytes, size_t len, std::string_view key, bool binary);
+  // A reply for a fallback read: true when it asked the previous owner (nothing to relay yet).
+  bool onFallbackReply(MemcacheRequest& r, McFallback& f, uint32_t fragment, const char* data, size_t len);
+
   MemcacheFrontend& frontend_;  // the worker's: parsers, scratch, request pool
   MemcacheScratch& s_;          // frontend_.scratch
   backends::memcache::RequestParser* parser_ = nullptr;  // lent by the frontend while input is pending

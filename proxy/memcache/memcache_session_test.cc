@@ -343,5 +343,99 @@ TEST_CASE("a session closed with requests in flight cancels them, and the late r
   CHECK(f.shard(1).answer("END\r\n"));  // dropped, not delivered to a freed request
 }
 
+const char* kTransition = R"(
+pool:
+  listen: 127.0.0.1:22122
+  hash: fnv1a_64
+  distribution: ketama
+  servers:
+   - 127.0.0.1:7001:1 s1
+   - 127.0.0.1:7002:1 s2
+   - 127.0.0.1:7003:1 s3
+   - 127.0.0.1:7004:1 s4
+  previous_servers:
+   - 127.0.0.1:7001:1 s1
+   - 127.0.0.1:7002:1 s2
+   - 127.0.0.1:7003:1 s3
+)";
+
+struct TransitionFixture {
+  MemcacheFrontend frontend;
+  FakeHost host{kTransition};
+  testing::TestClient client = host.connect(frontend, 0);
+  std::string moved, stays;
+  uint32_t from = 0, to = 0;
+  TransitionFixture() {
+    const PoolRoute& route = host.snapshot().pools[0];
+    for (int i = 0; moved.empty() || stays.empty(); ++i) {
+      const std::string k = "key" + std::to_string(i);
+      if (route.previousOwner(k) != host.owner(0, k)) {
+        if (moved.empty()) moved = k, from = route.previousOwner(k), to = host.owner(0, k);
+      } else if (stays.empty()) {
+        stays = k;
+      }
+    }
+  }
+};
+
+TEST_CASE("a transition: a moved key's miss is answered by its previous owner and copied over in add mode") {
+  TransitionFixture f;
+  const std::string get = "get " + f.moved + "\r\n";
+  f.client.send(get);
+  f.host.settle();
+  REQUIRE(f.host.link(f.to).owed.size() == 1);
+  f.host.link(f.to).answer("END\r\n");  // a miss on the new owner...
+  f.host.settle();
+  REQUIRE(f.host.link(f.from).owed.size() == 1);
+  CHECK(f.host.link(f.from).next() == get);  // ...asks the previous owner the same
+  f.host.link(f.from).answer(item(f.moved, "warm") + "END\r\n");
+  CHECK(f.client.receive() == item(f.moved, "warm") + "END\r\n");
+  // In the background: the item with its flags and remaining TTL, then stored in add mode.
+  REQUIRE(f.host.link(f.from).owed.size() == 1);
+  CHECK(f.host.link(f.from).next() == "mg " + f.moved + " v f t\r\n");
+  f.host.link(f.from).answer("VA 4 f7 t30\r\nwarm\r\n");
+  f.host.settle();
+  REQUIRE(f.host.link(f.to).owed.size() == 1);
+  CHECK(f.host.link(f.to).next() == "ms " + f.moved + " 4 F7 T30 ME\r\nwarm\r\n");
+  f.host.link(f.to).answer("HD\r\n");
+  CHECK(f.host.stats("pool").transitionMoves == 1);
+  // A hit on the new owner is the answer; a key that did not move asks nobody else.
+  f.client.send(get + "get " + f.stays + "\r\n");
+  f.host.settle();
+  f.host.link(f.to).answer(item(f.moved, "new") + "END\r\n");
+  f.host.link(f.host.owner(0, f.stays)).answer("END\r\n");
+  CHECK(f.client.receive() == item(f.moved, "new") + "END\r\nEND\r\n");
+  CHECK(f.host.link(f.from).owed.empty());
+}
+
+TEST_CASE("a transition: deletes reach both owners; binary and meta reads fall back too") {
+  TransitionFixture f;
+  f.client.send("delete " + f.moved + " noreply\r\n");
+  f.host.settle();
+  CHECK(f.host.link(f.from).log.back() == "delete " + f.moved + "\r\n");  // the old copy goes too
+  REQUIRE(f.host.link(f.to).owed.size() == 1);
+  f.host.link(f.to).answer("DELETED\r\n");
+  f.host.link(f.from).answer("DELETED\r\n");
+  CHECK(f.client.receive().empty());  // noreply
+  f.client.send("mg " + f.moved + " v\r\n");
+  f.host.settle();
+  f.host.link(f.to).answer("EN\r\n");
+  f.host.settle();
+  REQUIRE(f.host.link(f.from).owed.size() == 1);
+  f.host.link(f.from).answer("VA 1\r\nx\r\n");
+  CHECK(f.client.receive() == "VA 1\r\nx\r\n");
+  const std::string get = binRequest(mc::kOpcodeGet, f.moved, 0x01020304);
+  f.client.send(get);
+  f.host.settle();
+  REQUIRE(f.host.link(f.to, Channel::Binary).owed.size() == 1);
+  f.host.link(f.to, Channel::Binary).answer(binResponse(mc::kOpcodeGet, mc::kBinaryStatusKeyNotFound, 0x01020304));
+  f.host.settle();
+  REQUIRE(f.host.link(f.from, Channel::Binary).owed.size() == 1);
+  CHECK(f.host.link(f.from, Channel::Binary).next() == get);
+  // The previous owner fails: the new owner's miss stands.
+  f.host.link(f.from, Channel::Binary).failAll("connection reset by peer");
+  CHECK(f.client.receive() == binResponse(mc::kOpcodeGet, mc::kBinaryStatusKeyNotFound, 0x01020304));
+}
+
 }  // namespace
 }  // namespace proxy

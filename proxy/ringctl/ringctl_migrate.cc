@@ -369,6 +369,12 @@ int runMigrate(const Options& o) {
       if (!o.pool.empty()) std::fprintf(stderr, "ringctl: pool %s is not in a transition (no previous_servers)\n", pool.name.c_str());
       continue;
     }
+    if (pool.protocol != config::Protocol::Redis) {
+      if (!o.json)
+        std::printf("pool %s: memcache: nothing to migrate (moved keys are copied over as they are read); deploy "
+                    "the new config when the hit ratio is back\n", pool.name.c_str());
+      continue;
+    }
     any = true;
     const ring::Ring current(pool.ringSpec());
     Totals t;

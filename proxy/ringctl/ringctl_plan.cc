@@ -1,7 +1,8 @@
 // ringctl plan OLD.yml NEW.yml [-o OUT.yml]: the transition config from OLD to NEW. It is
-// NEW's text unchanged, with a `previous_servers:` list (OLD's servers) added to every Redis
-// pool whose placement changes, so proxies that load it move keys on first touch and
-// `ringctl migrate` can move the rest. Prints, per pool, the share of the keyspace that will
+// NEW's text unchanged, with a `previous_servers:` list (OLD's servers) added to every pool
+// whose placement changes: Redis proxies that load it move keys on first touch and `ringctl
+// migrate` moves the rest; memcached proxies answer a moved key's miss from its previous owner
+// and copy it over, so the cache stays warm. Prints, per pool, the share of the keyspace that will
 // move and its flows (ring_diff). Deploy OUT.yml, run the migrator, then deploy NEW.yml.
 #include <cstdio>
 #include <fstream>
@@ -95,11 +96,6 @@ int runPlan(const Options& o) {
     const ring::RingDiff d = ring::diffRings(a, b);
     if (d.applicable && d.moved == 0) {
       std::fprintf(report, "pool %s: no key changes owner\n", pool.name.c_str());
-      continue;
-    }
-    if (pool.protocol != config::Protocol::Redis) {
-      std::fprintf(report, "pool %s: memcache: transitions move data for redis pools so far; %.4f%% of keys change "
-                           "owner with a plain reload\n", pool.name.c_str(), d.moved * 100);
       continue;
     }
     std::vector<std::string> servers;
