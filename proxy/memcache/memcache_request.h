@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "proxy/runtime/request.h"
@@ -40,13 +41,28 @@ struct McMultiGet {
   std::string keyText;                // the keys, end to end, to match the owners' items
   std::vector<uint32_t> keyEnd;       // per key: where it ends in keyText
   std::vector<uint32_t> keyFragment;  // per key: the fragment (owner) asked for it
+  // A transition (memcache_transition.cc): the verb and its arguments ("gat 100"), and, once
+  // the owners have answered, per key the fragment that asks its previous owner (kNone: not
+  // asked); fragments from firstFallback on are those.
+  static constexpr uint32_t kNone = UINT32_MAX;
+  std::string verb;
+  std::vector<uint32_t> fallbackFragment;
+  uint32_t firstFallback = kNone;
   void reset() {
     keyText.clear();
     keyEnd.clear();
     keyFragment.clear();
+    verb.clear();
+    fallbackFragment.clear();
+    firstFallback = kNone;
+  }
+  std::string_view key(size_t i) const {
+    const uint32_t begin = i == 0 ? 0 : keyEnd[i - 1];
+    return std::string_view(keyText).substr(begin, keyEnd[i] - begin);
   }
   size_t retainedBytes() const {
-    return keyText.capacity() + (keyEnd.capacity() + keyFragment.capacity()) * sizeof(uint32_t);
+    return keyText.capacity() + verb.capacity() +
+           (keyEnd.capacity() + keyFragment.capacity() + fallbackFragment.capacity()) * sizeof(uint32_t);
   }
 };
 // flush_all to every backend: OK when all said OK.

@@ -283,6 +283,11 @@ void MemcacheSession::multiGet(const char* req) {
   MemcacheRequest* r = newMcRequest();
   McMultiGet& m = r->begin<McMultiGet>();
   const auto keys = parser_->keys();
+  if (poolRoute()->previousRing != nullptr) {
+    // A transition: kept to ask the previous owners for the moved keys that miss.
+    const mc::ByteSpan p = parser_->prefix();
+    m.verb.assign(req + p.offset, p.length);
+  }
   s_.fragmentOfBackend.assign(host_.snapshot().backends.size(), -1);
   m.keyEnd.resize(keys.size());
   m.keyFragment.resize(keys.size());
@@ -420,7 +425,9 @@ void MemcacheSession::failureReply(MemcacheRequest& r, std::string_view why) {
 
 void MemcacheSession::fragmentsDone(MemcacheRequest& r) {
   r.reply.clear();
-  if (const McMultiGet* m = r.as<McMultiGet>()) {
+  if (McMultiGet* m = r.as<McMultiGet>()) {
+    // A transition: moved keys that missed are asked of their previous owners first.
+    if (!m->verb.empty() && m->firstFallback == McMultiGet::kNone && multiGetFallback(r, *m)) return;
     mergeMultiGet(r, *m);
     complete(r);
     return;
@@ -451,6 +458,7 @@ void MemcacheSession::mergeMultiGet(MemcacheRequest& r, const McMultiGet& m) {
   const uint32_t frags = r.fragmentCount();
   if (s_.retrievals.size() < frags) s_.retrievals.resize(frags);
   uint32_t failed = 0;
+  const uint32_t owners = std::min(frags, m.firstFallback);  // the fallback fragments come after
   for (uint32_t f = 0; f < frags; ++f) {
     Fragment& frag = r.fragment(f);
     s_.retrievals[f].items.clear();
@@ -458,9 +466,9 @@ void MemcacheSession::mergeMultiGet(MemcacheRequest& r, const McMultiGet& m) {
                             mc::ParseStatus::Complete) {
       frag.failed = true;
     }
-    if (frag.failed) failed++;
+    if (frag.failed && f < owners) failed++;
   }
-  if (failed == frags) {
+  if (failed == owners) {
     failureReply(r, r.error.empty() ? "no shard answered" : r.error);
     return;
   }
@@ -479,8 +487,20 @@ void MemcacheSession::mergeMultiGet(MemcacheRequest& r, const McMultiGet& m) {
       if (itemKey == key) {
         r.reply.append(frag.reply, it.item.offset, it.item.length);
         s_.cursors[f]++;
+        continue;
       }
     }
+    // A moved key that missed on its new owner: its previous owner's item, if it had one.
+    const uint32_t fb = i < m.fallbackFragment.size() ? m.fallbackFragment[i] : McMultiGet::kNone;
+    if (fb == McMultiGet::kNone || r.fragment(fb).failed) continue;
+    const auto& fbItems = s_.retrievals[fb].items;
+    if (s_.cursors[fb] >= fbItems.size()) continue;
+    const mc::RetrievalItem& it = fbItems[s_.cursors[fb]];
+    const std::string_view key = m.key(i);
+    if (std::string_view(r.fragment(fb).reply.data() + it.key.offset, it.key.length) != key) continue;
+    r.reply.append(r.fragment(fb).reply, it.item.offset, it.item.length);
+    s_.cursors[fb]++;
+    copyOver(key, r.fragment(fb).backend);
   }
   r.reply += "END\r\n";
 }

@@ -70,6 +70,12 @@ class MemcacheSession final : public ClientSession {
   bool transitionRead(const char* req, std::string_view key, bool binary);
   // A delete of a moved key reaches its previous owner too.
   void transitionDelete(const char* bytes, size_t len, std::string_view key, bool binary);
+  // A multi-key get whose owners answered: asks the previous owners for the moved keys that
+  // missed; false when there are none (then merged at once).
+  bool multiGetFallback(MemcacheRequest& r, McMultiGet& m);
+  // Copies `key` from `from` (its previous owner, which had it) to its new owner, in the
+  // background.
+  void copyOver(std::string_view key, uint32_t from);
   // A reply for a fallback read: true when it asked the previous owner (nothing to relay yet).
   bool onFallbackReply(MemcacheRequest& r, McFallback& f, uint32_t fragment, const char* data, size_t len);
 

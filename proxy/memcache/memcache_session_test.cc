@@ -437,5 +437,30 @@ TEST_CASE("a transition: deletes reach both owners; binary and meta reads fall b
   CHECK(f.client.receive() == binResponse(mc::kOpcodeGet, mc::kBinaryStatusKeyNotFound, 0x01020304));
 }
 
+TEST_CASE("a transition: a multi-key get asks the previous owners for the moved keys that missed, in key order") {
+  TransitionFixture f;
+  const std::string stays = f.stays;
+  const uint32_t staysOwner = f.host.owner(0, stays);
+  f.client.send("get " + f.moved + " " + stays + "\r\n");
+  f.host.settle();
+  // The owners first (the new owner misses the moved key; the other has its key)...
+  if (staysOwner == f.to) {
+    REQUIRE(f.host.link(f.to).owed.size() == 1);
+    f.host.link(f.to).answer(item(stays, "s") + "END\r\n");
+  } else {
+    f.host.link(f.to).answer("END\r\n");
+    f.host.link(staysOwner).answer(item(stays, "s") + "END\r\n");
+  }
+  f.host.settle();
+  // ...then one get per previous owner, with its moved keys that missed.
+  REQUIRE(!f.host.link(f.from).owed.empty());
+  CHECK(f.host.link(f.from).owed.back().bytes == "get " + f.moved + "\r\n");
+  f.host.link(f.from).answer(item(f.moved, "old") + "END\r\n");
+  CHECK(f.client.receive() == item(f.moved, "old") + item(stays, "s") + "END\r\n");
+  // And the item is copied over in the background.
+  f.host.settle();
+  CHECK(f.host.link(f.from).next() == "mg " + f.moved + " v f t\r\n");
+}
+
 }  // namespace
 }  // namespace proxy

@@ -8,8 +8,9 @@
 // old owner, then `ms key ... ME` (mode E: add) on the new one, with the remaining TTL and flags,
 // so a newer write on the new owner always wins. Deletes of a moved key reach both owners, so
 // an old copy cannot come back. Everything else (sets, counters, multi-key gets) goes to the
-// new owner only: sets make the new owner authoritative, and a multi-key get of a moved key
-// misses as a plain reload would (noted in the README).
+// new owner only: sets make the new owner authoritative. A multi-key get asks the owners as
+// usual, then the previous owners for the moved keys that missed (one get per previous owner),
+// and merges everything in the client's key order.
 #include <cstring>
 
 #include "backends/memcache/memcache_reply_framer.h"
@@ -150,6 +151,66 @@ bool MemcacheSession::onFallbackReply(MemcacheRequest& r, McFallback& f, uint32_
     (new BackgroundCopy(host_, stats(), f.key, f.from, f.to))->start();
   }
   return false;  // relay this reply
+}
+
+bool MemcacheSession::multiGetFallback(MemcacheRequest& r, McMultiGet& m) {
+  const PoolRoute* route = poolRoute();
+  if (route == nullptr || route->previousRing == nullptr) return false;
+  // Which keys the owners had: walk each owner's items in the order its keys were asked.
+  const uint32_t frags = r.fragmentCount();
+  if (s_.retrievals.size() < frags) s_.retrievals.resize(frags);
+  for (uint32_t f = 0; f < frags; ++f) {
+    s_.retrievals[f].items.clear();
+    const Fragment& frag = r.fragment(f);
+    if (!frag.failed) (void)mc::splitRetrieval(frag.reply.data(), frag.reply.size(), s_.retrievals[f]);
+  }
+  s_.cursors.assign(frags, 0);
+  const Placement& pl = host_.placement(pool());
+  std::vector<std::vector<std::string_view>> byPrevious(host_.snapshot().backends.size());
+  std::vector<uint32_t> previousOf(m.keyFragment.size(), McMultiGet::kNone);
+  bool any = false;
+  for (uint32_t i = 0; i < m.keyFragment.size(); ++i) {
+    const uint32_t f = m.keyFragment[i];
+    const Fragment& frag = r.fragment(f);
+    if (frag.failed) continue;  // a failed owner's keys stay misses
+    const std::string_view key = m.key(i);
+    const auto& items = s_.retrievals[f].items;
+    if (s_.cursors[f] < items.size() &&
+        std::string_view(frag.reply.data() + items[s_.cursors[f]].key.offset, items[s_.cursors[f]].key.length) == key) {
+      s_.cursors[f]++;
+      continue;  // a hit
+    }
+    const uint64_t hash = route->previousRing->hashOf(key);
+    const uint32_t from = route->previousNodeBackend[route->previousRing->ownerOfHash(hash)];
+    if (from == pl.nodeBackend[pl.ring->ownerOfHash(hash)]) continue;  // did not move: a real miss
+    byPrevious[from].push_back(key);
+    previousOf[i] = from;
+    any = true;
+  }
+  if (!any) return false;
+  m.firstFallback = frags;
+  m.fallbackFragment.assign(m.keyFragment.size(), McMultiGet::kNone);
+  std::vector<uint32_t> fragmentOf(byPrevious.size(), McMultiGet::kNone);
+  for (uint32_t from = 0; from < byPrevious.size(); ++from) {
+    if (byPrevious[from].empty()) continue;
+    s_.bytes.clear();
+    mc::appendGet(s_.bytes, m.verb, byPrevious[from]);
+    const uint32_t frag = r.addFragment();
+    fragmentOf[from] = frag;
+    stats().transitionChecks += byPrevious[from].size();
+    sendFragment(r, frag, from, host_.upstream(from, Channel::Default), s_.bytes.data(), s_.bytes.size(),
+                 mc::replyHint(mc::ReplyKind::TextRetrieval));
+  }
+  for (uint32_t i = 0; i < previousOf.size(); ++i)
+    if (previousOf[i] != McMultiGet::kNone) m.fallbackFragment[i] = fragmentOf[previousOf[i]];
+  return r.waiting > 0;  // none could be sent: merge what the owners said
+}
+
+void MemcacheSession::copyOver(std::string_view key, uint32_t from) {
+  if (!metaSafe(key)) return;
+  const uint32_t to = host_.placement(pool()).backendOf(key);
+  if (to == from) return;
+  (new BackgroundCopy(host_, stats(), std::string(key), from, to))->start();
 }
 
 }  // namespace proxy

@@ -2,7 +2,7 @@
 default settings: the hit ratio of a read pass right after a plain reload (about 80%: the moved
 share misses) against the same pass in a transition (previous_servers), where a moved key's
 miss is answered by its previous owner and copied to its new one in add mode, with its flags
-and TTL. Both ratios are printed. After the transition pass the new server holds the moved
+and TTL; multi-key gets (pymemcache get_many) find the moved items too. The ratios are printed. After the transition pass the new server holds the moved
 items, so deploying the new config keeps the cache warm; a key deleted during the transition
 stays deleted (the delete reached both owners)."""
 import os
@@ -105,6 +105,23 @@ class MemcacheTransition(unittest.TestCase):
             self.assertIsNone(c.get(k))
         c.close()
         new.close()
+
+    def test_multi_key_gets_in_a_transition_find_the_moved_items_too(self):
+        self.fill()
+        self.deploy(self.ports, previous=self.ports[:4])
+        c = Client(("127.0.0.1", self.port))
+        hits = 0
+        for start in range(0, len(self.keys), 100):  # pymemcache get_many: one multi-key get
+            batch = self.keys[start:start + 100]
+            got = c.get_many(batch)
+            for j, k in enumerate(batch):
+                if k in got:
+                    self.assertEqual(got[k], f"v{start + j}".encode(), k)
+                    hits += 1
+        c.close()
+        ratio = hits / len(self.keys)
+        print(f"\nhit ratio of multi-key gets (100 keys each) in a transition: {ratio:.2%}", file=sys.stderr)
+        self.assertGreaterEqual(ratio, 0.995)
 
     def hit_ratio_except(self, deleted):
         c = Client(("127.0.0.1", self.port))
