@@ -21,6 +21,7 @@
 // answered, and the client's later requests after it (the request is deferred, as a
 // blocking command is). Outside a transition a request pays one pointer test; in one, a key
 // whose owner did not change pays one more ring lookup (the hash is computed once for both).
+#include "proxy/common/transition_scripts.h"
 #include "proxy/redis/redis_session.h"
 
 namespace proxy {
@@ -29,21 +30,8 @@ namespace resp = backends::resp;
 
 namespace {
 
-// On the new owner: if its copy is byte for byte the old one (a MIGRATE that landed late),
-// it gets the old copy's absolute expiry. Anything else (a newer write) is left alone.
-// On the new owner, after a MIGRATE that took long (the new owner stalled): MIGRATE sends the
-// TTL relative to when it read the key, so a stall stretches it. If the copy's expiry is
-// later than the old one by at most the time the MIGRATE took, it is set back; a newer write
-// (no TTL, or another one) is left alone.
-constexpr std::string_view kFixTtl =
-    "local t = redis.call('PEXPIRETIME', KEYS[1]) "
-    "if t > tonumber(ARGV[1]) and t <= tonumber(ARGV[1]) + tonumber(ARGV[2]) then "
-    "return redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end return 0";
-
-constexpr std::string_view kReconcile =
-    "if redis.call('DUMP', KEYS[1]) == ARGV[1] then "
-    "if ARGV[2] == '-1' then redis.call('PERSIST', KEYS[1]) else redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end "
-    "return 1 end return 0";
+using transition::kFixTtl;  // the scripts the migrator runs too
+using transition::kReconcile;
 
 // The payload of a bulk reply ("$3\r\nabc\r\n" -> "abc"); false for anything else.
 bool bulkPayload(std::string_view reply, std::string& out) {
@@ -57,51 +45,35 @@ bool bulkPayload(std::string_view reply, std::string& out) {
 }  // namespace
 
 void RedisSession::migrationStep(RedisRequest& r, MigrateMerge& m, uint32_t key, MigrateMerge::Step step) {
+  using Step = MigrateMerge::Step;
   MigrateMerge::Key& k = m.keys[key];
   s_.bytes.clear();
-  uint32_t backend = k.from;
+  auto onKey = [&](std::string_view verb) {  // VERB key, on the old owner
+    resp::appendArrayHeader(s_.bytes, 2);
+    resp::appendBulk(s_.bytes, verb);
+    resp::appendBulk(s_.bytes, k.name);
+  };
+  auto script = [&](std::string_view body, std::string_view a, std::string_view b) {  // on the new owner
+    resp::appendArrayHeader(s_.bytes, 6);
+    resp::appendBulk(s_.bytes, "EVAL");
+    resp::appendBulk(s_.bytes, body);
+    resp::appendBulk(s_.bytes, "1");
+    resp::appendBulk(s_.bytes, k.name);
+    resp::appendBulk(s_.bytes, a);
+    resp::appendBulk(s_.bytes, b);
+  };
   switch (step) {
-    case MigrateMerge::Step::Dump:
-      resp::appendArrayHeader(s_.bytes, 2);
-      resp::appendBulk(s_.bytes, "DUMP");
-      resp::appendBulk(s_.bytes, k.name);
-      break;
-    case MigrateMerge::Step::ExpireTime:
-      resp::appendArrayHeader(s_.bytes, 2);
-      resp::appendBulk(s_.bytes, "PEXPIRETIME");
-      resp::appendBulk(s_.bytes, k.name);
-      break;
-    case MigrateMerge::Step::Reconcile:
-      backend = k.to;
-      resp::appendArrayHeader(s_.bytes, 6);
-      resp::appendBulk(s_.bytes, "EVAL");
-      resp::appendBulk(s_.bytes, kReconcile);
-      resp::appendBulk(s_.bytes, "1");
-      resp::appendBulk(s_.bytes, k.name);
-      resp::appendBulk(s_.bytes, k.dump);
-      resp::appendBulk(s_.bytes, k.expireAt);
-      break;
-    case MigrateMerge::Step::Delete:
-      resp::appendArrayHeader(s_.bytes, 2);
-      resp::appendBulk(s_.bytes, "DEL");
-      resp::appendBulk(s_.bytes, k.name);
-      break;
-    case MigrateMerge::Step::FixTtl:
-      backend = k.to;
-      resp::appendArrayHeader(s_.bytes, 6);
-      resp::appendBulk(s_.bytes, "EVAL");
-      resp::appendBulk(s_.bytes, kFixTtl);
-      resp::appendBulk(s_.bytes, "1");
-      resp::appendBulk(s_.bytes, k.name);
-      resp::appendBulk(s_.bytes, k.before);
-      resp::appendBulk(s_.bytes, std::to_string(uv_now(host_.loop()) - k.sentMs + 1000));
-      break;
-    case MigrateMerge::Step::ExpiryBefore:
-    case MigrateMerge::Step::Migrate:
-      return;
+    case Step::Dump: onKey("DUMP"); break;
+    case Step::ExpireTime: onKey("PEXPIRETIME"); break;
+    case Step::Delete: onKey("DEL"); break;
+    case Step::Reconcile: script(kReconcile, k.dump, k.expireAt); break;
+    case Step::FixTtl: script(kFixTtl, k.before, std::to_string(uv_now(host_.loop()) - k.sentMs + 1000)); break;
+    case Step::ExpiryBefore:
+    case Step::Migrate: return;
   }
+  const bool onNewOwner = step == Step::Reconcile || step == Step::FixTtl;
   m.parts.push_back({key, step});
-  sendTo(r, r.addFragment(), backend, s_.bytes.data(), s_.bytes.size());
+  sendTo(r, r.addFragment(), onNewOwner ? k.to : k.from, s_.bytes.data(), s_.bytes.size());
 }
 
 bool RedisSession::startMigration(const CommandSpec& spec, const char* req, const PoolRoute& route) {

@@ -23,6 +23,7 @@
 
 #include "config/load.h"
 #include "proxy/common/json_writer.h"
+#include "proxy/common/transition_scripts.h"
 #include "proxy/ringctl/ringctl_commands.h"
 #include "ring/ring.h"
 
@@ -32,20 +33,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The same script the proxy runs (redis_transition.cc): on the new owner, a copy that is byte
-// for byte the old one gets the old absolute expiry; a newer write is left alone.
-// After a MIGRATE that took long (the new owner stalled), the TTL it carried (relative to when
-// the old owner read the key) may be stretched by as much: set it back if, and only if, the
-// copy's expiry is later than the old one by at most that long (redis_transition.cc too).
-const char kFixTtl[] =
-    "local t = redis.call('PEXPIRETIME', KEYS[1]) "
-    "if t > tonumber(ARGV[1]) and t <= tonumber(ARGV[1]) + tonumber(ARGV[2]) then "
-    "return redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end return 0";
-
-const char kReconcile[] =
-    "if redis.call('DUMP', KEYS[1]) == ARGV[1] then "
-    "if ARGV[2] == '-1' then redis.call('PERSIST', KEYS[1]) else redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end "
-    "return 1 end return 0";
+using transition::kFixTtl;  // the scripts the proxy runs too
+using transition::kReconcile;
 
 double secondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
