@@ -3,6 +3,8 @@
 #pragma once
 
 #include <string>
+#include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "backends/resp/request_parser.h"
@@ -26,6 +28,30 @@ struct RedisScratch {
   std::vector<std::vector<backends::resp::ByteSpan>> elementSpans;
 };
 
+// A transition: the moved keys this worker has already settled (MIGRATEd, or found gone from
+// their old owner). Once settled a key cannot be on its old owner again (every proxy in the
+// transition writes to the new one), so later touches skip the round trip to the old owner.
+// Tied to one routing generation (a reload starts over) and bounded (full: starts over).
+class SettledKeys {
+ public:
+  static constexpr size_t kMax = 200000;
+  bool contains(uint64_t generation, std::string_view key) const {
+    return generation == generation_ && keys_.count(std::string(key)) != 0;
+  }
+  void add(uint64_t generation, std::string_view key) {
+    if (generation != generation_ || keys_.size() >= kMax) {
+      keys_.clear();
+      generation_ = generation;
+    }
+    keys_.emplace(key);
+  }
+  size_t size() const { return keys_.size(); }
+
+ private:
+  uint64_t generation_ = 0;
+  std::unordered_set<std::string> keys_;
+};
+
 class RedisFrontend final : public Frontend {
  public:
   ClientSession* newSession(SessionHost& host, size_t pool) override;
@@ -33,6 +59,7 @@ class RedisFrontend final : public Frontend {
   RequestPool requests{&RedisRequest::make};
   LendingPool<backends::resp::RequestParser> parsers;
   RedisScratch scratch;
+  SettledKeys settled;
 };
 
 }  // namespace proxy

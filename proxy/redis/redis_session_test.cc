@@ -629,6 +629,13 @@ struct TransitionFixture {
       }
     }
   }
+  // Another key that moved from `from` to `to`, different from the earlier ones.
+  std::string movedAlso(int nth) const {
+    for (int i = 0, seen = 0;; ++i) {
+      const std::string k = "other" + std::to_string(i);
+      if (route.previousOwner(k) == from && host.owner(0, k) == to && seen++ == nth) return k;
+    }
+  }
   std::string migrate(const std::string& key) const {
     return command({"MIGRATE", "127.0.0.1", std::to_string(host.snapshot().backends[to].endpoint.port), key, "0",
                     "5000"});
@@ -691,16 +698,26 @@ TEST_CASE("a transition: BUSYKEY deletes the stale old copy; any other failure f
   CHECK(f.client.receive() == "+OK\r\n");
   CHECK(f.host.stats("pool").transitionStale == 1);
 
-  f.client.send(command({"INCR", f.moved}));
+  // Settled: the next touch of that key asks the old owner nothing.
+  f.client.send(command({"GET", f.moved}));
+  f.host.settle();
+  CHECK(f.host.link(f.from).owed.empty());
+  REQUIRE(f.host.link(f.to).owed.size() == 1);
+  f.host.link(f.to).answer("$1\r\nv\r\n");
+  CHECK(f.client.receive() == "$1\r\nv\r\n");
+
+  const std::string failing = f.movedAlso(0);
+  f.client.send(command({"INCR", failing}));
   f.host.settle();
   f.host.link(f.from).answer(":-1\r\n");
   f.host.link(f.from).answer("-IOERR error or timeout connecting to the client\r\n", true);
-  CHECK(f.client.receive() == "-ERR ringproxy could not move '" + f.moved +
+  CHECK(f.client.receive() == "-ERR ringproxy could not move '" + failing +
                                   "' to its new owner: IOERR error or timeout connecting to the client\r\n");
   CHECK(f.host.link(f.to).owed.empty());  // never run where the key may not be
   CHECK(f.host.stats("pool").transitionFailures == 1);
   // NOKEY: nothing to move; the request runs.
-  f.client.send(command({"DEL", f.moved}));
+  const std::string gone = f.movedAlso(1);
+  f.client.send(command({"DEL", gone}));
   f.host.settle();
   f.host.link(f.from).answer(":-2\r\n");
   f.host.link(f.from).answer("+NOKEY\r\n");

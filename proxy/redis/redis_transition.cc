@@ -88,6 +88,7 @@ bool RedisSession::startMigration(const CommandSpec& spec, const char* req, cons
   s_.keys.clear();
   if (!keyIndexes(spec, argc(), [&](size_t i) { return arg(req, i); }, s_.keys) || s_.keys.empty()) return false;
   const auto& backends = host_.snapshot().backends;
+  const uint64_t generation = host_.snapshot().generation;
   RedisRequest* r = nullptr;
   MigrateMerge* m = nullptr;
   const int db = db_ == SessionHost::kPoolDb ? route.config.redisDb : db_;
@@ -98,7 +99,7 @@ bool RedisSession::startMigration(const CommandSpec& spec, const char* req, cons
     const uint64_t hash = route.previousRing->hashOf(key);
     const uint32_t from = route.previousNodeBackend[route.previousRing->ownerOfHash(hash)];
     const uint32_t to = pl.nodeBackend[pl.ring->ownerOfHash(hash)];
-    if (from == to) continue;
+    if (from == to || frontend_.settled.contains(generation, key)) continue;
     if (r == nullptr) {
       r = newRedisRequest();
       m = &r->begin<MigrateMerge>();
@@ -158,6 +159,7 @@ void RedisSession::onMigrateReply(RedisRequest& r, MigrateMerge& m, uint32_t fra
         break;
       case Step::Migrate:
         if (!isError) {
+          frontend_.settled.add(host_.snapshot().generation, k.name);  // OK or NOKEY: not on the old owner
           if (reply == "+OK\r\n") {
             stats().transitionMoves++;
             // A MIGRATE that took over a second may have stretched the key's TTL by as much.
@@ -194,6 +196,7 @@ void RedisSession::onMigrateReply(RedisRequest& r, MigrateMerge& m, uint32_t fra
         migrationStep(r, m, part.key, Step::Delete);
         break;
       case Step::Delete:
+        frontend_.settled.add(host_.snapshot().generation, k.name);
         break;
     }
   }
