@@ -156,6 +156,11 @@ class FakeHost final : public SessionHost {
   }
   ~FakeHost() {
     closeAll();
+    // As real links do when they close: what is still owed fails, so sinks that own
+    // themselves (a transition's background copy) let go.
+    for (auto& [key, l] : links_) l->failAll("link closed");
+    for (auto& [key, l] : dbLinks_) l->failAll("link closed");
+    for (auto& l : dedicated_) l->failAll("link closed");
     flusher_.close();
     for (int i = 0; i < 10; ++i) uv_run(&loop_, UV_RUN_NOWAIT);
     uv_loop_close(&loop_);
