@@ -85,6 +85,8 @@ struct McBinaryFlush {
 struct McFallback {
   uint32_t from = 0, to = 0;  // previous and new owner
   bool binary = false;
+  bool quiet = false;   // meta q, binary GETQ/GETKQ/GATQ/GATKQ: sent loud, a miss answers nothing
+  uint8_t opcode = 0;   // binary: the client's opcode
   uint32_t hint = 0;
   std::string request;  // the client's request, to send again
   std::string key;      // the routed key (decoded)

@@ -191,7 +191,8 @@ void MemcacheSession::dispatchText(const char* req) {
     const Command c = parser_->command();
     const bool read = c == Command::Get || c == Command::Gets || c == Command::Gat || c == Command::Gats ||
                       c == Command::MetaGet;
-    if (read && !parser_->noreply() && transitionRead(req, key, false)) return;
+    const bool quiet = parser_->noreply();  // only meta mg has a quiet form among reads
+    if (read && (!quiet || c == Command::MetaGet) && transitionRead(req, key, false, quiet)) return;
     if (c == Command::Delete || c == Command::MetaDelete) {
       size_t n = 0;
       const char* loud = loudForm(req, n);
@@ -251,7 +252,7 @@ void MemcacheSession::dispatchBinary(const char* req) {
   if (poolRoute()->previousRing != nullptr) {
     const uint8_t base = info->baseOpcode;
     const bool read = base == mc::kOpcodeGet || base == mc::kOpcodeGetK || base == mc::kOpcodeGat || base == mc::kOpcodeGatK;
-    if (read && !info->quiet && transitionRead(req, key, true)) return;
+    if (read && transitionRead(req, key, true, info->quiet)) return;
     if (base == mc::kOpcodeDelete) {
       size_t n = 0;
       const char* loud = loudForm(req, n);
@@ -348,7 +349,9 @@ void MemcacheSession::onFragmentReply(Request& base, uint32_t fragment, const ch
   auto& r = static_cast<MemcacheRequest&>(base);
   if (McFallback* f = r.as<McFallback>()) {
     if (fragment == 0) f->miss.assign(data, len);
-    if (!onFallbackReply(r, *f, fragment, data, len)) relayReply(r, data, len);
+    if (onFallbackReply(r, *f, fragment, data, len)) return;  // the previous owner was asked
+    if (f->quiet) finishQuietFallback(r, *f, data, len);
+    else relayReply(r, data, len);
     return;
   }
   const McBinary* binary = r.as<McBinary>();
@@ -382,7 +385,9 @@ void MemcacheSession::onFragmentFailure(Request& base, uint32_t fragment, std::s
   auto& r = static_cast<MemcacheRequest&>(base);
   stats().forwardErrors++;
   if (McFallback* f = r.as<McFallback>(); f != nullptr && fragment == 1) {
-    relayReply(r, f->miss.data(), f->miss.size());  // the previous owner failed: the miss stands
+    // The previous owner failed: the new owner's miss stands.
+    if (f->quiet) finishQuietFallback(r, *f, f->miss.data(), f->miss.size());
+    else relayReply(r, f->miss.data(), f->miss.size());
     return;
   }
   r.fragment(fragment).failed = true;
@@ -407,8 +412,7 @@ void MemcacheSession::failureReply(MemcacheRequest& r, std::string_view why) {
   if (const McFallback* f = r.as<McFallback>(); f != nullptr && f->binary && f->request.size() >= mc::kBinaryHeaderLength) {
     uint32_t opaque = 0;  // as the client sent it (big-endian), echoed unchanged
     for (int i = 12; i < 16; ++i) opaque = (opaque << 8) | static_cast<uint8_t>(f->request[static_cast<size_t>(i)]);
-    mc::appendBinaryResponse(r.reply, static_cast<uint8_t>(f->request[1]), kBinaryStatusInternalError, opaque, 0, "",
-                             "", why);
+    mc::appendBinaryResponse(r.reply, f->opcode, kBinaryStatusInternalError, opaque, 0, "", "", why);
     return;
   }
   if (const McBinaryFlush* b = r.as<McBinaryFlush>()) {

@@ -67,7 +67,9 @@ class MemcacheSession final : public ClientSession {
 
   // A transition (memcache_transition.cc). A loud one-key read of a moved key: sent with
   // fallback state; false when the key did not move (then sent as usual).
-  bool transitionRead(const char* req, std::string_view key, bool binary);
+  bool transitionRead(const char* req, std::string_view key, bool binary, bool quiet);
+  // The end of a quiet fallback read: a miss answers nothing, a hit goes back quiet.
+  void finishQuietFallback(MemcacheRequest& r, const McFallback& f, const char* data, size_t len);
   // A delete of a moved key reaches its previous owner too.
   void transitionDelete(const char* bytes, size_t len, std::string_view key, bool binary);
   // A multi-key get whose owners answered: asks the previous owners for the moved keys that

@@ -365,6 +365,14 @@ struct TransitionFixture {
   testing::TestClient client = host.connect(frontend, 0);
   std::string moved, stays;
   uint32_t from = 0, to = 0;
+  // Another key that moved from `from` to `to`.
+  std::string movedAlso(int nth) const {
+    const PoolRoute& route = host.snapshot().pools[0];
+    for (int i = 0, seen = 0;; ++i) {
+      const std::string k = "other" + std::to_string(i);
+      if (route.previousOwner(k) == from && host.owner(0, k) == to && seen++ == nth) return k;
+    }
+  }
   TransitionFixture() {
     const PoolRoute& route = host.snapshot().pools[0];
     for (int i = 0; moved.empty() || stays.empty(); ++i) {
@@ -460,6 +468,34 @@ TEST_CASE("a transition: a multi-key get asks the previous owners for the moved 
   // And the item is copied over in the background.
   f.host.settle();
   CHECK(f.host.link(f.from).next() == "mg " + f.moved + " v f t\r\n");
+}
+
+TEST_CASE("a transition: quiet reads fall back too, sent loud, a final miss answering nothing") {
+  TransitionFixture f;
+  // Binary GETKQ: a hit on the previous owner comes back under the client's quiet opcode.
+  f.client.send(binRequest(mc::kOpcodeGetKQ, f.moved, 7));
+  f.host.settle();
+  REQUIRE(f.host.link(f.to, Channel::Binary).owed.size() == 1);
+  CHECK(f.host.link(f.to, Channel::Binary).next() == binRequest(mc::kOpcodeGetK, f.moved, 7));  // loud
+  f.host.link(f.to, Channel::Binary).answer(binResponse(mc::kOpcodeGetK, mc::kBinaryStatusKeyNotFound, 7));
+  f.host.settle();
+  REQUIRE(f.host.link(f.from, Channel::Binary).owed.size() == 1);
+  f.host.link(f.from, Channel::Binary)
+      .answer(binResponse(mc::kOpcodeGetK, mc::kBinaryStatusOk, 7, 0, std::string(4, '\0'), f.moved, "v"));
+  CHECK(f.client.receive() == binResponse(mc::kOpcodeGetKQ, mc::kBinaryStatusOk, 7, 0, std::string(4, '\0'), f.moved, "v"));
+  f.host.settle();
+  CHECK(f.host.link(f.from).next() == "mg " + f.moved + " v f t\r\n");  // its background copy...
+  f.host.link(f.from).answer("EN\r\n");                                   // ...finds it gone meanwhile
+  // Meta mg with q: a miss on both owners answers nothing; the mn barrier comes after it.
+  const std::string other = f.movedAlso(0);
+  f.client.send("mg " + other + " v q\r\nmn\r\n");
+  f.host.settle();
+  REQUIRE(f.host.link(f.to).owed.size() == 1);
+  CHECK(f.host.link(f.to).next() == "mg " + other + " v\r\n");
+  f.host.link(f.to).answer("EN\r\n");
+  f.host.settle();
+  f.host.link(f.from).answer("EN\r\n");
+  CHECK(f.client.receive() == "MN\r\n");
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 // of turning the moved share of the keyspace into a burst of misses on the database behind it.
 //
 // A read of one key whose owner changed (text get/gets/gat/gats, meta mg, binary GET/GETK/
-// GAT/GATK, all loud) goes to the new owner as usual; if it misses there, the same request goes
+// GAT/GATK; quiet forms are sent loud and their final miss dropped) goes to the new owner as usual; if it misses there, the same request goes
 // to the previous owner and that answer is the client's. When the previous owner had the item,
 // it is copied to the new owner in the background of the client's reply: `mg key v f t` on the
 // old owner, then `ms key ... ME` (mode E: add) on the new one, with the remaining TTL and flags,
@@ -106,7 +106,7 @@ bool isHit(const char* data, size_t len, bool binary) {
 
 }  // namespace
 
-bool MemcacheSession::transitionRead(const char* req, std::string_view key, bool binary) {
+bool MemcacheSession::transitionRead(const char* req, std::string_view key, bool binary, bool quiet) {
   const PoolRoute& route = *poolRoute();
   const Placement& pl = host_.placement(pool());
   const uint64_t hash = route.previousRing->hashOf(key);
@@ -118,8 +118,14 @@ bool MemcacheSession::transitionRead(const char* req, std::string_view key, bool
   f.from = from;
   f.to = to;
   f.binary = binary;
+  f.quiet = quiet;
+  f.opcode = binary ? static_cast<uint8_t>(req[1]) : 0;
   f.hint = mc::replyHint(parser_->replyKind());
-  f.request.assign(req, parser_->size());
+  // A quiet read is sent loud (so a miss has a reply to act on); what memcached would not
+  // have sent is dropped at the end (finishQuietFallback).
+  size_t len = parser_->size();
+  const char* bytes = quiet ? loudForm(req, len) : req;
+  f.request.assign(bytes, len);
   f.key.assign(key);
   forward(*r, key, f.request.data(), f.request.size(), binary ? Channel::Binary : Channel::Default, f.hint);
   return true;
@@ -134,6 +140,16 @@ void MemcacheSession::transitionDelete(const char* bytes, size_t len, std::strin
   // The old copy goes too, so that a later miss on the new owner cannot bring it back.
   (void)host_.upstream(from, binary ? Channel::Binary : Channel::Default)
       .send(bytes, len, &gDiscard, 0, mc::replyHint(parser_->replyKind()));
+}
+
+void MemcacheSession::finishQuietFallback(MemcacheRequest& r, const McFallback& f, const char* data, size_t len) {
+  r.waiting = 0;
+  r.reply.clear();
+  if (!isMiss(data, len, f.binary)) {  // a hit (or an error): what memcached would have sent
+    r.reply.assign(data, len);
+    if (f.binary && len >= 2) r.reply[1] = static_cast<char>(f.opcode);  // the client's quiet opcode
+  }
+  complete(r);
 }
 
 bool MemcacheSession::onFallbackReply(MemcacheRequest& r, McFallback& f, uint32_t fragment, const char* data,
