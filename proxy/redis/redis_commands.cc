@@ -29,6 +29,9 @@ constexpr KeySpec kNumkeysAt2{0, 0, 1, 2};  // EVAL script numkeys key [key ...]
 constexpr KeySpec kDestNumkeysAt2{1, 1, 1, 2};  // CMD dst numkeys key [key ...] ...
 constexpr KeySpec kKeysButLast{1, -2, 1, 0};    // BLPOP key [key ...] timeout
 constexpr KeySpec kStreams{0, 0, 1, 0, true};   // XREAD ... STREAMS key [key ...] id [id ...]
+constexpr KeySpec kSortKeys{1, 1, 1, 0, false, 2};       // SORT key [BY p] [LIMIT o c] [GET p]... [STORE dst]
+constexpr KeySpec kGeoRadiusKeys{1, 1, 1, 0, false, 6};  // GEORADIUS key lon lat r unit ... [STORE[DIST] dst]
+constexpr KeySpec kGeoMemberKeys{1, 1, 1, 0, false, 5};  // GEORADIUSBYMEMBER key member r unit ...
 
 constexpr CommandSpec keyed(std::string_view name, int16_t arity, KeySpec keys, bool write) {
   return {name, arity, Route::Keyed, keys, write ? uint8_t(kWrite) : uint8_t(0), &RedisSession::forwardKeyed};
@@ -118,9 +121,9 @@ constexpr CommandSpec kCommands[] = {
     reads("geodist", -4),
     reads("geohash", -2),
     reads("geopos", -2),
-    writes("georadius", -6),
+    writes("georadius", -6, kGeoRadiusKeys),
     reads("georadius_ro", -6),
-    writes("georadiusbymember", -5),
+    writes("georadiusbymember", -5, kGeoMemberKeys),
     reads("georadiusbymember_ro", -5),
     reads("geosearch", -7),
     writes("geosearchstore", -8, kKeys1To2),
@@ -235,8 +238,8 @@ constexpr CommandSpec kCommands[] = {
     reads("smembers", 2),
     reads("smismember", -3),
     writes("smove", 4, kKeys1To2),
-    writes("sort", -2),
-    reads("sort_ro", -2),
+    {"sort", -2, Route::Keyed, kSortKeys, kWrite, &S::cmdSort},
+    {"sort_ro", -2, Route::Keyed, kKey1, 0, &S::cmdSort},
     writes("spop", -2),
     reads("spublish", 3),
     reads("srandmember", -2),
@@ -481,6 +484,24 @@ bool keyIndexes(const CommandSpec& spec, size_t argc, ArgReader arg, std::vector
   }
 
   // Validate everything before appending anything.
+  std::vector<uint32_t> destinations;  // after STORE / STOREDIST (rare: only then allocated)
+  if (k.optionsFrom > 0) {
+    // SORT's and GEORADIUS's options, read in order: a value never counts as a keyword.
+    for (size_t i = static_cast<size_t>(k.optionsFrom); i < argc;) {
+      const std::string_view a = arg(i);
+      if (equalsLower(a, "store") || equalsLower(a, "storedist")) {
+        if (i + 1 >= argc) return false;
+        destinations.push_back(static_cast<uint32_t>(i + 1));
+        i += 2;
+      } else if (equalsLower(a, "by") || equalsLower(a, "get") || equalsLower(a, "count")) {
+        i += 2;
+      } else if (equalsLower(a, "limit")) {
+        i += 3;
+      } else {
+        i += 1;
+      }
+    }
+  }
   size_t first = 0;
   size_t fixedCount = 0;
   const size_t step = k.step > 0 ? static_cast<size_t>(k.step) : 1;
@@ -509,9 +530,10 @@ bool keyIndexes(const CommandSpec& spec, size_t argc, ArgReader arg, std::vector
     if (!parseCount(arg(numkeysAt), argc - numkeysAt - 1, numkeys)) return false;
   }
 
-  out.reserve(out.size() + fixedCount + numkeys);
+  out.reserve(out.size() + fixedCount + numkeys + destinations.size());
   for (size_t i = 0; i < fixedCount; ++i) out.push_back(static_cast<uint32_t>(first + i * step));
   for (size_t i = 1; i <= numkeys; ++i) out.push_back(static_cast<uint32_t>(numkeysAt + i));
+  out.insert(out.end(), destinations.begin(), destinations.end());
   return true;
 }
 

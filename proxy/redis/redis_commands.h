@@ -40,6 +40,9 @@ struct KeySpec {
   // XREAD/XREADGROUP: the keys are the first half of the arguments after the STREAMS
   // keyword (found by reading the options before it as Redis does).
   bool streams = false;
+  // SORT, GEORADIUS...: the options start here, and the argument after a STORE or STOREDIST
+  // option is a key too (a destination). 0: no such options.
+  int8_t optionsFrom = 0;
 };
 
 // What a row may say about a command besides its route.
@@ -136,8 +139,8 @@ inline constexpr int64_t kBadTimeout = -2;
 // what a keyless request means. Keys are appended to `out`, which reserves at most once, so
 // a caller that reuses `out` allocates nothing once its capacity has grown.
 //
-// Optional keys found by keyword (SORT ... STORE dst, GEORADIUS ... STORE dst) are not
-// reported: such requests are routed by their first key, as twemproxy does.
+// Destinations found by keyword (SORT ... STORE dst, GEORADIUS ... STORE/STOREDIST dst) are
+// keys too (KeySpec::optionsFrom), so they must share the source's owner.
 [[nodiscard]] bool keyIndexes(const CommandSpec& spec, size_t argc, ArgReader arg,
                               std::vector<uint32_t>& out);
 

@@ -349,5 +349,15 @@ TEST_CASE("the README's command table lists every command of the table, in the r
   }
 }
 
+TEST_CASE("SORT and GEORADIUS destinations after STORE or STOREDIST are keys too; option values are not keywords") {
+  CHECK(keysOfText("sort k STORE d").indexes == Idx{1, 3});
+  CHECK(keysOfText("sort k GET store STORE d").indexes == Idx{1, 5});  // GET's pattern "store" is a value
+  CHECK(keysOfText("sort k LIMIT 0 10 ALPHA").indexes == Idx{1});
+  CHECK(keysOfText("georadius k 0 0 10 km STORE d").indexes == Idx{1, 7});
+  CHECK(keysOfText("georadius k 0 0 10 km COUNT 5 STOREDIST d").indexes == Idx{1, 9});
+  CHECK(keysOfText("georadiusbymember k store 10 km STOREDIST d").indexes == Idx{1, 6});  // member "store"
+  CHECK(!keysOfText("sort k STORE").ok);  // a destination is missing
+}
+
 }  // namespace
 }  // namespace proxy

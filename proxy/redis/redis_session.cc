@@ -398,7 +398,8 @@ void RedisSession::cmdInfo(const CommandSpec&, const char* req) {
 bool RedisSession::singleOwner(const CommandSpec& spec, const char* req, uint32_t& owner) {
   // Most commands have exactly one key, the first argument (GET, SET, HSET, ...): route it
   // without building a key list.
-  if (spec.keys.first == 1 && spec.keys.last == 1 && spec.keys.numkeysAt == 0 && argc() >= 2) {
+  if (spec.keys.first == 1 && spec.keys.last == 1 && spec.keys.numkeysAt == 0 && spec.keys.optionsFrom == 0 &&
+      argc() >= 2) {
     owner = host_.placement(pool()).backendOf(arg(req, 1));
     return true;
   }
@@ -436,6 +437,27 @@ void RedisSession::forwardKeyed(const CommandSpec& spec, const char* req) {
     return;
   }
   enqueue(r);
+}
+
+void RedisSession::cmdSort(const CommandSpec& spec, const char* req) {
+  // BY and GET patterns with '*' read other keys (weight_*, object_*->field), which may live
+  // on other servers: refused rather than sorted against keys the owner does not hold.
+  for (size_t i = 2; i + 1 < argc(); ++i) {
+    std::string opt(arg(req, i));
+    for (char& c : opt) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (opt == "limit") {
+      i += 2;
+      continue;
+    }
+    if ((opt == "by" || opt == "get") && arg(req, i + 1).find('*') != std::string_view::npos) {
+      replyError("ERR ringproxy does not support SORT with " + std::string(arg(req, i)) + " " +
+                 std::string(arg(req, i + 1)) +
+                 ": the pattern reads other keys, which may live on other servers (BY nosort and GET # work)");
+      return;
+    }
+    if (opt == "by" || opt == "get" || opt == "store") ++i;
+  }
+  forwardKeyed(spec, req);
 }
 
 void RedisSession::appendEncodedArg(std::string& out, const char* req, size_t i) {

@@ -65,6 +65,7 @@ class RedisSession final : public ClientSession {
   void cmdScan(const CommandSpec& spec, const char* req);
   void cmdFunction(const CommandSpec& spec, const char* req);
   void cmdMemory(const CommandSpec& spec, const char* req);
+  void cmdSort(const CommandSpec& spec, const char* req);
   // Replies of kPure commands (PureReply), also computed for commands queued in MULTI.
   bool pingReply(const char* req, std::string& out);
   bool echoReply(const char* req, std::string& out);

@@ -78,7 +78,8 @@ void RedisSession::migrationStep(RedisRequest& r, MigrateMerge& m, uint32_t key,
 
 bool RedisSession::startMigration(const CommandSpec& spec, const char* req, const PoolRoute& route) {
   const Placement& pl = host_.placement(pool());
-  if (spec.keys.first == 1 && spec.keys.last == 1 && spec.keys.numkeysAt == 0 && argc() >= 2) {
+  if (spec.keys.first == 1 && spec.keys.last == 1 && spec.keys.numkeysAt == 0 && spec.keys.optionsFrom == 0 &&
+      argc() >= 2) {
     // Most commands have one key, the first argument: settle the common case (it did not
     // move) without building a key list.
     const uint64_t hash = route.previousRing->hashOf(arg(req, 1));

@@ -254,6 +254,30 @@ class RedisMultiKey(unittest.TestCase):
         self.assertEqual(len(set(placed.values())), 1)
         self.assertEqual(set(placed.values()), {self.owners(["q9"])["q9"]})
 
+    def test_store_destinations_are_routed_like_keys(self):
+        # SORT ... STORE dst and GEORADIUS ... STORE/STOREDIST dst write dst: it must share the
+        # source's owner (CROSSSLOT otherwise), and then it is readable through the proxy.
+        a, b = self.two_keys_with_different_owners()
+        self.client.rpush(a, 3, 1, 2)
+        with self.assertRaises(redis.exceptions.ResponseError) as ctx:
+            self.client.sort(a, store=b)
+        self.assertIn("CROSSSLOT", str(ctx.exception))
+        self.client.rpush("{s}:list", 3, 1, 2)
+        self.assertEqual(self.client.sort("{s}:list", store="{s}:out"), 3)
+        self.assertEqual(self.client.lrange("{s}:out", 0, -1), [b"1", b"2", b"3"])
+        self.client.geoadd("{g}:places", (13.361389, 38.115556, "Palermo"))
+        self.assertEqual(self.client.georadius("{g}:places", 15, 37, 200, "km", store="{g}:near"), 1)
+        self.assertEqual(self.client.zrange("{g}:near", 0, -1), [b"Palermo"])
+        with self.assertRaises(redis.exceptions.ResponseError) as ctx:
+            self.client.georadiusbymember("{g}:places", "Palermo", 10, "km", store_dist=b)
+        self.assertIn("CROSSSLOT", str(ctx.exception))
+        # BY/GET patterns read other keys, which may be anywhere: refused, and the list untouched.
+        with self.assertRaises(redis.exceptions.ResponseError) as ctx:
+            self.client.sort(a, by="weight_*")
+        self.assertIn("pattern reads other keys", str(ctx.exception))
+        self.assertEqual(self.client.sort(a, by="nosort"), [b"3", b"1", b"2"])
+        self.assertEqual(self.placement().get(b), None)  # nothing written to b's server
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
