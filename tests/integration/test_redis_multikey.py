@@ -268,8 +268,10 @@ class RedisMultiKey(unittest.TestCase):
         self.client.geoadd("{g}:places", (13.361389, 38.115556, "Palermo"))
         self.assertEqual(self.client.georadius("{g}:places", 15, 37, 200, "km", store="{g}:near"), 1)
         self.assertEqual(self.client.zrange("{g}:near", 0, -1), [b"Palermo"])
+        g_owner = self.owners(["{g}:places"])["{g}:places"]
+        elsewhere = next(ks[5] for port, ks in self.by_port.items() if port != g_owner)  # a key nobody wrote
         with self.assertRaises(redis.exceptions.ResponseError) as ctx:
-            self.client.georadiusbymember("{g}:places", "Palermo", 10, "km", store_dist=b)
+            self.client.georadiusbymember("{g}:places", "Palermo", 10, "km", store_dist=elsewhere)
         self.assertIn("CROSSSLOT", str(ctx.exception))
         # BY/GET patterns read other keys, which may be anywhere: refused, and the list untouched.
         with self.assertRaises(redis.exceptions.ResponseError) as ctx:
@@ -277,6 +279,7 @@ class RedisMultiKey(unittest.TestCase):
         self.assertIn("pattern reads other keys", str(ctx.exception))
         self.assertEqual(self.client.sort(a, by="nosort"), [b"3", b"1", b"2"])
         self.assertEqual(self.placement().get(b), None)  # nothing written to b's server
+        self.assertEqual(self.placement().get(elsewhere), None)
 
 
 if __name__ == "__main__":
