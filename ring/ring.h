@@ -57,8 +57,13 @@ class Ring {
     if (spec_.keyParts == 0 || tagged.size() != key.size()) return tagged;
     return keyPrefixSpan(key, spec_.keySeparator, spec_.keyParts);
   }
-  // The key's hash after those rules, as the configured hash function computes it.
-  uint64_t hashOf(std::string_view key) const noexcept { return hashKey(spec_.hash, hashedPart(key)); }
+  // The key's hash after those rules, as the configured hash function computes it. An empty
+  // key hashes to 0, as twemproxy hashes it (it never calls the hash function for one), so
+  // `GET ""` lands where nutcracker puts it.
+  uint64_t hashOf(std::string_view key) const noexcept {
+    const std::string_view part = hashedPart(key);
+    return part.empty() ? 0 : hashKey(spec_.hash, part);
+  }
 
   // The node index (into spec().nodes, not the order given) that owns a hash value.
   uint32_t ownerOfHash(uint64_t hash) const noexcept;

@@ -51,6 +51,14 @@ uint32_t bruteOwner(const Ring& r, uint64_t hash) {
 
 }  // namespace
 
+TEST_CASE("the empty key hashes to 0, as twemproxy places it") {
+  for (HashKind h : {HashKind::Fnv1a_64, HashKind::Md5, HashKind::Murmur, HashKind::Crc32a, HashKind::Hsieh}) {
+    const Ring ring(ketamaSpec({1, 1, 2}, h));
+    CHECK(ring.hashOf("") == 0);
+    CHECK(ring.ownerOf("") == ring.ownerOfHash(0));
+  }
+}
+
 TEST_CASE("the key-prefix rule keeps a unit's keys on one node, and a hash tag still wins") {
   RingSpec spec = ketamaSpec({1, 1, 1, 1}, HashKind::Murmur);
   spec.hashTag = "{}";

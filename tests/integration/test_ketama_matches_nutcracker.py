@@ -119,6 +119,19 @@ class KetamaMatchesNutcracker(unittest.TestCase):
         self.assertTrue(all(len(v) == 1 for v in by_tag.values()))
         self.assertGreater(len(set(placed.values())), 1)
 
+    def test_the_empty_key_lands_where_nutcracker_puts_it(self):
+        # nutcracker never hashes an empty key (its hash is 0): ketama gives it the first point's
+        # server, modula the first slot's. ringctl owner (and so the proxy) must agree.
+        for pool in list(self.listen):
+            with self.subTest(pool=pool):
+                for port in self.ports:
+                    redis.Redis(host="127.0.0.1", port=port).flushall()
+                redis.Redis(host="127.0.0.1", port=self.listen[pool]).set("", pool)
+                actual = [p for p in self.ports if redis.Redis(host="127.0.0.1", port=p).get("") is not None]
+                out = harness.run_ringctl("owner", "-c", self.config, "--pool", pool, "--", "")
+                self.assertEqual(out.returncode, 0, out.stderr)
+                self.assertEqual(actual, [self.label_to_port(out.stdout.strip().split("\t")[-1])])
+
     def test_weight_two_server_gets_about_half(self):
         placed = self.check_pool("k_md5", [f"k_md5:w{i}" for i in range(KEYS)])
         heavy = sum(1 for p in placed.values() if p == self.ports[2]) / KEYS
