@@ -197,6 +197,7 @@ class RedisSession final : public ClientSession {
     bool multiAborted = false;
     int32_t multiBackend = -1;  // the backend of the first queued command (strict mode)
     std::vector<Queued> queued;
+    size_t queuedBytes = 0;  // of `queued` (bounded by max_request_bytes)
     backends::upstream::UpstreamLink* watchLink = nullptr;
     uint32_t watchBackend = 0;  // its snapshot index, kept current across reloads by watchKey
     std::string watchKey;

@@ -727,5 +727,21 @@ TEST_CASE("a transition: BUSYKEY deletes the stale old copy; any other failure f
   CHECK(f.client.receive() == ":0\r\n");
 }
 
+TEST_CASE("commands queued in MULTI are bounded: over the pool's limits the transaction is discarded") {
+  RedisFrontend fe;
+  FakeHost host(std::string(kThreeShards) + "  max_pending_requests: 3\n");
+  auto c = host.connect(fe, 0);
+  const std::string k = host.keyOn(0, 0);
+  c.send(command({"MULTI"}) + command({"SET", k, "1"}) + command({"SET", k, "2"}) + command({"SET", k, "3"}));
+  CHECK(c.receive() == "+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n");
+  c.send(command({"SET", k, "4"}));
+  CHECK(c.receive().rfind("-ERR ringproxy: the transaction is over its limits (max_pending_requests 3", 0) == 0);
+  c.send(command({"EXEC"}));
+  CHECK(c.receive() == "-EXECABORT Transaction discarded because of previous errors.\r\n");
+  host.settle();
+  CHECK(host.link(0).owed.empty());  // nothing of it ran
+  CHECK(host.stats("pool").limitErrors == 1);
+}
+
 }  // namespace
 }  // namespace proxy

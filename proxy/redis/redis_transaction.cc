@@ -42,11 +42,27 @@ void RedisSession::cmdMulti(const CommandSpec&, const char*) {
   rare().multiAborted = false;
   rare().multiBackend = -1;
   rare().queued.clear();
+  rare().queuedBytes = 0;
   replyLocal("+OK\r\n");
 }
 
 void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
   const PoolRoute& route = *poolRoute();
+  // The queue lives in the proxy until EXEC: bounded by the pool's limits, max_pending_requests
+  // commands and max_request_bytes in all. Beyond them the transaction is aborted (EXEC answers
+  // EXECABORT, as Redis does after a refused command) and what was queued is freed at once.
+  const size_t size = parser_->isInline() ? parser_->size() * 2 : parser_->size();  // inline: re-encoded
+  if (rare().queued.size() >= route.config.maxPendingRequests ||
+      rare().queuedBytes + size > route.config.maxRequestBytes) {
+    stats().limitErrors++;
+    rare().queued.clear();
+    rare().queued.shrink_to_fit();
+    rare().queuedBytes = 0;
+    abortMulti("ERR ringproxy: the transaction is over its limits (max_pending_requests " +
+               std::to_string(route.config.maxPendingRequests) + " commands, max_request_bytes " +
+               std::to_string(route.config.maxRequestBytes) + " bytes queued); it is discarded");
+    return;
+  }
   Queued q;
   switch (spec.route) {
     case Route::Unsupported:
@@ -83,6 +99,7 @@ void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
   if (rare().multiBackend < 0) rare().multiBackend = static_cast<int32_t>(node);
   q.bytes.assign(asResp(req));
   q.backend = static_cast<int32_t>(node);
+  rare().queuedBytes += q.bytes.size();
   rare().queued.push_back(std::move(q));
   replyLocal("+QUEUED\r\n");
 }
@@ -96,6 +113,7 @@ void RedisSession::cmdExec(const CommandSpec&, const char*) {
   entry_.inMulti.store(false, std::memory_order_relaxed);
   if (rare().multiAborted) {
     rare().queued.clear();
+    rare().queuedBytes = 0;
     releaseWatch();
     replyError("EXECABORT Transaction discarded because of previous errors.");
     return;
@@ -136,6 +154,7 @@ void RedisSession::cmdExec(const CommandSpec&, const char*) {
     r->extraHeldBytes += static_cast<int64_t>(m.localReplies[i].size());
   }
   rare().queued.clear();
+  rare().queuedBytes = 0;
   releaseWatch();  // the WATCH link closes once EXEC has been answered
   enqueue(r);
   if (r->waiting == 0) fragmentsDone(*r);
@@ -207,6 +226,7 @@ void RedisSession::cmdDiscard(const CommandSpec&, const char*) {
   rare().inMulti = false;
   entry_.inMulti.store(false, std::memory_order_relaxed);
   rare().queued.clear();
+  rare().queuedBytes = 0;
   releaseWatch();
   replyLocal("+OK\r\n");
 }
@@ -272,6 +292,7 @@ void RedisSession::cmdReset(const CommandSpec&, const char*) {
   entry_.inMulti.store(false, std::memory_order_relaxed);
   rare().multiAborted = false;
   rare().queued.clear();
+  rare().queuedBytes = 0;
   releaseWatch();
   endPubSub();  // RESET leaves pub/sub too
   db_ = SessionHost::kPoolDb;
