@@ -107,12 +107,8 @@ bool isHit(const char* data, size_t len, bool binary) {
 }  // namespace
 
 bool MemcacheSession::transitionRead(const char* req, std::string_view key, bool binary, bool quiet) {
-  const PoolRoute& route = *poolRoute();
-  const Placement& pl = host_.placement(pool());
-  const uint64_t hash = route.previousRing->hashOf(key);
-  const uint32_t from = route.previousNodeBackend[route.previousRing->ownerOfHash(hash)];
-  const uint32_t to = pl.nodeBackend[pl.ring->ownerOfHash(hash)];
-  if (from == to) return false;
+  uint32_t from = 0, to = 0;
+  if (!movedKey(*poolRoute(), host_.placement(pool()), key, from, to)) return false;
   MemcacheRequest* r = newMcRequest();
   McFallback& f = r->begin<McFallback>();
   f.from = from;
@@ -132,11 +128,8 @@ bool MemcacheSession::transitionRead(const char* req, std::string_view key, bool
 }
 
 void MemcacheSession::transitionDelete(const char* bytes, size_t len, std::string_view key, bool binary) {
-  const PoolRoute& route = *poolRoute();
-  const Placement& pl = host_.placement(pool());
-  const uint64_t hash = route.previousRing->hashOf(key);
-  const uint32_t from = route.previousNodeBackend[route.previousRing->ownerOfHash(hash)];
-  if (from == pl.nodeBackend[pl.ring->ownerOfHash(hash)]) return;
+  uint32_t from = 0, to = 0;
+  if (!movedKey(*poolRoute(), host_.placement(pool()), key, from, to)) return;
   // The old copy goes too, so that a later miss on the new owner cannot bring it back.
   (void)host_.upstream(from, binary ? Channel::Binary : Channel::Default)
       .send(bytes, len, &gDiscard, 0, mc::replyHint(parser_->replyKind()));
@@ -196,9 +189,8 @@ bool MemcacheSession::multiGetFallback(MemcacheRequest& r, McMultiGet& m) {
       s_.cursors[f]++;
       continue;  // a hit
     }
-    const uint64_t hash = route->previousRing->hashOf(key);
-    const uint32_t from = route->previousNodeBackend[route->previousRing->ownerOfHash(hash)];
-    if (from == pl.nodeBackend[pl.ring->ownerOfHash(hash)]) continue;  // did not move: a real miss
+    uint32_t from = 0, to = 0;
+    if (!movedKey(*route, pl, key, from, to)) continue;  // did not move: a real miss
     byPrevious[from].push_back(key);
     previousOf[i] = from;
     any = true;

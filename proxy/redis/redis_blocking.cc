@@ -68,13 +68,9 @@ backends::upstream::UpstreamLink* RedisSession::blockingLink(uint32_t backend) {
   if (st.blockLink != nullptr && st.blockKey == key && st.blockChannel == channel() && st.blockDb == db_)
     return st.blockLink;
   if (st.blockLink != nullptr) releaseBlockingLink(false);
-  PoolGauges* gauges = host_.gauges(pool());
-  const uint32_t limit = poolRoute()->config.maxBlockingConnections;
-  if (gauges->blocking.fetch_add(1, std::memory_order_relaxed) >= limit) {
-    gauges->blocking.fetch_sub(1, std::memory_order_relaxed);
-    stats().blockingRefused++;
-    replyError("ERR ringproxy: the pool's clients already hold max_blocking_connections (" + std::to_string(limit) +
-               ") backend connections for blocking commands; retry later");
+  PoolGauges* gauges = reserveOwnConnections(1);
+  if (gauges == nullptr) {
+    replyOverOwnConnections("blocking commands");
     return nullptr;
   }
   st.blockLink = host_.openDedicated(backend, channel(), db_);
@@ -82,8 +78,29 @@ backends::upstream::UpstreamLink* RedisSession::blockingLink(uint32_t backend) {
   st.blockKey = key;
   st.blockChannel = channel();
   st.blockGauges = gauges;
-  stats().blockingOpened++;
   return st.blockLink;
+}
+
+PoolGauges* RedisSession::reserveOwnConnections(uint32_t n) {
+  PoolGauges* gauges = host_.gauges(pool());
+  if (gauges->blocking.fetch_add(n, std::memory_order_relaxed) + n > poolRoute()->config.maxBlockingConnections) {
+    gauges->blocking.fetch_sub(n, std::memory_order_relaxed);
+    stats().blockingRefused++;
+    return nullptr;
+  }
+  stats().blockingOpened += n;
+  return gauges;
+}
+
+void RedisSession::releaseOwnConnections(PoolGauges* gauges, uint32_t n) {
+  gauges->blocking.fetch_sub(n, std::memory_order_relaxed);
+  stats().blockingClosed += n;
+}
+
+void RedisSession::replyOverOwnConnections(std::string_view what) {
+  replyError("ERR ringproxy: the pool's clients already hold max_blocking_connections (" +
+             std::to_string(poolRoute()->config.maxBlockingConnections) + ") backend connections for " +
+             std::string(what) + "; retry later");
 }
 
 void RedisSession::releaseBlockingLink(bool now) {
@@ -92,9 +109,8 @@ void RedisSession::releaseBlockingLink(bool now) {
   if (now) st.blockLink->close();
   else st.blockLink->closeWhenIdle();
   st.blockLink = nullptr;
-  st.blockGauges->blocking.fetch_sub(1, std::memory_order_relaxed);
+  releaseOwnConnections(st.blockGauges, 1);
   st.blockGauges = nullptr;
-  stats().blockingClosed++;
 }
 
 
@@ -132,14 +148,10 @@ void RedisSession::cmdWait(const CommandSpec& spec, const char* req) {
   for (uint32_t node = 0; node < pl.nodeCount(); ++node)
     if (std::find(servers.begin(), servers.end(), pl.nodeBackend[node]) == servers.end())
       servers.push_back(pl.nodeBackend[node]);
-  PoolGauges* gauges = host_.gauges(pool());
-  const uint32_t limit = poolRoute()->config.maxBlockingConnections;
   const auto n = static_cast<uint32_t>(servers.size());
-  if (gauges->blocking.fetch_add(n, std::memory_order_relaxed) + n > limit) {
-    gauges->blocking.fetch_sub(n, std::memory_order_relaxed);
-    stats().blockingRefused++;
-    replyError("ERR ringproxy: the pool's clients already hold max_blocking_connections (" + std::to_string(limit) +
-               ") backend connections for blocking commands; retry later");
+  PoolGauges* gauges = reserveOwnConnections(n);
+  if (gauges == nullptr) {
+    replyOverOwnConnections("blocking commands");
     return;
   }
   const int poolTimeout = poolRoute()->config.timeoutMs;
@@ -147,8 +159,7 @@ void RedisSession::cmdWait(const CommandSpec& spec, const char* req) {
   RedisRequest* r = newRedisRequest();
   WaitMerge& m = r->begin<WaitMerge>();
   m.gauge = &gauges->blocking;
-  m.links = n;
-  stats().blockingOpened += n;
+  m.links = n;  // given back when the request is done (WaitMerge::reset)
   stats().blockingClosed += n;  // they close themselves once answered (or when the client leaves)
   const std::string_view bytes = asResp(req);
   for (uint32_t backend : servers) {

@@ -19,12 +19,6 @@ namespace resp = backends::resp;
 
 namespace {
 
-std::string lowerCopy(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // "ip:port" as Redis prints it (IPv6 without brackets, as Redis does), or a unix socket's path.
 std::string socketAddress(int fd, bool peer) {
   sockaddr_storage ss{};
@@ -78,7 +72,7 @@ bool RedisSession::takeKill() {
 
 void RedisSession::cmdClient(const CommandSpec&, const char* req) {
   s_.bytes.clear();
-  const std::string sub = lowerCopy(arg(req, 1));
+  const std::string sub = asciiLower(arg(req, 1));
   if (sub == "setname" && argc() == 3) {
     const std::string_view name = arg(req, 2);
     if (std::any_of(name.begin(), name.end(), [](char c) { return c <= ' ' || c > '~'; })) {
@@ -93,7 +87,7 @@ void RedisSession::cmdClient(const CommandSpec&, const char* req) {
   } else if (sub == "id" && argc() == 2) {
     resp::appendInteger(s_.bytes, static_cast<int64_t>(clientId_));
   } else if ((sub == "setinfo" && argc() == 4) || ((sub == "no-evict" || sub == "no-touch") && argc() == 3) ||
-             (sub == "reply" && argc() == 3 && lowerCopy(arg(req, 2)) == "on")) {
+             (sub == "reply" && argc() == 3 && asciiLower(arg(req, 2)) == "on")) {
     // Per-connection hints with no effect through a proxy: accepted, as clients send them
     // during their handshake and treat an error as fatal.
     resp::appendSimpleString(s_.bytes, "OK");
@@ -125,9 +119,9 @@ void RedisSession::clientList(const char* req) {
   std::vector<uint64_t> ids;
   if (req == nullptr) ids.push_back(clientId_);
   for (size_t i = 2; req != nullptr && i < argc(); ++i) {
-    const std::string opt = lowerCopy(arg(req, i));
+    const std::string opt = asciiLower(arg(req, i));
     if (opt == "type" && i + 1 < argc()) {
-      type = lowerCopy(arg(req, ++i));
+      type = asciiLower(arg(req, ++i));
       if (type != "normal" && type != "pubsub" && type != "master" && type != "replica" && type != "slave") {
         replyError("ERR Unknown client type '" + std::string(arg(req, i)) + "'");
         return;
@@ -194,7 +188,7 @@ void RedisSession::clientKill(const char* req) {
       return;
     }
     for (size_t i = 2; i + 1 < argc(); i += 2) {
-      const std::string opt = lowerCopy(arg(req, i));
+      const std::string opt = asciiLower(arg(req, i));
       const std::string_view v = arg(req, i + 1);
       if (opt == "id") {
         if (!parseId(v, f.id)) {
@@ -207,11 +201,11 @@ void RedisSession::clientKill(const char* req) {
       } else if (opt == "laddr") {
         f.laddr = std::string(v);
       } else if (opt == "type") {
-        f.type = lowerCopy(v);
+        f.type = asciiLower(v);
       } else if (opt == "user") {
         f.user = std::string(v);
       } else if (opt == "skipme") {
-        const std::string yes = lowerCopy(v);
+        const std::string yes = asciiLower(v);
         if (yes != "yes" && yes != "no") {
           replyError("ERR syntax error");
           return;

@@ -345,15 +345,6 @@ bool parseCount(std::string_view s, size_t limit, size_t& out) noexcept {
   return true;
 }
 
-bool equalsLower(std::string_view s, std::string_view lower) noexcept {
-  if (s.size() != lower.size()) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c) != lower[i]) return false;
-  }
-  return true;
-}
-
 // XREAD [COUNT n] [BLOCK ms] STREAMS k.. id..; XREADGROUP GROUP g c [COUNT n] [BLOCK ms] [NOACK]
 // STREAMS k.. id..: reads the options in order, as Redis does, and returns the position of
 // the STREAMS keyword (0 when the request is malformed) and that of BLOCK's value (0 if none).
@@ -408,6 +399,22 @@ int64_t blockingTimeoutMs(const CommandSpec& spec, size_t argc, ArgReader arg) {
   const size_t at = spec.timeoutAt > 0 ? static_cast<size_t>(spec.timeoutAt) : argc - static_cast<size_t>(-spec.timeoutAt);
   if (at == 0 || at >= argc) return kBadTimeout;
   return secondsToMs(arg(at));
+}
+
+bool equalsLower(std::string_view s, std::string_view lower) noexcept {
+  if (s.size() != lower.size()) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (((c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c) != lower[i]) return false;
+  }
+  return true;
+}
+
+std::string asciiLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
 }
 
 std::span<const CommandSpec> commandTable() noexcept { return kCommands; }

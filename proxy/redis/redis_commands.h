@@ -89,6 +89,12 @@ struct CommandSpec {
 // The whole table, sorted by name.
 std::span<const CommandSpec> commandTable() noexcept;
 
+// Command words and options are ASCII and case-insensitive, as Redis reads them.
+// Whether `s` is `lower` (given in lower case) in any case.
+[[nodiscard]] bool equalsLower(std::string_view s, std::string_view lower) noexcept;
+// `s` in lower case.
+[[nodiscard]] std::string asciiLower(std::string_view s);
+
 // Case-insensitive lookup; nullptr for a command Redis does not have (or we do not know).
 // Allocates nothing.
 const CommandSpec* findCommand(std::string_view name) noexcept;

@@ -65,12 +65,6 @@ bool parseCursor(std::string_view s, uint64_t& v) {
   return ec == std::errc() && p == s.data() + s.size();
 }
 
-std::string_view lowerInto(std::string& out, std::string_view s) {
-  out.assign(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 }  // namespace
 
 void RedisSession::cmdFlush(const CommandSpec&, const char* req) {
@@ -90,8 +84,7 @@ void RedisSession::cmdFunction(const CommandSpec&, const char* req) {
   // Libraries live per server and FCALL runs on whichever server owns its keys, so what
   // changes them goes to every server; LIST and DUMP answer what every server has (the
   // same, when functions are only loaded through the proxy).
-  std::string sub;
-  lowerInto(sub, arg(req, 1));
+  const std::string sub = asciiLower(arg(req, 1));
   if (sub == "load" || sub == "delete" || sub == "flush" || sub == "restore" || sub == "list" || sub == "dump") {
     toEveryServer(req, EveryBackendMerge::Combine::Same);
     return;
@@ -102,8 +95,7 @@ void RedisSession::cmdFunction(const CommandSpec&, const char* req) {
 }
 
 void RedisSession::cmdMemory(const CommandSpec& spec, const char* req) {
-  std::string sub;
-  if (lowerInto(sub, arg(req, 1)) == "usage") {
+  if (equalsLower(arg(req, 1), "usage")) {
     forwardKeyed(spec, req);  // MEMORY USAGE key: the key's owner
     return;
   }

@@ -14,18 +14,6 @@ namespace resp = backends::resp;
 
 namespace {
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 const char* routeSummary(Route route) {
   switch (route) {
     case Route::Local: return "answered by ringproxy itself";
@@ -232,7 +220,7 @@ void RedisSession::cmdHello(const CommandSpec&, const char* req) {
   bool authOk = !authRequired();
   for (; i < argc(); ++i) {
     const std::string_view opt = arg(req, i);
-    if (equalsIgnoreCase(opt, "AUTH") && i + 2 < argc()) {
+    if (equalsLower(opt, "auth") && i + 2 < argc()) {
       const std::string& password = poolRoute()->config.redisAuth;
       const bool ok = !password.empty() && arg(req, i + 1) == "default" && arg(req, i + 2) == password;
       if (!ok) {
@@ -243,7 +231,7 @@ void RedisSession::cmdHello(const CommandSpec&, const char* req) {
       }
       authOk = true;
       i += 2;
-    } else if (equalsIgnoreCase(opt, "SETNAME") && i + 1 < argc()) {
+    } else if (equalsLower(opt, "setname") && i + 1 < argc()) {
       name = std::string(arg(req, i + 1));
       i += 1;
     } else {
@@ -303,7 +291,7 @@ void RedisSession::cmdCommand(const CommandSpec&, const char* req) {
     replyLocal(s_.bytes);
     return;
   }
-  const std::string sub = lower(arg(req, 1));
+  const std::string sub = asciiLower(arg(req, 1));
   if (sub == "count") {
     resp::appendInteger(s_.bytes, std::count_if(table.begin(), table.end(), supported));
   } else if (sub == "info") {

@@ -96,15 +96,9 @@ backends::upstream::UpstreamLink* RedisSession::subscriberLink(uint32_t backend)
   PubSubState& ps = pubsub();
   for (const PubSubState::Link& l : ps.links)
     if (l.backend == backend) return l.link;
-  PoolGauges* gauges = host_.gauges(pool());
-  const uint32_t limit = poolRoute()->config.maxBlockingConnections;
-  if (gauges->blocking.fetch_add(1, std::memory_order_relaxed) >= limit) {
-    gauges->blocking.fetch_sub(1, std::memory_order_relaxed);
-    stats().blockingRefused++;
-    return nullptr;
-  }
+  PoolGauges* gauges = reserveOwnConnections(1);
+  if (gauges == nullptr) return nullptr;
   if (ps.gauges == nullptr) ps.gauges = gauges;
-  stats().blockingOpened++;
   backends::upstream::UpstreamLink* link = host_.openSubscriber(backend, channel(), &ps);
   ps.links.push_back({host_.snapshot().backends[backend].key, backend, link});
   return link;
@@ -138,9 +132,7 @@ void RedisSession::cmdSubscribe(const CommandSpec& spec, const char* req) {
   // Open every connection needed first, so that a refusal leaves nothing half subscribed.
   for (auto& [backend, names] : batches) {
     if (subscriberLink(backend) == nullptr) {
-      replyError("ERR ringproxy: the pool's clients already hold max_blocking_connections (" +
-                 std::to_string(poolRoute()->config.maxBlockingConnections) +
-                 ") backend connections for blocking commands and subscriptions; retry later");
+      replyOverOwnConnections("blocking commands and subscriptions");
       return;
     }
   }
@@ -296,8 +288,7 @@ void RedisSession::closeSubscriberLinks() {
   PubSubState& ps = *rare_->pubsub;
   for (PubSubState::Link& l : ps.links) {
     l.link->close();
-    ps.gauges->blocking.fetch_sub(1, std::memory_order_relaxed);
-    stats().blockingClosed++;
+    releaseOwnConnections(ps.gauges, 1);
   }
   ps.links.clear();
 }
@@ -377,8 +368,7 @@ void RedisSession::pubsubRoutingChanged() {
       continue;
     }
     l.link->close();
-    ps.gauges->blocking.fetch_sub(1, std::memory_order_relaxed);
-    stats().blockingClosed++;
+    releaseOwnConnections(ps.gauges, 1);
     // A confirmation still owed on it will not come: let what waits for one go.
     for (PubSubState::Out& o : ps.out) o.awaiting = 0;
   }

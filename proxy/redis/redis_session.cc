@@ -246,8 +246,7 @@ void RedisSession::cmdDbsize(const CommandSpec&, const char*) {
 void RedisSession::cmdScript(const CommandSpec&, const char* req) {
   // Scripts live per server and EVALSHA runs on whichever server owns its keys, so the
   // commands that change or inspect the script cache go to every server of the pool.
-  std::string sub(arg(req, 1));
-  for (char& c : sub) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string sub = asciiLower(arg(req, 1));
   const bool load = sub == "load" && argc() == 3;
   const bool flush = sub == "flush" && argc() <= 3;
   const bool exists = sub == "exists" && argc() >= 3;
@@ -364,8 +363,7 @@ void RedisSession::cmdPubsub(const CommandSpec&, const char* req) {
   // PUBSUB asks each server about the subscriptions it holds: a channel's subscribers are
   // on its owner, patterns on every server.
   using Combine = EveryBackendMerge::Combine;
-  std::string sub(arg(req, 1));
-  for (char& c : sub) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string sub = asciiLower(arg(req, 1));
   Combine combine;
   if ((sub == "channels" || sub == "shardchannels") && argc() <= 3) combine = Combine::Union;
   else if (sub == "numsub" || sub == "shardnumsub") combine = Combine::SumPairs;
@@ -383,8 +381,7 @@ void RedisSession::cmdInfo(const CommandSpec&, const char* req) {
   // the proxy has; otherwise the named ones (any case); a name it lacks adds nothing.
   uint8_t sections = argc() == 1 ? InfoMerge::kAll : 0;
   for (size_t i = 1; i < argc(); ++i) {
-    std::string name(arg(req, i));
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::string name = asciiLower(arg(req, i));
     if (name == "default" || name == "all" || name == "everything") sections |= InfoMerge::kAll;
     else if (name == "server") sections |= InfoMerge::kServer;
     else if (name == "proxy") sections |= InfoMerge::kProxy;
@@ -443,8 +440,7 @@ void RedisSession::cmdSort(const CommandSpec& spec, const char* req) {
   // BY and GET patterns with '*' read other keys (weight_*, object_*->field), which may live
   // on other servers: refused rather than sorted against keys the owner does not hold.
   for (size_t i = 2; i + 1 < argc(); ++i) {
-    std::string opt(arg(req, i));
-    for (char& c : opt) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::string opt = asciiLower(arg(req, i));
     if (opt == "limit") {
       i += 2;
       continue;

@@ -142,6 +142,13 @@ class RedisSession final : public ClientSession {
   backends::upstream::UpstreamLink* blockingLink(uint32_t backend);
   // Lets the client's own connection go: closed once idle, or at once with `now`.
   void releaseBlockingLink(bool now);
+  // Reserves `n` of the pool's max_blocking_connections for connections of this client's own
+  // (blocking commands, WAIT, subscriptions): the gauge they count in, or nullptr (counted as
+  // refused) when the pool's clients hold them all already. releaseOwnConnections gives them back.
+  PoolGauges* reserveOwnConnections(uint32_t n);
+  void releaseOwnConnections(PoolGauges* gauges, uint32_t n);
+  // The refusal when reserveOwnConnections failed; `what` the connections are for.
+  void replyOverOwnConnections(std::string_view what);
 
   // A transition (redis_transition.cc): sends the MIGRATEs that bring the request's moved keys
   // to their new owners; false when none of its keys moved.

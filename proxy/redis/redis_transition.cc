@@ -82,9 +82,8 @@ bool RedisSession::startMigration(const CommandSpec& spec, const char* req, cons
       argc() >= 2) {
     // Most commands have one key, the first argument: settle the common case (it did not
     // move) without building a key list.
-    const uint64_t hash = route.previousRing->hashOf(arg(req, 1));
-    if (route.previousNodeBackend[route.previousRing->ownerOfHash(hash)] == pl.nodeBackend[pl.ring->ownerOfHash(hash)])
-      return false;
+    uint32_t from = 0, to = 0;
+    if (!movedKey(route, pl, arg(req, 1), from, to)) return false;
   }
   s_.keys.clear();
   if (!keyIndexes(spec, argc(), [&](size_t i) { return arg(req, i); }, s_.keys) || s_.keys.empty()) return false;
@@ -96,11 +95,8 @@ bool RedisSession::startMigration(const CommandSpec& spec, const char* req, cons
   const int timeout = route.config.timeoutMs > 0 ? route.config.timeoutMs : 5000;
   for (uint32_t index : s_.keys) {
     const std::string_view key = arg(req, index);
-    // Both rings hash keys the same way (the same pool settings): one hash, two lookups.
-    const uint64_t hash = route.previousRing->hashOf(key);
-    const uint32_t from = route.previousNodeBackend[route.previousRing->ownerOfHash(hash)];
-    const uint32_t to = pl.nodeBackend[pl.ring->ownerOfHash(hash)];
-    if (from == to || frontend_.settled.contains(generation, key)) continue;
+    uint32_t from = 0, to = 0;
+    if (!movedKey(route, pl, key, from, to) || frontend_.settled.contains(generation, key)) continue;
     if (r == nullptr) {
       r = newRedisRequest();
       m = &r->begin<MigrateMerge>();

@@ -40,6 +40,16 @@ struct Placement {
   uint32_t nodeCount() const { return static_cast<uint32_t>(ring->nodeCount()); }
 };
 
+// In a transition (route.previousRing set): whether `key`'s owner on the previous ring differs
+// from its owner in `pl`; `from` and `to` are those owners. Both rings hash keys the same way
+// (the same pool settings): one hash, two lookups.
+inline bool movedKey(const PoolRoute& route, const Placement& pl, std::string_view key, uint32_t& from, uint32_t& to) {
+  const uint64_t hash = route.previousRing->hashOf(key);
+  from = route.previousNodeBackend[route.previousRing->ownerOfHash(hash)];
+  to = pl.nodeBackend[pl.ring->ownerOfHash(hash)];
+  return from != to;
+}
+
 // Which set of connections to a backend a request travels on. Redis clients that said
 // HELLO 3 get connections speaking RESP3 (their replies then need no translation); memcached
 // binary requests get connections speaking binary (memcached fixes a connection's protocol
