@@ -104,6 +104,7 @@ void RequestParser::reset() noexcept {
   scanned_ = 0;
   remaining_ = 0;
   bulkLength_ = 0;
+  payload_ = 0;
   size_ = 0;
   args_.clear();
   error_ = {};
@@ -197,6 +198,8 @@ ParseStatus RequestParser::parseMultibulk(const char* request, size_t len) noexc
       if (st == ParseStatus::Error || length < 0 || static_cast<uint64_t>(length) > limits_.maxBulkLength) {
         return fail("invalid bulk length");
       }
+      payload_ += static_cast<uint64_t>(length);
+      if (payload_ > limits_.maxRequestLength) return fail("request too large");
       bulkLength_ = static_cast<uint64_t>(length);
       pos_ = next;
       state_ = State::BulkData;

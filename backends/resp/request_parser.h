@@ -33,6 +33,10 @@ struct RequestLimits {
   size_t maxMultibulkCount = 1024 * 1024;       // arguments per multibulk request
   size_t maxBulkLength = 512u * 1024 * 1024;    // bytes per argument (Redis proto-max-bulk-len)
   size_t maxInlineLength = 64 * 1024;           // bytes of an inline line, without its newline
+  // Bytes of all arguments of one request together (headers not counted: max 23 bytes per
+  // argument, bounded by maxMultibulkCount). Checked at each argument's header, so a request
+  // of many small arguments is refused before more than this much of it is buffered.
+  size_t maxRequestLength = SIZE_MAX;
 };
 
 // Spans of the arguments of one request: 8 inline (the common request allocates nothing), the
@@ -106,6 +110,7 @@ class RequestParser {
   size_t scanned_ = 0;     // inline: bytes already searched for '\n' (never searched twice)
   uint64_t remaining_ = 0; // multibulk: arguments still to come
   uint64_t bulkLength_ = 0;
+  uint64_t payload_ = 0;   // multibulk: argument bytes announced so far (maxRequestLength)
   size_t size_ = 0;
   ArgList args_;
   std::string_view error_;

@@ -198,6 +198,25 @@ TEST_CASE("request: huge declared lengths are refused before any payload arrives
   checkAllCuts("*1\r\n$" + std::string(40, '1'));
 }
 
+TEST_CASE("request: the request as a whole is bounded, refused at the header that passes the bound") {
+  RequestLimits limits;
+  limits.maxBulkLength = 10;
+  limits.maxRequestLength = 25;  // argument bytes in all
+  CHECK(parseWhole(multibulk({"mset", "0123456789", "0123456789"}), limits).status == ParseStatus::Complete);
+  CHECK(parseWhole(multibulk({"mset", "0123456789", "01234567890"}), limits) == error("invalid bulk length"));
+  // 4 + 10 + 10 + 2 = 26 > 25: refused when the fourth header arrives, before its payload.
+  CHECK(parseWhole("*4\r\n$4\r\nmset\r\n$10\r\n0123456789\r\n$10\r\n0123456789\r\n$2\r\n", limits) ==
+        error("request too large"));
+  checkAllCuts(multibulk({"mset", "0123456789", "0123456789", "ab"}), limits);
+  // The count restarts with each request.
+  RequestParser parser(limits);
+  for (int i = 0; i < 3; ++i) {
+    std::string one = multibulk({"mset", "0123456789", "0123456789"});
+    CHECK(parser.parse(one.data(), one.size()) == ParseStatus::Complete);
+    parser.reset();
+  }
+}
+
 TEST_CASE("request: negative and malformed lengths, garbage") {
   CHECK(parseWhole("*1\r\n$-1\r\n") == error("invalid bulk length"));
   CHECK(parseWhole("*1\r\n$-5\r\n") == error("invalid bulk length"));

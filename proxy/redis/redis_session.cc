@@ -56,7 +56,8 @@ void RedisSession::processInput() {
     parser_ = frontend_.parsers.get();
     const PoolRoute* route = poolRoute();
     if (route != nullptr)
-      parser_->setLimits(resp::RequestLimits{route->config.maxRequestArgs, route->config.maxRequestBytes, 64 * 1024});
+      parser_->setLimits(resp::RequestLimits{route->config.maxRequestArgs, route->config.maxRequestBytes, 64 * 1024,
+                                             route->config.maxRequestBytes});
   }
   frameRequests();
   // Nothing half-framed is left: give the parser back (idle connections hold none).
@@ -76,6 +77,9 @@ void RedisSession::frameRequests() {
       stats().clientErr++;
       std::string msg = "ERR Protocol error: ";
       msg += parser_->errorMessage();
+      const PoolRoute* route = poolRoute();
+      if (parser_->errorMessage() == "request too large" && route != nullptr)
+        msg += " (its arguments exceed max_request_bytes, " + std::to_string(route->config.maxRequestBytes) + ")";
       replyError(msg);
       closeAfterFlush();
       return;

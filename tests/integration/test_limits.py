@@ -167,13 +167,18 @@ class RequestSize(unittest.TestCase):
         self.assert_redis_client_works(RawConn(self.rport))
         other.close()
 
-    def test_redis_value_just_under_the_limit_is_accepted(self):
+    def test_redis_request_at_the_limit_is_accepted(self):
+        # max_request_bytes bounds the arguments' bytes in all: "SET" + "under" + the value.
         c = RawConn(self.rport)
-        value = (b"0123456789abcdef" * (self.MAX_BYTES // 16))[:self.MAX_BYTES - 1]
+        value = (b"0123456789abcdef" * (self.MAX_BYTES // 16))[:self.MAX_BYTES - 8]
         self.assertEqual(c.call("SET", "under", value), b"OK")
         self.assertEqual(c.call("GET", "under"), value)
         self.assertEqual(self.direct.get("under"), value)
         c.close()
+        over = RawConn(self.rport)
+        over.send(encode_command("SET", "under", value + b"x"))
+        self.assertTrue(over.wait_closed(timeout=3.0).startswith(b"-ERR Protocol error: request too large"))
+        self.assertEqual(self.direct.get("under"), value)
 
     def test_redis_too_many_arguments(self):
         c = RawConn(self.rport)
@@ -185,6 +190,36 @@ class RequestSize(unittest.TestCase):
                          [f"v{i}".encode() for i in range(99)])
         c.close()
         fine.close()
+
+    def test_redis_request_refused_once_its_arguments_pass_the_limit(self):
+        # Every argument fits, the request does not: an MSET of 29 pairs of 50 KB values is
+        # ~1.45 MB against 1 MiB. It is refused at the header that passes the bound, so the
+        # proxy never holds much more than the limit of it, and none of it is written.
+        other = RawConn(self.rport)
+        self.assert_redis_client_works(other)
+        victim = RawConn(self.rport)
+        value = b"v" * 50000
+        pieces = [b"*59\r\n$4\r\nMSET\r\n"]
+        for i in range(29):
+            key = b"whole-%d" % i
+            pieces.append(b"$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, len(value), value))
+        sent = 0
+        try:
+            for p in pieces:
+                victim.sock.sendall(p)
+                sent += len(p)
+                time.sleep(0.01)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        data = victim.wait_closed(timeout=3.0)
+        self.assertTrue(data.startswith(b"-ERR Protocol error: request too large"), data)
+        self.assertIn(b"max_request_bytes", data)
+        self.assertEqual(self.direct.exists(*[f"whole-{i}" for i in range(29)]), 0)
+        # The same pairs in requests under the limit are fine.
+        self.assertEqual(other.call("MSET", *[x for i in range(10) for x in (f"whole-{i}", value)]), b"OK")
+        self.assertEqual(self.direct.get("whole-9"), value)
+        self.assert_redis_client_works(RawConn(self.rport))
+        other.close()
 
     def test_memcache_big_value_refused_from_its_header(self):
         other = McConn(self.mport)
