@@ -73,6 +73,18 @@ class Buffer {
   }
 
   size_t capacity() const { return capacity_; }
+  // Hands over the storage holding the first `n` readable bytes: the result holds exactly
+  // them, and this buffer keeps only what followed (copied into fresh storage, usually a few
+  // bytes or none). Lets a large reply change owner without being copied.
+  Buffer takeFront(size_t n) {
+    Buffer rest;
+    const size_t tail = readableSize() - n;
+    if (tail > 0) rest.append(readable() + n, tail);
+    end_ = start_ + n;
+    Buffer front(std::move(*this));
+    *this = std::move(rest);
+    return front;
+  }
 
  private:
   bool reserve(size_t min) {
@@ -86,6 +98,16 @@ class Buffer {
     }
     size_t cap = capacity_ == 0 ? kInitial : capacity_;
     while (cap - used < min) cap *= 2;
+    if (capacity_ > kInitial && start_ == 0) {
+      // A large buffer grows in place where it can (realloc moves pages, not bytes, for the
+      // big blocks malloc maps), so a large value does not hold an old and a new copy at once.
+      char* grown = static_cast<char*>(std::realloc(data_, cap));
+      if (grown == nullptr) return false;
+      data_ = grown;
+      accountBuffer(static_cast<int64_t>(cap) - static_cast<int64_t>(capacity_));
+      capacity_ = cap;
+      return true;
+    }
     char* fresh = allocBlock(cap);
     if (fresh == nullptr) return false;
     if (used) std::memcpy(fresh, data_ + start_, used);

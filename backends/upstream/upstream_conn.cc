@@ -304,6 +304,11 @@ void UpstreamConn::onRead(ssize_t nread) {
         return;
       }
     } else if (head.sink != nullptr) {
+      if (f.length >= ReplySink::kHandOverBytes && head.sink->keepsReply(head.cookie, f.length, f.isError)) {
+        head.sink->takeReply(head.cookie, in.takeFront(f.length), f.isError);  // no copy
+        if (socket_ != sock) return;
+        continue;  // `in` now holds only what followed the reply
+      }
       head.sink->onReply(head.cookie, in.readable(), f.length, f.isError);
       if (socket_ != sock) return;  // the sink closed or failed us; the socket is gone
     }

@@ -46,6 +46,21 @@ class RecordingSink final : public ReplySink {
   std::vector<std::string> failures;
 };
 
+// Keeps large replies: they are handed over whole (takeReply), the rest come by onReply.
+class KeepingSink final : public ReplySink {
+ public:
+  void onReply(uint64_t, const char* data, size_t len, bool) override { copied.emplace_back(data, len); }
+  void onFailure(uint64_t, std::string_view why) override { failures.emplace_back(why); }
+  bool keepsReply(uint64_t, size_t, bool) override { return true; }
+  void takeReply(uint64_t, backends::io::Buffer&& bytes, bool) override {
+    taken.emplace_back(bytes.readable(), bytes.readableSize());
+    kept.push_back(std::move(bytes));
+  }
+
+  std::vector<std::string> copied, taken, failures;
+  std::vector<backends::io::Buffer> kept;
+};
+
 void deleteTcp(uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); }
 
 // A loop with its flush scheduler. The destructor runs the loop until every handle has
@@ -234,6 +249,39 @@ TEST_CASE("UpstreamConn: replies reach the sink and leave no failure cause") {
   CHECK(conn->lastError().empty());
   CHECK(conn->stats().replies == 1);
   CHECK(conn->stats().errors == 0);
+}
+
+TEST_CASE("UpstreamConn: a large reply is handed over whole, and the replies after it still arrive") {
+  TestLoop loop;
+  TestServer server(loop.get(), TestServer::Mode::Echo);
+  KeepingSink sink;
+  ConnGuard conn(loop, server.port(), Options{});
+  const std::string big = std::string(ReplySink::kHandOverBytes + 12345, 'x') + "\r\n";
+  REQUIRE(conn->send(big.data(), big.size(), &sink, 1, 0) != 0);
+  REQUIRE(conn->send(kPing.data(), kPing.size(), &sink, 2, 0) != 0);
+  REQUIRE(loop.runUntil([&] { return sink.copied.size() + sink.taken.size() == 2 || !sink.failures.empty(); }));
+  CHECK(sink.failures.empty());
+  REQUIRE(sink.taken.size() == 1);
+  CHECK(sink.taken[0] == big);
+  CHECK(sink.kept[0].readableSize() == big.size());
+  REQUIRE(sink.copied.size() == 1);
+  CHECK(sink.copied[0] == kPing);  // small: copied as always
+  CHECK(conn->stats().replies == 2);
+}
+
+TEST_CASE("Buffer::takeFront hands over the front bytes' storage and keeps the rest") {
+  backends::io::Buffer b;
+  const std::string front(100000, 'f');
+  b.append(front.data(), front.size());
+  b.append("tail", 4);
+  const char* storage = b.readable();
+  backends::io::Buffer taken = b.takeFront(front.size());
+  CHECK(taken.readable() == storage);  // the same storage: nothing copied
+  CHECK(std::string(taken.readable(), taken.readableSize()) == front);
+  CHECK(std::string(b.readable(), b.readableSize()) == "tail");
+  backends::io::Buffer all = b.takeFront(4);
+  CHECK(b.empty());
+  CHECK(std::string(all.readable(), all.readableSize()) == "tail");
 }
 
 TEST_CASE("UpstreamConn: a refused connect fails the request with cause Connect") {

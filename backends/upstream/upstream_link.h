@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "backends/io/buffer.h"
+
 namespace backends::upstream {
 
 // Receives the reply (or the failure) of a request sent on a link. `cookie` is what send()
@@ -16,6 +18,19 @@ class ReplySink {
  public:
   virtual void onReply(uint64_t cookie, const char* data, size_t len, bool isError) = 0;
   virtual void onFailure(uint64_t cookie, std::string_view why) = 0;
+  // A reply of at least kHandOverBytes may be handed over instead of copied: a sink that keeps
+  // replies (a fan-out part) says so here, and then gets the bytes' storage in takeReply
+  // (exactly the reply) instead of onReply.
+  static constexpr size_t kHandOverBytes = 256 * 1024;
+  virtual bool keepsReply(uint64_t cookie, size_t len, bool isError) {
+    (void)cookie;
+    (void)len;
+    (void)isError;
+    return false;
+  }
+  virtual void takeReply(uint64_t cookie, io::Buffer&& bytes, bool isError) {
+    onReply(cookie, bytes.readable(), bytes.readableSize(), isError);
+  }
 
  protected:
   ~ReplySink() = default;

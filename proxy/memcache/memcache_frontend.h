@@ -29,6 +29,13 @@ struct MemcacheScratch {
 class MemcacheFrontend final : public Frontend {
  public:
   ClientSession* newSession(SessionHost& host, size_t pool) override;
+  void trimScratch() override {
+    constexpr size_t kKeep = 1024 * 1024;
+    releaseIfOver(scratch.bytes, kKeep);
+    releaseIfOver(scratch.keyBuffer, kKeep);
+    for (auto& keys : scratch.subKeys) releaseIfOver(keys, kKeep);
+    releaseIfOver(scratch.retrievals, kKeep);
+  }
 
   RequestPool requests{&MemcacheRequest::make};
   LendingPool<backends::memcache::RequestParser> parsers;

@@ -1,9 +1,6 @@
 #include "proxy/redis/redis_commands.h"
 
 #include <algorithm>
-#include <charconv>
-#include <cmath>
-#include <cstdlib>
 #include <cstdint>
 #include <iterator>
 
@@ -41,6 +38,10 @@ constexpr CommandSpec reads(std::string_view name, int16_t arity, KeySpec keys =
 }
 constexpr CommandSpec writes(std::string_view name, int16_t arity, KeySpec keys = kKey1) {
   return keyed(name, arity, keys, true);
+}
+// PUBLISH, SPUBLISH: forwarded to the owner of the channel, which is not a key.
+constexpr CommandSpec channel(std::string_view name, int16_t arity) {
+  return {name, arity, Route::Keyed, kKey1, kChannel, &RedisSession::forwardKeyed};
 }
 constexpr CommandSpec fanout(std::string_view name, int16_t arity, Route route, KeySpec keys,
                              bool write) {
@@ -172,7 +173,8 @@ constexpr CommandSpec kCommands[] = {
     writes("lrem", 4),
     writes("lset", 4),
     writes("ltrim", 4),
-    {"memory", -2, Route::Keyed, kKey2, 0, &S::cmdMemory},  // MEMORY USAGE key
+    // MEMORY USAGE key; the other subcommands administer one server.
+    {"memory", -2, Route::Keyed, kKey2, 0, &S::forwardKeyed, nullptr, Refusal::None, 0, ArgCheck::UsageOnly},
     fanout("mget", -2, Route::FanoutMget, kKeysAll, false),
     refused("migrate", -6, Refusal::Admin, kWrites),
     refused("module", -2, Refusal::Admin),
@@ -196,7 +198,7 @@ constexpr CommandSpec kCommands[] = {
     local("psubscribe", -2, &S::cmdSubscribe, kInSubscribed),
     refused("psync", -3, Refusal::Admin),
     reads("pttl", 2),
-    reads("publish", 3),
+    channel("publish", 3),
     local("pubsub", -2, &S::cmdPubsub),
     local("punsubscribe", -1, &S::cmdUnsubscribe, kInSubscribed),
     local("quit", -1, &S::cmdQuit, kNoAuth | kRunsInMulti | kInSubscribed),
@@ -238,10 +240,10 @@ constexpr CommandSpec kCommands[] = {
     reads("smembers", 2),
     reads("smismember", -3),
     writes("smove", 4, kKeys1To2),
-    {"sort", -2, Route::Keyed, kSortKeys, kWrite, &S::cmdSort},
-    {"sort_ro", -2, Route::Keyed, kKey1, 0, &S::cmdSort},
+    {"sort", -2, Route::Keyed, kSortKeys, kWrite, &S::forwardKeyed, nullptr, Refusal::None, 0, ArgCheck::SortPatterns},
+    {"sort_ro", -2, Route::Keyed, kKey1, 0, &S::forwardKeyed, nullptr, Refusal::None, 0, ArgCheck::SortPatterns},
     writes("spop", -2),
-    reads("spublish", 3),
+    channel("spublish", 3),
     reads("srandmember", -2),
     writes("srem", -3),
     reads("sscan", -3),
@@ -329,77 +331,7 @@ constexpr size_t longestName() {
 }
 constexpr size_t kMaxNameLength = longestName();
 
-// Parses numkeys as Redis does (string2ll): "0" or a digit 1-9 followed by digits; no sign,
-// spaces or leading zeros. A negative count is simply not a valid one here. Counts above
-// `limit` fail early, so overflow cannot happen.
-bool parseCount(std::string_view s, size_t limit, size_t& out) noexcept {
-  if (s.empty() || s.size() > 20) return false;
-  if (s.size() > 1 && s[0] == '0') return false;
-  size_t n = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    n = n * 10 + static_cast<size_t>(c - '0');
-    if (n > limit) return false;
-  }
-  out = n;
-  return true;
-}
-
-// XREAD [COUNT n] [BLOCK ms] STREAMS k.. id..; XREADGROUP GROUP g c [COUNT n] [BLOCK ms] [NOACK]
-// STREAMS k.. id..: reads the options in order, as Redis does, and returns the position of
-// the STREAMS keyword (0 when the request is malformed) and that of BLOCK's value (0 if none).
-struct StreamsArgs {
-  size_t streamsAt = 0;
-  size_t blockAt = 0;
-};
-StreamsArgs findStreams(size_t argc, ArgReader arg) {
-  StreamsArgs out;
-  for (size_t i = 1; i < argc;) {
-    const std::string_view a = arg(i);
-    if (equalsLower(a, "streams")) {
-      out.streamsAt = i;
-      return out;
-    }
-    if (equalsLower(a, "block")) out.blockAt = i + 1;
-    if (equalsLower(a, "count") || equalsLower(a, "block")) i += 2;
-    else if (equalsLower(a, "group")) i += 3;
-    else if (equalsLower(a, "noack")) i += 1;
-    else break;
-  }
-  return {};
-}
-
-// Milliseconds from a timeout in seconds as BLPOP takes it (a double), rounded up.
-int64_t secondsToMs(std::string_view s) {
-  if (s.empty() || s.size() > 64) return kBadTimeout;
-  char buf[65];
-  s.copy(buf, s.size());
-  buf[s.size()] = '\0';
-  char* end = nullptr;
-  const double v = std::strtod(buf, &end);
-  if (end != buf + s.size() || !(v >= 0) || v > 1e12) return kBadTimeout;
-  if (v == 0) return kForever;
-  return static_cast<int64_t>(std::ceil(v * 1000));
-}
-
 }  // namespace
-
-int64_t blockingTimeoutMs(const CommandSpec& spec, size_t argc, ArgReader arg) {
-  if (spec.keys.streams) {
-    const StreamsArgs s = findStreams(argc, arg);
-    if (s.blockAt == 0) return kNotBlocking;
-    if (s.blockAt >= argc) return kBadTimeout;
-    const std::string_view v = arg(s.blockAt);
-    int64_t ms = 0;
-    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), ms);
-    if (ec != std::errc() || p != v.data() + v.size() || ms < 0) return kBadTimeout;
-    return ms;  // 0: forever, as kForever
-  }
-  if (spec.timeoutAt == 0) return kNotBlocking;
-  const size_t at = spec.timeoutAt > 0 ? static_cast<size_t>(spec.timeoutAt) : argc - static_cast<size_t>(-spec.timeoutAt);
-  if (at == 0 || at >= argc) return kBadTimeout;
-  return secondsToMs(arg(at));
-}
 
 bool equalsLower(std::string_view s, std::string_view lower) noexcept {
   if (s.size() != lower.size()) return false;
@@ -473,75 +405,6 @@ const CommandSpec* findCommand(std::string_view name) noexcept {
   // comparisons on every request.
   static const CommandIndex index;
   return index.find(key);
-}
-
-bool keyIndexes(const CommandSpec& spec, size_t argc, ArgReader arg, std::vector<uint32_t>& out) {
-  const KeySpec& k = spec.keys;
-  if (argc > UINT32_MAX) return false;
-
-  if (k.streams) {
-    // STREAMS k1 .. kn id1 .. idn: as many IDs as keys, at least one of each.
-    const StreamsArgs s = findStreams(argc, arg);
-    if (s.streamsAt == 0) return false;
-    const size_t rest = argc - s.streamsAt - 1;
-    if (rest == 0 || rest % 2 != 0) return false;
-    out.reserve(out.size() + rest / 2);
-    for (size_t i = 1; i <= rest / 2; ++i) out.push_back(static_cast<uint32_t>(s.streamsAt + i));
-    return true;
-  }
-
-  // Validate everything before appending anything.
-  std::vector<uint32_t> destinations;  // after STORE / STOREDIST (rare: only then allocated)
-  if (k.optionsFrom > 0) {
-    // SORT's and GEORADIUS's options, read in order: a value never counts as a keyword.
-    for (size_t i = static_cast<size_t>(k.optionsFrom); i < argc;) {
-      const std::string_view a = arg(i);
-      if (equalsLower(a, "store") || equalsLower(a, "storedist")) {
-        if (i + 1 >= argc) return false;
-        destinations.push_back(static_cast<uint32_t>(i + 1));
-        i += 2;
-      } else if (equalsLower(a, "by") || equalsLower(a, "get") || equalsLower(a, "count")) {
-        i += 2;
-      } else if (equalsLower(a, "limit")) {
-        i += 3;
-      } else {
-        i += 1;
-      }
-    }
-  }
-  size_t first = 0;
-  size_t fixedCount = 0;
-  const size_t step = k.step > 0 ? static_cast<size_t>(k.step) : 1;
-  if (k.first > 0) {
-    first = static_cast<size_t>(k.first);
-    if (argc <= first) return false;
-    size_t last = first;
-    if (k.last < 0) {
-      const size_t back = static_cast<size_t>(-k.last);
-      if (argc < back + first) return false;
-      last = argc - back;
-      // Each key brings its step-1 companions (MSET's value): a cut-off pair is malformed.
-      if (step > 1 && (argc - first) % step != 0) return false;
-    } else if (k.last > k.first) {
-      last = static_cast<size_t>(k.last);
-      if (argc <= last) return false;
-    }
-    fixedCount = (last - first) / step + 1;
-  }
-
-  size_t numkeysAt = 0;
-  size_t numkeys = 0;
-  if (k.numkeysAt > 0) {
-    numkeysAt = static_cast<size_t>(k.numkeysAt);
-    if (argc <= numkeysAt) return false;
-    if (!parseCount(arg(numkeysAt), argc - numkeysAt - 1, numkeys)) return false;
-  }
-
-  out.reserve(out.size() + fixedCount + numkeys + destinations.size());
-  for (size_t i = 0; i < fixedCount; ++i) out.push_back(static_cast<uint32_t>(first + i * step));
-  for (size_t i = 1; i <= numkeys; ++i) out.push_back(static_cast<uint32_t>(numkeysAt + i));
-  out.insert(out.end(), destinations.begin(), destinations.end());
-  return true;
 }
 
 }  // namespace proxy

@@ -3,7 +3,8 @@
 // flags), where its keys are, and which session function handles it: answer it locally,
 // forward it by its key(s), split it across shards and merge the replies, or refuse it.
 // Adding a command is adding a row (and, for a new kind of handling, its handler).
-// Tests iterate over this table.
+// Tests iterate over this table. The rows are in redis_commands.cc; reading a request's
+// arguments by its row (its keys, a blocking timeout, a refused form) in redis_command_keys.cc.
 #pragma once
 
 #include <cstddef>
@@ -52,6 +53,9 @@ enum CommandFlag : uint8_t {
   kRunsInMulti = 4,  // runs at once between MULTI and EXEC instead of being queued
   kPure = 8,         // its reply depends on its arguments only: may be queued in MULTI (PING)
   kInSubscribed = 16,  // allowed to a RESP2 client with subscriptions ((UN)SUBSCRIBE, PING, QUIT, RESET)
+  // Its key spec names a channel (PUBLISH, SPUBLISH): routed like a key, but not a key, so
+  // COMMAND GETKEYS and COMMAND INFO say it has none, as Redis does.
+  kChannel = 32,
 };
 
 // Why a command known to Redis is refused (Route::Unsupported): its reply says so.
@@ -63,6 +67,14 @@ enum class Refusal : uint8_t {
 };
 // The reason in words, for the error reply and COMMAND DOCS.
 std::string_view refusalReason(Refusal r) noexcept;
+
+// What the proxy checks in a request's arguments before routing it, beyond its key spec:
+// some forms of a command it routes would act on keys or servers its key spec cannot name.
+enum class ArgCheck : uint8_t {
+  None,
+  SortPatterns,  // SORT, SORT_RO: a BY or GET pattern with '*' reads other keys: refused
+  UsageOnly,     // MEMORY: USAGE key is routed by its key; the other subcommands are refused
+};
 
 // Handles a request for the command: `req` is the request's bytes in the input buffer.
 using CommandHandler = void (RedisSession::*)(const CommandSpec& spec, const char* req);
@@ -81,6 +93,7 @@ struct CommandSpec {
   // Route::Blocking: the position of the timeout in seconds (negative: from the end); 0 for
   // XREAD/XREADGROUP, whose BLOCK option gives milliseconds.
   int8_t timeoutAt = 0;
+  ArgCheck check = ArgCheck::None;
 
   bool has(CommandFlag f) const { return (flags & f) != 0; }
   bool write() const { return has(kWrite); }
@@ -146,8 +159,39 @@ inline constexpr int64_t kBadTimeout = -2;
 // a caller that reuses `out` allocates nothing once its capacity has grown.
 //
 // Destinations found by keyword (SORT ... STORE dst, GEORADIUS ... STORE/STOREDIST dst) are
-// keys too (KeySpec::optionsFrom), so they must share the source's owner.
+// keys too (KeySpec::optionsFrom), so they must share the source's owner. Every repeated
+// STORE/STOREDIST counts: Redis writes the last one only, but naming one more key than it
+// touches can only refuse a request (CROSSSLOT), never misroute it.
+//
+// This is the one key reader: routing, fan-out, transactions, transitions and COMMAND GETKEYS
+// all call it (redis_command_keys.cc).
 [[nodiscard]] bool keyIndexes(const CommandSpec& spec, size_t argc, ArgReader arg,
                               std::vector<uint32_t>& out);
+
+// Whether the command names keys at all (by position, by numkeys, after STREAMS). A channel
+// is not a key (kChannel).
+[[nodiscard]] bool commandHasKeys(const CommandSpec& spec) noexcept;
+
+// Why the proxy refuses this request, in words without "ERR ": the whole command
+// (Route::Unsupported), or this form of it (ArgCheck: SORT BY weight_*, MEMORY DOCTOR). Empty
+// when it does not. Reads no argument at or past `argc`.
+[[nodiscard]] std::string refusalOf(const CommandSpec& spec, size_t argc, ArgReader arg);
+// Why a request whose keys may be absent (EVAL with numkeys 0) cannot run when they are: the
+// proxy would not know which server runs it.
+[[nodiscard]] std::string keylessRefusal(const CommandSpec& spec);
+
+// What the proxy does with one request's keys, from its row and its arguments alone, checked
+// in this order (COMMAND GETKEYS answers from it): a refused command, a command without keys,
+// the arity, the form's refusal (refusalOf), the key spec (keyIndexes), a request left without
+// keys.
+enum class KeyRouting : uint8_t {
+  Routed,      // `out` holds the indexes of the keys; the request goes to their owner(s)
+  NoKeys,      // the command has no keys (the proxy answers it, or sends it to every server)
+  WrongArity,  // the argument count does not fit the command's arity
+  Malformed,   // keyIndexes refused it: too short for the key spec, or a bad numkeys
+  Refused,     // the proxy will not run it: `why` (refusalOf, keylessRefusal) says why
+};
+[[nodiscard]] KeyRouting routedKeys(const CommandSpec& spec, size_t argc, ArgReader arg,
+                                    std::vector<uint32_t>& out, std::string& why);
 
 }  // namespace proxy

@@ -55,6 +55,14 @@ class SettledKeys {
 class RedisFrontend final : public Frontend {
  public:
   ClientSession* newSession(SessionHost& host, size_t pool) override;
+  void trimScratch() override {
+    constexpr size_t kKeep = 1024 * 1024;
+    releaseIfOver(scratch.bytes, kKeep);
+    for (std::string& sub : scratch.subRequests) releaseIfOver(sub, kKeep);
+    for (auto& spans : scratch.elementSpans) releaseIfOver(spans, kKeep);
+    releaseIfOver(scratch.keys, kKeep);
+    releaseIfOver(scratch.owners, kKeep);
+  }
 
   RequestPool requests{&RedisRequest::make};
   LendingPool<backends::resp::RequestParser> parsers;

@@ -94,16 +94,6 @@ void RedisSession::cmdFunction(const CommandSpec&, const char* req) {
              "STATS and KILL concern the function running on one server: send them to the backends directly");
 }
 
-void RedisSession::cmdMemory(const CommandSpec& spec, const char* req) {
-  if (equalsLower(arg(req, 1), "usage")) {
-    forwardKeyed(spec, req);  // MEMORY USAGE key: the key's owner
-    return;
-  }
-  replyError("ERR ringproxy does not support 'MEMORY " + std::string(arg(req, 1)) +
-             "': it answers MEMORY USAGE by key; the other subcommands administer one server: send them to the "
-             "backends directly");
-}
-
 void RedisSession::cmdScan(const CommandSpec&, const char* req) {
   uint64_t cursor = 0;
   if (!parseCursor(arg(req, 1), cursor)) {

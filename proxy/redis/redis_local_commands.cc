@@ -29,6 +29,51 @@ const char* routeSummary(Route route) {
   return "";
 }
 
+// What COMMAND DOCS adds for the forms of a command the proxy refuses (refusalOf).
+const char* checkSummary(ArgCheck check) {
+  switch (check) {
+    case ArgCheck::None: return "";
+    case ArgCheck::SortPatterns:
+      return "; a BY or GET pattern with '*' is refused: it reads other keys, which may live on other servers";
+    case ArgCheck::UsageOnly:
+      return "; USAGE only: the other subcommands administer one server and are refused";
+  }
+  return "";
+}
+
+// COMMAND GETKEYS|GETKEYSANDFLAGS <command> <arg> ...: the keys this proxy routes the request
+// by, from routedKeys, the checks routing itself relies on, appended to `out` as Redis answers
+// them. What has no keys gets Redis's own errors, and a request the proxy refuses gets the
+// refusal's reason: the error's text is returned (empty when `out` holds the reply).
+std::string getKeysReply(size_t argc, ArgReader arg, bool withFlags, resp::Protocol protocol,
+                         std::vector<uint32_t>& keys, std::string& out) {
+  const CommandSpec* spec = findCommand(arg(0));
+  if (spec == nullptr) return "ERR Invalid command specified";
+  keys.clear();
+  std::string why;
+  switch (routedKeys(*spec, argc, arg, keys, why)) {
+    case KeyRouting::Routed: break;
+    case KeyRouting::NoKeys: return "ERR The command has no key arguments";
+    case KeyRouting::WrongArity: return "ERR Invalid number of arguments specified for command";
+    case KeyRouting::Malformed: return "ERR Invalid arguments specified for command";
+    case KeyRouting::Refused: return "ERR " + why;
+  }
+  resp::appendArrayHeader(out, keys.size());
+  for (uint32_t i : keys) {
+    if (!withFlags) {
+      resp::appendBulk(out, arg(i));
+      continue;
+    }
+    // The proxy knows whether a command writes, not how it treats each key: every key of a
+    // command that writes is flagged RW, which never understates an access.
+    resp::appendArrayHeader(out, 2);
+    resp::appendBulk(out, arg(i));
+    resp::appendSetHeader(out, 1, protocol);
+    resp::appendSimpleString(out, spec->write() ? "RW" : "RO");
+  }
+  return {};
+}
+
 // The version the proxy reports in HELLO: the Redis protocol generation it speaks.
 constexpr std::string_view kReportedRedisVersion = "7.0.0";
 
@@ -270,14 +315,21 @@ void RedisSession::cmdHello(const CommandSpec&, const char* req) {
 
 void RedisSession::appendCommandInfo(std::string& out, const CommandSpec& spec) {
   // [name, arity, flags, first key, last key, step]: the RESP2-era fields every client reads.
+  // A command whose keys move with its arguments (numkeys, STREAMS, STORE) is flagged
+  // movablekeys, as Redis flags it, so a client asks COMMAND GETKEYS where they are; a
+  // command without keys (a channel is not one) has 0 0 0.
+  const KeySpec& k = spec.keys;
+  const bool keys = commandHasKeys(spec);
+  const bool movable = keys && (k.numkeysAt > 0 || k.streams || k.optionsFrom > 0);
   resp::appendArrayHeader(out, 6);
   resp::appendBulk(out, spec.name);
   resp::appendInteger(out, spec.arity);
-  resp::appendSetHeader(out, 1, protocol_);
+  resp::appendSetHeader(out, movable ? 2 : 1, protocol_);
   resp::appendSimpleString(out, spec.write() ? "write" : "readonly");
-  resp::appendInteger(out, spec.keys.first);
-  resp::appendInteger(out, spec.keys.last);
-  resp::appendInteger(out, spec.keys.step);
+  if (movable) resp::appendSimpleString(out, "movablekeys");
+  resp::appendInteger(out, keys ? k.first : 0);
+  resp::appendInteger(out, keys ? k.last : 0);
+  resp::appendInteger(out, keys && k.first > 0 ? k.step : 0);
 }
 
 void RedisSession::cmdCommand(const CommandSpec&, const char* req) {
@@ -301,18 +353,28 @@ void RedisSession::cmdCommand(const CommandSpec&, const char* req) {
       if (s != nullptr && supported(*s)) appendCommandInfo(s_.bytes, *s);
       else resp::appendNullArray(s_.bytes, protocol_);
     }
+  } else if (sub == "getkeys" || sub == "getkeysandflags") {
+    if (argc() < 4) {
+      replyError("ERR wrong number of arguments for 'command|" + sub + "' command");
+      return;
+    }
+    const std::string error = getKeysReply(argc() - 2, [&](size_t i) { return arg(req, i + 2); },
+                                           sub == "getkeysandflags", protocol_, s_.keys, s_.bytes);
+    if (!error.empty()) {
+      replyError(error);
+      return;
+    }
   } else if (sub == "docs") {
-    // COMMAND DOCS [name ...]: for each supported command, how the proxy treats it (clients
-    // such as redis-cli use this for help text; unknown or refused names are left out, as
-    // Redis leaves out unknown ones).
+    // COMMAND DOCS [name ...]: for each command, how the proxy treats it (clients such as
+    // redis-cli use this for help text); a refused command says why. Unknown names are left
+    // out, as Redis leaves them out.
     std::vector<const CommandSpec*> docs;
     if (argc() == 2) {
-      for (const CommandSpec& c : table)
-        if (supported(c)) docs.push_back(&c);
+      for (const CommandSpec& c : table) docs.push_back(&c);
     } else {
       for (size_t i = 2; i < argc(); ++i) {
         const CommandSpec* c = findCommand(arg(req, i));
-        if (c != nullptr && supported(*c)) docs.push_back(c);
+        if (c != nullptr) docs.push_back(c);
       }
     }
     resp::appendMapHeader(s_.bytes, docs.size(), protocol_);
@@ -320,7 +382,10 @@ void RedisSession::cmdCommand(const CommandSpec&, const char* req) {
       resp::appendBulk(s_.bytes, c->name);
       resp::appendMapHeader(s_.bytes, 3, protocol_);
       resp::appendBulk(s_.bytes, "summary");
-      resp::appendBulk(s_.bytes, routeSummary(c->route));
+      std::string summary = routeSummary(c->route);
+      if (c->route == Route::Unsupported) summary += std::string(": ") + std::string(refusalReason(c->refusal));
+      else summary += checkSummary(c->check);
+      resp::appendBulk(s_.bytes, summary);
       resp::appendBulk(s_.bytes, "group");
       resp::appendBulk(s_.bytes, "ringproxy");
       resp::appendBulk(s_.bytes, "arity");

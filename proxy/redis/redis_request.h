@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/resp/resp_types.h"
 #include "proxy/runtime/request.h"
 
 namespace proxy {
@@ -29,11 +30,21 @@ struct RelayMerge {
 struct MgetMerge {
   std::vector<ReplySlot> slots;  // per key; empty when the request went whole to one owner
   uint32_t keyCount = 0;
+  // A large merge is streamed (Request::streamed): each key's element in its part's reply
+  // (length 0: the part failed, the key gets an error element) and how far it has been written.
+  std::vector<backends::resp::ByteSpan> elements;
+  uint32_t nextElement = 0;
+  bool headerWritten = false;
   void reset() {
     slots.clear();
     keyCount = 0;
+    elements.clear();
+    nextElement = 0;
+    headerWritten = false;
   }
-  size_t retainedBytes() const { return slots.capacity() * sizeof(ReplySlot); }
+  size_t retainedBytes() const {
+    return slots.capacity() * sizeof(ReplySlot) + elements.capacity() * sizeof(backends::resp::ByteSpan);
+  }
 };
 // DEL, UNLINK, EXISTS, TOUCH and DBSIZE: integer replies summed; any failure fails the whole.
 struct SumMerge {
@@ -144,6 +155,7 @@ class RedisRequest final : public RequestWith<RelayMerge, MgetMerge, SumMerge, M
   static Request* make() { return new RedisRequest(); }
 
   bool relays() const { return std::holds_alternative<RelayMerge>(merge); }
+  bool streamReply(backends::io::Buffer& out, size_t upTo) override;
   size_t releaseState() override {
     wholeReply = false;
     return RequestWith::releaseState();

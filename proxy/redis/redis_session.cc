@@ -19,6 +19,11 @@ namespace {
 
 std::atomic<uint64_t> gNextClientId{1};
 
+// An MGET whose parts hold more than this is streamed to the client rather than merged whole.
+constexpr size_t kStreamMergeBytes = 256 * 1024;
+// A reply relayed as it is and at least this large is streamed from the link's buffer.
+constexpr size_t kStreamRelayBytes = 1024 * 1024;
+
 bool parseInt64(std::string_view s, int64_t& v) {
   if (s.empty()) return false;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -161,7 +166,7 @@ void RedisSession::dispatch(char* req) {
     return;
   }
   if (route->previousRing != nullptr && spec->route != Route::Unsupported &&
-      (spec->keys.first > 0 || spec->keys.numkeysAt > 0 || spec->keys.streams)) {
+      commandHasKeys(*spec)) {
     // A transition: keys whose owner changed are brought to their new owner first.
     if (premigrated_) {
       premigrated_ = false;
@@ -202,9 +207,8 @@ void RedisSession::onRoutingChanged() {
   if (rare_->pubsub && rare_->pubsub->subscribed()) pubsubRoutingChanged();
 }
 
-void RedisSession::cmdRefused(const CommandSpec& spec, const char*) {
-  replyError("ERR ringproxy does not support '" + std::string(spec.name) + "': " +
-             std::string(refusalReason(spec.refusal)));
+void RedisSession::cmdRefused(const CommandSpec& spec, const char* req) {
+  replyError("ERR " + refusalOf(spec, argc(), [&](size_t i) { return arg(req, i); }));
 }
 
 backends::upstream::UpstreamLink& RedisSession::linkFor(uint32_t backend) {
@@ -397,6 +401,15 @@ void RedisSession::cmdInfo(const CommandSpec&, const char* req) {
 }
 
 bool RedisSession::singleOwner(const CommandSpec& spec, const char* req, uint32_t& owner) {
+  // Forms of a routed command that act beyond its keys (SORT BY weight_*, MEMORY DOCTOR) are
+  // refused here, where every path that routes by keys passes, MULTI's queue included.
+  if (spec.check != ArgCheck::None) {
+    const std::string why = refusalOf(spec, argc(), [&](size_t i) { return arg(req, i); });
+    if (!why.empty()) {
+      replyError("ERR " + why);
+      return false;
+    }
+  }
   // Most commands have exactly one key, the first argument (GET, SET, HSET, ...): route it
   // without building a key list.
   if (spec.keys.first == 1 && spec.keys.last == 1 && spec.keys.numkeysAt == 0 && spec.keys.optionsFrom == 0 &&
@@ -410,8 +423,7 @@ bool RedisSession::singleOwner(const CommandSpec& spec, const char* req, uint32_
     return false;
   }
   if (s_.keys.empty()) {
-    replyError("ERR ringproxy cannot route '" + std::string(spec.name) +
-               "' without a key: numkeys must be at least 1 so the proxy knows which server runs it");
+    replyError("ERR " + keylessRefusal(spec));
     return false;
   }
   const Placement& pl = host_.placement(pool());
@@ -438,26 +450,6 @@ void RedisSession::forwardKeyed(const CommandSpec& spec, const char* req) {
     return;
   }
   enqueue(r);
-}
-
-void RedisSession::cmdSort(const CommandSpec& spec, const char* req) {
-  // BY and GET patterns with '*' read other keys (weight_*, object_*->field), which may live
-  // on other servers: refused rather than sorted against keys the owner does not hold.
-  for (size_t i = 2; i + 1 < argc(); ++i) {
-    const std::string opt = asciiLower(arg(req, i));
-    if (opt == "limit") {
-      i += 2;
-      continue;
-    }
-    if ((opt == "by" || opt == "get") && arg(req, i + 1).find('*') != std::string_view::npos) {
-      replyError("ERR ringproxy does not support SORT with " + std::string(arg(req, i)) + " " +
-                 std::string(arg(req, i + 1)) +
-                 ": the pattern reads other keys, which may live on other servers (BY nosort and GET # work)");
-      return;
-    }
-    if (opt == "by" || opt == "get" || opt == "store") ++i;
-  }
-  forwardKeyed(spec, req);
 }
 
 void RedisSession::appendEncodedArg(std::string& out, const char* req, size_t i) {
@@ -549,6 +541,12 @@ void RedisSession::fanout(const CommandSpec& spec, const char* req) {
 void RedisSession::onFragmentReply(Request& base, uint32_t fragment, const char* data, size_t len, bool isError) {
   auto& r = static_cast<RedisRequest&>(base);
   if (r.relays() || (r.wholeReply && !isError)) {
+    if (!r.fragment(fragment).large.empty()) {  // handed over: streamed from where it is, never copied
+      r.streamed = true;
+      r.waiting = 0;
+      complete(r);
+      return;
+    }
     relayReply(r, data, len);
     return;
   }
@@ -569,11 +567,23 @@ void RedisSession::onFragmentReply(Request& base, uint32_t fragment, const char*
     } else if (r.error.empty()) {
       r.error = "ERR unexpected reply from backend";
     }
-  } else if (r.as<MsetMerge>() == nullptr) {
+  } else if (r.as<MsetMerge>() == nullptr && f.large.empty()) {
     f.reply.assign(data, len);  // MGET, INFO, EXEC: merged once every part is in
   }
   if (r.fragmentSettled()) fragmentsDone(r);
   else r.accountHeldBytes();  // the parts that came, kept until the others do
+}
+
+bool RedisSession::keepsFragmentReply(Request& base, uint32_t, size_t len, bool isError) {
+  // A large reply is handed over rather than copied while the other parts come (MGET parts),
+  // or, when very large, to be streamed to the client from where it is (a relay): a reading
+  // client then never waits behind a copy of it, nor is cut off for the copy's size. Smaller
+  // relays are copied as before (a client that stops reading them is let go at once).
+  // Errors are short.
+  auto& r = static_cast<RedisRequest&>(base);
+  if (isError) return false;
+  if (r.as<MgetMerge>() != nullptr && !r.wholeReply) return true;
+  return len >= kStreamRelayBytes && (r.relays() || r.wholeReply);
 }
 
 void RedisSession::onFragmentFailure(Request& base, uint32_t fragment, std::string_view why) {
@@ -622,7 +632,7 @@ void RedisSession::fragmentsDone(RedisRequest& r) {
   complete(r);
 }
 
-void RedisSession::mergeMget(RedisRequest& r, const MgetMerge& m) {
+void RedisSession::mergeMget(RedisRequest& r, MgetMerge& m) {
   // Each shard answered an array for its keys; put the elements back in the client's order.
   // A failed shard's keys get per-key error elements, so the other keys still arrive. A
   // request sent whole comes here only when its one reply is an error or a failure.
@@ -639,9 +649,30 @@ void RedisSession::mergeMget(RedisRequest& r, const MgetMerge& m) {
     Fragment& frag = r.fragment(f);
     s_.elementSpans[f].clear();
     if (frag.failed) continue;
-    if (resp::splitAggregate(frag.reply.data(), frag.reply.size(), s_.elementSpans[f]) != ParseStatus::Complete) {
+    const std::string_view part = frag.bytes();
+    if (resp::splitAggregate(part.data(), part.size(), s_.elementSpans[f]) != ParseStatus::Complete) {
       frag.failed = true;
     }
+  }
+  size_t parts = 0;
+  for (uint32_t f = 0; f < frags; ++f) parts += r.fragment(f).bytes().size();
+  if (parts > kStreamMergeBytes) {
+    // Large: written a piece at a time from the parts as the client takes it (streamReply),
+    // instead of a whole merged copy here and another in the output buffer.
+    m.elements.clear();
+    m.elements.reserve(m.slots.size());
+    for (const ReplySlot& slot : m.slots) {
+      const auto& spans = s_.elementSpans[slot.fragment];
+      const bool missing = r.fragment(slot.fragment).failed || slot.position >= spans.size();
+      m.elements.push_back(missing ? resp::ByteSpan{} : spans[slot.position]);
+    }
+    m.nextElement = 0;
+    m.headerWritten = false;
+    if (r.error.empty() && std::find_if(m.elements.begin(), m.elements.end(),
+                                        [](const resp::ByteSpan& e) { return e.length == 0; }) != m.elements.end())
+      r.error = failure;
+    r.streamed = true;
+    return;
   }
   resp::appendArrayHeader(r.reply, m.slots.size());
   for (const ReplySlot& slot : m.slots) {
@@ -652,8 +683,33 @@ void RedisSession::mergeMget(RedisRequest& r, const MgetMerge& m) {
       continue;
     }
     const resp::ByteSpan sp = spans[slot.position];
-    r.reply.append(frag.reply, sp.offset, sp.length);
+    r.reply.append(frag.bytes().data() + sp.offset, sp.length);
   }
+}
+
+bool RedisRequest::streamReply(backends::io::Buffer& out, size_t upTo) {
+  MgetMerge* m = as<MgetMerge>();
+  if (m == nullptr || m->elements.empty()) return Request::streamReply(out, upTo);  // a relay
+  const size_t start = out.readableSize();
+  std::string header;
+  if (!m->headerWritten) {
+    resp::appendArrayHeader(header, m->elements.size());
+    out.append(header.data(), header.size());
+    m->headerWritten = true;
+  }
+  while (m->nextElement < m->elements.size() && out.readableSize() - start < upTo) {
+    const resp::ByteSpan e = m->elements[m->nextElement];
+    const uint32_t fragmentIndex = m->slots[m->nextElement].fragment;
+    ++m->nextElement;
+    if (e.length == 0) {
+      header.clear();
+      resp::appendError(header, error);
+      out.append(header.data(), header.size());
+    } else {
+      out.append(fragment(fragmentIndex).bytes().data() + e.offset, e.length);
+    }
+  }
+  return m->nextElement == m->elements.size();
 }
 
 }  // namespace proxy

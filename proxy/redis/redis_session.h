@@ -64,8 +64,6 @@ class RedisSession final : public ClientSession {
   void cmdRandomkey(const CommandSpec& spec, const char* req);
   void cmdScan(const CommandSpec& spec, const char* req);
   void cmdFunction(const CommandSpec& spec, const char* req);
-  void cmdMemory(const CommandSpec& spec, const char* req);
-  void cmdSort(const CommandSpec& spec, const char* req);
   // Replies of kPure commands (PureReply), also computed for commands queued in MULTI.
   bool pingReply(const char* req, std::string& out);
   bool echoReply(const char* req, std::string& out);
@@ -92,11 +90,12 @@ class RedisSession final : public ClientSession {
   void dispatch(char* req);
   void onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) override;
   void onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) override;
+  bool keepsFragmentReply(Request& r, uint32_t fragment, size_t len, bool isError) override;
 
   RedisRequest* newRedisRequest() { return static_cast<RedisRequest*>(newRequest()); }
   // Every fragment of `r` has settled: merge by its kind, then complete it.
   void fragmentsDone(RedisRequest& r);
-  void mergeMget(RedisRequest& r, const MgetMerge& m);
+  void mergeMget(RedisRequest& r, MgetMerge& m);
   void mergeInfo(RedisRequest& r, const InfoMerge& m);
   void mergeExec(RedisRequest& r, const ExecMerge& m);
   void mergeEveryBackend(RedisRequest& r, const EveryBackendMerge& m);

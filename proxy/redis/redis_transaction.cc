@@ -66,7 +66,7 @@ void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
   Queued q;
   switch (spec.route) {
     case Route::Unsupported:
-      abortMulti("ERR ringproxy does not support '" + std::string(spec.name) + "'");
+      abortMulti("ERR " + refusalOf(spec, argc(), [&](size_t i) { return arg(req, i); }));
       return;
     case Route::Local:
       if (!spec.has(kPure) || !(this->*spec.pure)(req, q.bytes)) {

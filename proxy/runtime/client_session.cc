@@ -23,6 +23,8 @@ constexpr size_t kMinRead = 4 * 1024;
 constexpr size_t kMaxRead = 256 * 1024;
 // Over --max-buffered-bytes, a non-reading client holding more unread replies than this is let go.
 constexpr size_t kShedOutputBytes = 1024 * 1024;
+// A streamed reply is made a piece of this size at a time, each written before the next.
+constexpr size_t kStreamPiece = 256 * 1024;
 }  // namespace
 
 ClientSession::ClientSession(SessionHost& host, RequestPool& requests, size_t pool)
@@ -245,14 +247,23 @@ void ClientSession::appendOutput(const char* p, size_t n) {
 
 void ClientSession::writeOutOfBand(const char* p, size_t n) {
   if (phase_ == Phase::Closed) return;
-  appendOutput(p, n);
+  size_t waiting = 0;
+  if (streaming_) {  // never inside a reply: after the streamed one is written
+    if (!heldPushes_) heldPushes_ = std::make_unique<std::string>();
+    heldPushes_->append(p, n);
+    waiting = heldPushes_->size() + out_.readableSize();
+  } else {
+    appendOutput(p, n);
+    waiting = out_.readableSize();
+  }
   const PoolRoute* route = poolRoute();
   const uint64_t limit = route != nullptr ? route->config.maxClientOutputBytes : 64ull << 20;
-  if (fault_ == OutputFault::None && out_.readableSize() > limit) {
+  if (fault_ == OutputFault::None && waiting > limit) {
     fault_ = OutputFault::Shed;
     stats_->limitErrors++;
-    LOG_NOTICE("closing a subscriber that left %zu bytes of messages unread (max_client_output_bytes %llu)",
-               out_.readableSize(), static_cast<unsigned long long>(limit));
+    LOG_NOTICE("closing a subscriber that left %zu bytes of messages unread (max_client_output_bytes %llu)", waiting,
+               static_cast<unsigned long long>(limit));
+    host_.flusher().schedule(this);
   }
 }
 
@@ -295,7 +306,11 @@ void ClientSession::replyHead(const char* p, size_t n) {
 
 void ClientSession::drainCompleted() {
   while (head_ != nullptr && head_->complete) {
-    appendOutput(head_->reply.data(), head_->reply.size());
+    if (!head_->streamed) {
+      appendOutput(head_->reply.data(), head_->reply.size());
+    } else if (!streamHead()) {
+      return;  // the rest once the client has taken this piece (flushNow)
+    }
     popHead();
   }
   if (phase_ != Phase::Open) {
@@ -304,6 +319,53 @@ void ClientSession::drainCompleted() {
     hold_ = InputHold::BackPressure;  // resume as after back-pressure: buffered input first
     maybeResume();
   }
+}
+
+bool ClientSession::streamHead() {
+  // Each piece goes to the socket before the next is made, so while the client reads, a
+  // merged reply of any size costs at most about one piece beyond the shards' parts. A client
+  // that stops reading holds only those parts (counted against --max-buffered-bytes), and the
+  // sweep lets it go if it stalls while the process is over its limit (shedIfStalled).
+  Request& r = *head_;
+  const uint64_t now = uv_now(host_.loop());
+  if (!streaming_) {
+    streaming_ = true;
+    r.streamProgressMs = now;
+    r.accountHeldBytes();
+  }
+  bool done = false;
+  while (!done && fault_ == OutputFault::None) {
+    if (out_.readableSize() >= kStreamPiece) {
+      const size_t before = out_.readableSize();
+      writeSome();
+      if (out_.readableSize() < before) {
+        r.streamProgressMs = now;
+        lastActiveMs_ = now;
+      }
+      if (out_.readableSize() >= kStreamPiece) return false;  // writable wakes flushNow
+    }
+    done = r.streamReply(out_, kStreamPiece);
+    host_.flusher().schedule(this);  // the turn's write takes what is left of the piece
+  }
+  // Written whole, or undeliverable (the socket is dead or the client was let go): either
+  // way this reply is over.
+  streaming_ = false;
+  if (heldPushes_ && !heldPushes_->empty()) {
+    appendOutput(heldPushes_->data(), heldPushes_->size());
+    heldPushes_.reset();
+  }
+  return true;
+}
+
+bool ClientSession::shedIfStalled(uint64_t nowMs, uint64_t stallMs) {
+  if (!streaming_ || phase_ == Phase::Closed || fault_ != OutputFault::None || head_ == nullptr ||
+      nowMs - head_->streamProgressMs < stallMs)
+    return false;
+  stats_->limitErrors++;
+  LOG_NOTICE("closing a client that took nothing of a large reply for %llu ms while over --max-buffered-bytes",
+             static_cast<unsigned long long>(nowMs - head_->streamProgressMs));
+  closeNow();
+  return true;
 }
 
 void ClientSession::writeSome() {
@@ -340,6 +402,12 @@ void ClientSession::flushNow() {
   // when the socket becomes writable again).
   if (phase_ == Phase::Closed) return;
   if (fault_ == OutputFault::None) writeSome();
+  if (streaming_ && out_.empty() && fault_ == OutputFault::None) {
+    head_->streamProgressMs = uv_now(host_.loop());  // the client took the last piece
+    drainCompleted();  // the next pieces of a streamed reply, and the replies behind it
+    if (phase_ == Phase::Closed) return;
+    if (fault_ == OutputFault::None) writeSome();
+  }
   if (fault_ != OutputFault::None) {
     stats_->clientErr++;
     closeNow();

@@ -32,6 +32,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -59,6 +60,9 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   // client_idle_timeout: closes the session if it has had nothing in flight and no input for
   // `timeoutMs`. Returns true when it closed.
   bool closeIfIdle(uint64_t nowMs, uint64_t timeoutMs);
+  // While the process is over --max-buffered-bytes: a client that has taken nothing of a
+  // streamed reply for `stallMs` holds memory it will not read, and is let go (counted).
+  bool shedIfStalled(uint64_t nowMs, uint64_t stallMs);
 
   // A reload renumbered the pools: `remap[old]` is this session's new pool index, or
   // kNoPool when its pool is gone (the session then finishes what is in flight and closes).
@@ -179,6 +183,9 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   void maybeResume();
   void maybeFinishClose();
   void drainCompleted();
+  // Writes the head's streamed reply a piece at a time; false while the client has not taken
+  // the last piece yet (flushNow resumes it), true once all of it is written (or undeliverable).
+  bool streamHead();
   static void onPollCb(uv_poll_t* h, int status, int events);
   static void onCloseCb(uv_handle_t* h);
 
@@ -199,6 +206,10 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   OutputFault fault_ = OutputFault::None;
   bool writeBlocked_ = false;  // the kernel's buffer was full: waiting for writable
   uint8_t polled_ = 0;         // the events poll_ watches now
+  bool streaming_ = false;     // the head's streamed reply is partly written
+  // Out-of-band frames (RESP3 pushes) that arrived while a streamed reply was partly written:
+  // they go out after it, never inside it.
+  std::unique_ptr<std::string> heldPushes_;
 };
 
 }  // namespace proxy

@@ -23,7 +23,18 @@ class Frontend {
   virtual ~Frontend() = default;
   // A new session for a client accepted on pool `pool` of `host` (not started yet).
   virtual ClientSession* newSession(SessionHost& host, size_t pool) = 0;
+  // Frees scratch space a burst left large (a 100 MiB MSET split, a 60 MiB ECHO), so the
+  // process's memory returns to its baseline afterwards. Called by the worker once a second,
+  // off the request path.
+  virtual void trimScratch() {}
 };
+
+// Frees `v`'s storage when it holds more than `bytes` of capacity (keeps it otherwise: steady
+// traffic reuses it without allocating).
+template <typename V>
+void releaseIfOver(V& v, size_t bytes) {
+  if (v.capacity() * sizeof(typename V::value_type) > bytes) V().swap(v);
+}
 
 using FrontendFactory = std::unique_ptr<Frontend> (*)(config::Protocol protocol);
 

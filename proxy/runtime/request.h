@@ -14,12 +14,14 @@
 // owed (the upstream link then drops those replies) before the request is freed.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
 
+#include "backends/io/buffer.h"
 #include "backends/io/debug_assert.h"
 #include "backends/io/memory_budget.h"
 #include "backends/upstream/upstream_link.h"
@@ -33,6 +35,15 @@ class RequestOwner {
  public:
   virtual void onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) = 0;
   virtual void onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) = 0;
+  // Whether the owner keeps this fragment's reply until the request is merged: then a large
+  // one is handed over (Fragment::large) rather than copied, and onFragmentReply gets its bytes.
+  virtual bool keepsFragmentReply(Request& r, uint32_t fragment, size_t len, bool isError) {
+    (void)r;
+    (void)fragment;
+    (void)len;
+    (void)isError;
+    return false;
+  }
 
  protected:
   ~RequestOwner() = default;
@@ -43,7 +54,11 @@ struct Fragment {
   uint64_t seq = 0;
   uint32_t backend = 0;  // snapshot backend index this fragment went to
   std::string reply;     // the reply, kept until the whole request can be merged
+  backends::io::Buffer large;  // ... or a large reply the link handed over instead of copying
   bool failed = false;
+  std::string_view bytes() const {
+    return large.empty() ? std::string_view(reply) : std::string_view(large.readable(), large.readableSize());
+  }
 };
 
 class Request : public backends::upstream::ReplySink {
@@ -71,6 +86,9 @@ class Request : public backends::upstream::ReplySink {
     reply.clear();
     error.clear();
     extraHeldBytes = 0;
+    streamed = false;
+    streamProgressMs = 0;
+    streamOffset = 0;
   }
   // The protocol's merge state is made fresh (keeping capacity); returns the heap bytes that
   // state keeps between uses, so the pool can drop requests that grew large.
@@ -92,6 +110,11 @@ class Request : public backends::upstream::ReplySink {
       accounted_ = held;
     }
   }
+  // Frees the large replies links handed over (they are never kept for reuse).
+  void releaseLargeReplies() {
+    for (uint32_t i = 0; i < used_; ++i)
+      if (fragment(i).large.capacity() != 0) fragment(i).large = backends::io::Buffer();
+  }
   void releaseHeldBytes() {
     if (accounted_ != 0) backends::io::accountBuffer(-accounted_);
     accounted_ = 0;
@@ -103,12 +126,36 @@ class Request : public backends::upstream::ReplySink {
     f.link = nullptr;
     owner_->onFragmentReply(*this, static_cast<uint32_t>(cookie), data, len, isError);
   }
+  bool keepsReply(uint64_t cookie, size_t len, bool isError) final {
+    return owner_->keepsFragmentReply(*this, static_cast<uint32_t>(cookie), len, isError);
+  }
+  void takeReply(uint64_t cookie, backends::io::Buffer&& bytes, bool isError) final {
+    Fragment& f = fragment(static_cast<uint32_t>(cookie));
+    DEBUG_ASSERT(f.link != nullptr);
+    f.link = nullptr;
+    f.large = std::move(bytes);
+    owner_->onFragmentReply(*this, static_cast<uint32_t>(cookie), f.large.readable(), f.large.readableSize(), isError);
+  }
   void onFailure(uint64_t cookie, std::string_view why) final {
     Fragment& f = fragment(static_cast<uint32_t>(cookie));
     DEBUG_ASSERT(f.link != nullptr);
     f.link = nullptr;
     f.failed = true;
     owner_->onFragmentFailure(*this, static_cast<uint32_t>(cookie), why);
+  }
+
+  // A reply too large to build whole (a fan-out MGET of large values) is `streamed`: instead of
+  // holding it in `reply`, the session asks for it a piece at a time as the client takes it,
+  // so the proxy keeps the shards' parts and at most about a piece of the merged copy.
+  // Appends the next piece (about `upTo` bytes, at least one element) to `out`; true once the
+  // whole reply has been appended.
+  // By default the streamed reply is the first fragment's large reply, relayed as it is.
+  virtual bool streamReply(backends::io::Buffer& out, size_t upTo) {
+    const std::string_view whole = first_.bytes();
+    const size_t n = std::min(upTo, whole.size() - streamOffset);
+    out.append(whole.data() + streamOffset, n);
+    streamOffset += n;
+    return streamOffset == whole.size();
   }
 
   // Forget every reply still owed (the client is gone).
@@ -146,6 +193,9 @@ class Request : public backends::upstream::ReplySink {
   std::string reply;        // the final reply bytes, when not written straight through
   std::string error;        // first failure among the fragments
   int64_t extraHeldBytes = 0;  // reply bytes the protocol's merge state holds (EXEC's local replies)
+  bool streamed = false;       // the reply comes from streamReply(), not `reply`
+  uint64_t streamProgressMs = 0;  // streamed: when the client last took a piece (stall check)
+  size_t streamOffset = 0;        // streamed relay: bytes of the reply already written
 
  private:
   RequestOwner* owner_ = nullptr;
@@ -210,6 +260,7 @@ class RequestPool {
   }
   void put(Request* r) {
     r->releaseHeldBytes();
+    r->releaseLargeReplies();
     const size_t stateBytes = r->releaseState();
     if (free_.size() >= kMaxFree || r->retainedBytes() + stateBytes > kMaxRetained) {
       delete r;

@@ -56,7 +56,7 @@ std::shared_ptr<const RoutingSnapshot> RoutingSnapshot::build(const config::Topo
   snap->file = topology.file;
   std::map<std::string, uint32_t> byKey;
   for (const config::Pool& pool : topology.pools) {
-    PoolRoute route{pool, ring::Ring(pool.ringSpec()), {}, nullptr};
+    PoolRoute route{pool, ring::Ring(pool.ringSpec()), {}, nullptr, nullptr, {}};
     if (previous != nullptr)
       for (const PoolRoute& old : previous->pools)
         if (old.config.name == pool.name) route.gauges = old.gauges;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "backends/io/memory_budget.h"
 #include "backends/memcache/memcache_reply_framer.h"
 #include "backends/resp/resp_reply_framer.h"
 #include "proxy/runtime/client_directory.h"
@@ -38,6 +39,11 @@ struct Worker::Listener {
 };
 
 namespace {
+
+// A client that has taken nothing of a streamed reply for this long, while the process is over
+// --max-buffered-bytes, is let go: long enough for a slow reader's next read, short enough
+// that one stalled client does not hold the whole process over its limit for long.
+constexpr uint64_t kStreamStallMs = 2000;
 
 std::unique_ptr<up::ReplyFramer> makeRespFramer() { return std::make_unique<backends::resp::RespReplyFramer>(); }
 std::unique_ptr<up::ReplyFramer> makeMemcacheFramer() {
@@ -398,12 +404,19 @@ void Worker::sweepIdleClients() {
   bool any = false;
   for (const PoolRoute& p : snapshot_->pools) any = any || p.config.clientIdleTimeoutMs > 0;
   const bool kills = ClientDirectory::instance().killsPending();  // CLIENT KILL from another worker
-  if (!any && !kills) return;
+  const bool over = backends::io::overBufferLimit();  // let go of clients stalled on a large reply
+  for (auto& f : frontends_)
+    if (f) f->trimScratch();
+  if (!any && !kills && !over) return;
   const uint64_t now = uv_now(&loop_);
   for (ClientSession* s = sessions_; s != nullptr;) {
     ClientSession* next = s->listNext;
     if (kills && s->takeKill()) {
       s->closeNow();
+      s = next;
+      continue;
+    }
+    if (over && s->shedIfStalled(now, kStreamStallMs)) {
       s = next;
       continue;
     }

@@ -86,7 +86,17 @@ class FakeLink final : public backends::upstream::UpstreamLink {
     if (owed.empty()) return false;
     Sent s = owed.front();
     owed.pop_front();
-    if (!s.cancelled && s.sink != nullptr) s.sink->onReply(s.cookie, reply.data(), reply.size(), isError);
+    if (s.cancelled || s.sink == nullptr) return true;
+    // As UpstreamConn does: a large reply the sink keeps is handed over, not copied.
+    if (reply.size() >= backends::upstream::ReplySink::kHandOverBytes &&
+        s.sink->keepsReply(s.cookie, reply.size(), isError)) {
+      backends::io::Buffer whole;
+      whole.append(reply.data(), reply.size());
+      handedOver++;
+      s.sink->takeReply(s.cookie, std::move(whole), isError);
+      return true;
+    }
+    s.sink->onReply(s.cookie, reply.data(), reply.size(), isError);
     return true;
   }
   // Fails every request owed, as a broken connection does.
@@ -107,6 +117,7 @@ class FakeLink final : public backends::upstream::UpstreamLink {
   bool closed = false;
   bool hardClosed = false;
   int cancels = 0;
+  int handedOver = 0;  // large replies given to their sink whole (takeReply)
   int replyTimeoutMs = -2;  // what setReplyTimeout last set (-2: never called)
   backends::upstream::ReplySink* pushSink = nullptr;  // set for subscriber links
 

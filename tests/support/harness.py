@@ -159,6 +159,11 @@ def start_nutcracker(config_path, listen_port, stats_port=None):
 
 
 def start_ringproxy(config_path, listen_port, extra=()):
+    # ringproxy opens twemproxy's stats port (22222) unless told otherwise, and a port it cannot
+    # bind stops it at start: tests that do not ask for one run without it, so that tests
+    # running side by side never compete for 22222.
+    if not any(a in ("-s", "--stats-port") or str(a).startswith("--stats-port=") for a in extra):
+        extra = ["-s", "0", *extra]
     argv = [binary("ringproxy"), "-c", config_path, *extra]
     return Proc(argv, listen_port, f"ringproxy-{listen_port}").wait_port()
 
