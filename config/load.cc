@@ -961,6 +961,29 @@ bool loadTopologyText(const std::string& text, const std::string& file, Topology
   }
 }
 
+namespace {
+
+// What a path that is not a regular file is, for the error message.
+const char* notRegularKind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+
+std::string sizeLimitText() {
+  return "a config file may hold at most " + std::to_string(kMaxConfigBytes) + " bytes (8 MiB)";
+}
+
+}  // namespace
+
+// The control thread reads the file on every reload, so nothing here may wait: a FIFO would
+// block open() and read() until a writer came, and /dev/zero (or a symlink to it) would fill
+// memory forever. So the path is stat'ed and refused unless it is a regular file of bounded
+// size; it is then opened with O_NONBLOCK (a FIFO swapped in after the stat cannot block the
+// open) and checked again on the open descriptor, which is what is actually read.
 bool readConfigFile(const std::string& path, std::string& text, LoadError& error) {
   error = LoadError{};
   text.clear();
@@ -969,34 +992,48 @@ bool readConfigFile(const std::string& path, std::string& text, LoadError& error
     error.message = std::move(message);
     return false;
   };
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(std::string("cannot open: ") + std::strerror(errno));
+  auto check = [&](const struct stat& st) -> bool {
+    if (!S_ISREG(st.st_mode))
+      return fail(std::string("is ") + notRegularKind(st.st_mode) + ", not a regular file; refusing to read it");
+    if (st.st_size > kMaxConfigBytes)
+      return fail("is " + std::to_string(static_cast<long long>(st.st_size)) + " bytes; " + sizeLimitText());
+    return true;
+  };
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
+  if (::stat(path.c_str(), &st) != 0) return fail(std::string("cannot open: ") + std::strerror(errno));
+  if (!check(st)) return false;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return fail(std::string("cannot open: ") + std::strerror(errno));
+  auto closeAndFail = [&](std::string message) {
     ::close(fd);
-    return fail(std::string("cannot read: ") + std::strerror(err));
-  }
-  if (S_ISDIR(st.st_mode)) {
+    return fail(std::move(message));
+  };
+  if (::fstat(fd, &st) != 0) return closeAndFail(std::string("cannot read: ") + std::strerror(errno));
+  if (!check(st)) {
     ::close(fd);
-    return fail("is a directory, not a config file");
+    return false;
   }
   try {
+    text.reserve(static_cast<size_t>(st.st_size));
     char buffer[16384];
     for (;;) {
       const ssize_t n = ::read(fd, buffer, sizeof buffer);
       if (n == 0) break;
       if (n < 0) {
         if (errno == EINTR) continue;
-        const int err = errno;
-        ::close(fd);
-        return fail(std::string("cannot read: ") + std::strerror(err));
+        return closeAndFail(std::string("cannot read: ") + std::strerror(errno));
       }
       text.append(buffer, static_cast<size_t>(n));
+      // The file may grow while it is read (a writer still at work): the limit holds anyway.
+      if (text.size() > static_cast<size_t>(kMaxConfigBytes)) {
+        text.clear();
+        return closeAndFail("grew past " + std::to_string(kMaxConfigBytes) + " bytes while being read; " +
+                            sizeLimitText());
+      }
     }
   } catch (const std::exception& e) {
-    ::close(fd);
-    return fail(std::string("cannot read: ") + e.what());
+    text.clear();
+    return closeAndFail(std::string("cannot read: ") + e.what());
   }
   ::close(fd);
   return true;

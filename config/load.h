@@ -24,8 +24,13 @@ struct LoadError {
 // Reads and validates a file. Returns false and fills `error` on any problem.
 [[nodiscard]] bool loadTopologyFile(const std::string& path, Topology& out, LoadError& error);
 
+// The largest config file read. A nutcracker.yml with thousands of servers is well under
+// 1 MiB; anything bigger is a mistake (a log, a dump) that would only cost memory and time.
+constexpr long long kMaxConfigBytes = 8LL << 20;
+
 // Reads the whole file into `text` (what loadTopologyFile reads): false and `error` (file,
-// no line) if it cannot be read or is a directory.
+// no line) if it cannot be read, is not a regular file (directory, FIFO, device, socket; a
+// symlink counts as what it points to) or is larger than kMaxConfigBytes. Never blocks.
 [[nodiscard]] bool readConfigFile(const std::string& path, std::string& text, LoadError& error);
 
 // Same as loadTopologyFile, from text already in memory; `file` is used in messages only.

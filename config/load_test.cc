@@ -3,7 +3,15 @@
 #include "config/load.h"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <future>
 
 #include <filesystem>
 #include <fstream>
@@ -669,6 +677,107 @@ TEST_CASE("unreadable files") {
   CHECK_FALSE(config::loadTopologyFile(bad, topo, error));
   CHECK(error.str().starts_with(bad + ":3: p.hash: "));
   std::filesystem::remove(bad);
+}
+
+// A scratch directory for files the reader must refuse, removed with everything in it.
+struct ScratchDir {
+  std::filesystem::path dir;
+  ScratchDir() {
+    dir = std::filesystem::temp_directory_path() / ("ringproxy_load_test_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+  }
+  ~ScratchDir() { std::filesystem::remove_all(dir); }
+  std::string path(const char* name) const { return (dir / name).string(); }
+};
+
+TEST_CASE("a FIFO is refused at once, without waiting for a writer") {
+  ScratchDir scratch;
+  const std::string fifo = scratch.path("config.yml");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  auto reading = std::async(std::launch::async, [&] {
+    std::string text;
+    LoadError error;
+    const bool ok = config::readConfigFile(fifo, text, error);
+    return std::make_pair(ok, error);
+  });
+  if (reading.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    FAIL_CHECK("readConfigFile blocked on a FIFO");
+    // Release the blocked reader: a writer that opens and closes gives it end-of-file.
+    const int w = ::open(fifo.c_str(), O_WRONLY);
+    if (w >= 0) ::close(w);
+  }
+  const auto [ok, error] = reading.get();
+  CHECK_FALSE(ok);
+  CHECK(error.file == fifo);
+  CHECK(error.message.find("FIFO") != std::string::npos);
+  CHECK(error.str().starts_with(fifo + ": is a FIFO"));
+
+  Topology topo;
+  LoadError again;
+  CHECK_FALSE(config::loadTopologyFile(fifo, topo, again));
+  CHECK(again.message.find("not a regular file") != std::string::npos);
+}
+
+TEST_CASE("devices are refused, also through a symlink") {
+  ScratchDir scratch;
+  const std::string link = scratch.path("nutcracker.yml");
+  std::filesystem::create_symlink("/dev/zero", link);
+  std::string text;
+  LoadError error;
+  // Without the check this reads /dev/zero until memory runs out.
+  CHECK_FALSE(config::readConfigFile(link, text, error));
+  CHECK(error.file == link);
+  CHECK(error.message.find("character device") != std::string::npos);
+  CHECK(text.empty());
+
+  // /dev/null would read as an empty file: an empty config is not what anyone meant.
+  CHECK_FALSE(config::readConfigFile("/dev/null", text, error));
+  CHECK(error.message.find("character device") != std::string::npos);
+
+  // A symlink to a regular file is fine (config managers deploy that way).
+  const std::string real = scratch.path("real.yml");
+  std::ofstream(real) << pool();
+  const std::string good = scratch.path("good.yml");
+  std::filesystem::create_symlink(real, good);
+  Topology topo;
+  CHECK(config::loadTopologyFile(good, topo, error));
+}
+
+TEST_CASE("a unix socket path is refused") {
+  ScratchDir scratch;
+  const std::string path = scratch.path("sock.yml");
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  REQUIRE(path.size() < sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size());
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  std::string text;
+  LoadError error;
+  CHECK_FALSE(config::readConfigFile(path, text, error));
+  CHECK(error.message.find("socket") != std::string::npos);
+  ::close(fd);
+}
+
+TEST_CASE("files above the size limit are refused before they are read") {
+  ScratchDir scratch;
+  const std::string big = scratch.path("big.yml");
+  std::ofstream(big).close();
+  std::filesystem::resize_file(big, config::kMaxConfigBytes + 1);  // sparse: costs no disk
+  std::string text;
+  LoadError error;
+  CHECK_FALSE(config::readConfigFile(big, text, error));
+  CHECK(error.file == big);
+  CHECK(error.message.find(std::to_string(config::kMaxConfigBytes + 1) + " bytes") != std::string::npos);
+  CHECK(error.message.find("8 MiB") != std::string::npos);
+  CHECK(text.empty());
+
+  // Exactly at the limit is read whole.
+  std::filesystem::resize_file(big, config::kMaxConfigBytes);
+  CHECK(config::readConfigFile(big, text, error));
+  CHECK(text.size() == static_cast<size_t>(config::kMaxConfigBytes));
 }
 
 TEST_CASE("a failed load leaves the output untouched") {

@@ -1,6 +1,8 @@
 // ringproxy: the program. Parses the command line (twemproxy's flags plus ours), loads and
-// validates the config, opens the listening sockets, starts the workers, and then waits on
-// the control loop for signals: SIGTERM/SIGINT stop (finishing in-flight work, bounded).
+// validates the config, daemonizes (-d), starts the signal thread, opens every listener
+// (pools, stats, admin: any that fails ends start-up with its reason and exit 1), starts the
+// workers, and only then reports itself running (pid file, the -d parent exits 0). Then the
+// control loop serves until SIGTERM/SIGINT (see signal_thread.h for every signal).
 #include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -19,6 +21,9 @@
 #include "backends/io/memory_budget.h"
 #include "config/load.h"
 #include "proxy/control/control.h"
+#include "proxy/control/crash_trace.h"
+#include "proxy/control/daemonize.h"
+#include "proxy/control/signal_thread.h"
 #include "proxy/runtime/log.h"
 
 #ifndef RINGPROXY_VERSION
@@ -131,6 +136,14 @@ int usageError(const std::string& why) {
   return 2;
 }
 
+// A start-up failure: on stderr (the terminal, also under -d until the proxy runs) and in
+// the log file when there is one. Exit status 1.
+int startupFailure(const Args& args, const std::string& why) {
+  std::fprintf(stderr, "ringproxy: %s\n", why.c_str());
+  if (!args.logFile.empty()) LOG_ERROR("start-up failed: %s", why.c_str());
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -195,17 +208,32 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ringproxy: cannot open log file %s: %s\n", args.logFile.c_str(), std::strerror(errno));
     return 1;
   }
+  proxy::installCrashTrace();
+  signal(SIGPIPE, SIG_IGN);  // a peer that went away is an error on its socket, not a signal
 
   config::Topology topology;
-  config::LoadError error;
-  if (!config::loadTopologyFile(args.conf, topology, error)) {
-    std::fprintf(stderr, "ringproxy: configuration file '%s' syntax is invalid\n%s\n", args.conf.c_str(), error.str().c_str());
-    return 1;
+  {
+    std::string text;
+    config::LoadError error;
+    if (!config::readConfigFile(args.conf, text, error)) {
+      std::fprintf(stderr, "ringproxy: cannot read configuration file: %s\n", error.str().c_str());
+      return 1;
+    }
+    if (!config::loadTopologyText(text, args.conf, topology, error)) {
+      std::fprintf(stderr, "ringproxy: configuration file '%s' syntax is invalid\n%s\n", args.conf.c_str(),
+                   error.str().c_str());
+      return 1;
+    }
   }
   if (args.testOnly) {
     std::printf("ringproxy: configuration file '%s' syntax is ok\n", args.conf.c_str());
     return 0;
   }
+  std::string err;
+  if (args.daemonize && !proxy::daemonizeAndWait(err)) return startupFailure(args, err);
+  // Before any other thread exists (they inherit its signal mask), and after the fork.
+  proxy::SignalThread signals;
+  if (!signals.start(err)) return startupFailure(args, err);
   backends::io::setBufferLimit(args.maxBufferedBytes);
   proxy::ControlOptions options;
   options.configFile = args.conf;
@@ -220,22 +248,6 @@ int main(int argc, char** argv) {
   options.adminAddr = args.adminAddr;
   options.adminPort = args.adminPort;
   proxy::Control control(options);
-  std::string err;
-  if (!control.prepare(std::move(topology), err)) {
-    std::fprintf(stderr, "ringproxy: %s\n", err.c_str());
-    return 1;
-  }
-
-  if (args.daemonize && daemon(1, args.logFile.empty() ? 1 : 0) != 0) {
-    std::fprintf(stderr, "ringproxy: cannot daemonize: %s\n", std::strerror(errno));
-    return 1;
-  }
-  if (!args.pidFile.empty()) {
-    std::ofstream pf(args.pidFile);
-    pf << getpid() << "\n";
-    if (!pf) LOG_WARN("cannot write pid file %s", args.pidFile.c_str());
-  }
-  signal(SIGPIPE, SIG_IGN);
   // Large blocks (big values, their reply copies) come straight from mmap and go straight back
   // on free, instead of staying resident in the heap after a burst. A fixed threshold also
   // stops glibc from raising it after the first large free.
@@ -246,8 +258,18 @@ int main(int argc, char** argv) {
     files.rlim_cur = files.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &files) != 0) LOG_WARN("cannot raise the open-files limit: %s", std::strerror(errno));
   }
-  LOG_NOTICE("ringproxy %s starting, pid %d, %d worker%s", RINGPROXY_VERSION, getpid(), options.workers,
-             options.workers == 1 ? "" : "s");
+  LOG_NOTICE("ringproxy %s starting, pid %d, %d worker%s, config %s", RINGPROXY_VERSION, getpid(), options.workers,
+             options.workers == 1 ? "" : "s", args.conf.c_str());
+  if (!control.prepare(std::move(topology), err)) return startupFailure(args, err);
+  if (!control.start(&signals, err)) return startupFailure(args, err);
+  if (!args.pidFile.empty()) {
+    std::ofstream pf(args.pidFile);
+    pf << getpid() << "\n";
+    if (!pf) LOG_WARN("cannot write pid file %s", args.pidFile.c_str());
+  }
+  // Every listener is bound and the workers run: now the -d parent may say so.
+  proxy::reportRunning(args.logFile.empty());
+  LOG_NOTICE("ringproxy running");
   const int rc = control.run();
   if (!args.pidFile.empty()) ::unlink(args.pidFile.c_str());
   LOG_NOTICE("ringproxy stopped");

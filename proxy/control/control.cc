@@ -12,12 +12,17 @@
 
 #include "config/load.h"
 #include "proxy/control/listen_socket.h"
+#include "proxy/control/signal_thread.h"
 #include "proxy/runtime/log.h"
 #include "ring/ring_diff.h"
 
 namespace proxy {
 
 namespace {
+
+// Beyond the workers' drain, how long a stop may take (joining threads, closing handles)
+// before the signal thread ends the process anyway.
+constexpr int kStopSlackMs = 5000;
 
 std::string dirOf(const std::string& path) {
   const size_t slash = path.rfind('/');
@@ -31,18 +36,26 @@ std::string dirOf(const std::string& path) {
 bool openChangedListeners(const config::Topology* current, const config::Topology& next, int workers,
                           std::vector<Worker::ListenFds>& out, std::string& error) {
   out.assign(workers, {});
+  std::vector<std::string> createdPaths;  // unix socket files made here, removed on failure
   for (const config::Pool& pool : next.pools) {
     const config::Pool* old = current ? current->findPool(pool.name) : nullptr;
     if (old != nullptr && old->listen.str() == pool.listen.str()) continue;
+    // An address another pool of the running config listens on (a renamed pool) is ours to
+    // share; any other must be free, or the reload fails rather than share a foreign port.
+    bool heldByUs = false;
+    if (current != nullptr)
+      for (const config::Pool& p : current->pools) heldByUs = heldByUs || p.listen.str() == pool.listen.str();
     std::string err;
-    std::vector<int> fds = openListenSockets(pool, workers, err);
+    std::vector<int> fds = openListenSockets(pool, workers, heldByUs, err);
     if (fds.empty()) {
       error = "pool " + pool.name + ": " + err;
       for (auto& m : out)
         for (auto& [name, fd] : m) ::close(fd);
+      for (const std::string& path : createdPaths) ::unlink(path.c_str());
       out.assign(workers, {});
       return false;
     }
+    if (pool.listen.isUnix() && !heldByUs) createdPaths.push_back(pool.listen.path);
     for (int w = 0; w < workers; ++w) out[w][pool.name] = fds[w];
   }
   return true;
@@ -73,8 +86,29 @@ bool Control::prepare(config::Topology topology, std::string& error) {
   return true;
 }
 
-int Control::run() {
+bool Control::start(SignalThread* signals, std::string& error) {
   loop_ = uv_default_loop();  // created here, after any daemonizing fork
+  // The stats and admin listeners first: a port that cannot be bound is a start-up failure,
+  // reported before any worker runs or anyone is told the proxy is up.
+  if (options_.statsPort > 0) {
+    statsServer_ = std::make_unique<AdminServer>(*this, AdminServer::Mode::StatsPort);
+    std::string err;
+    if (!statsServer_->start(options_.statsAddr, options_.statsPort, err)) {
+      error = "stats port (-s/-a): " + err;
+      closeListenersAfterFailedStart();
+      return false;
+    }
+  }
+  if (options_.adminPort > 0) {
+    adminServer_ = std::make_unique<AdminServer>(*this, AdminServer::Mode::Http);
+    std::string err;
+    if (!adminServer_->start(options_.adminAddr, options_.adminPort, err)) {
+      error = "admin listener (--admin): " + err;
+      closeListenersAfterFailedStart();
+      return false;
+    }
+  }
+
   WorkerOptions workerOptions = options_.worker;
   if (workerOptions.makeFrontend == nullptr) workerOptions.makeFrontend = &makeFrontend;
   for (int w = 0; w < options_.workers; ++w)
@@ -88,18 +122,26 @@ int Control::run() {
     });
   }
   for (auto& w : workers_) w->start();
-  for (const auto& pool : topology_.pools)
-    LOG_NOTICE("pool %s: listening on %s, %zu servers, %s, %s", pool.name.c_str(), pool.listen.str().c_str(),
-               pool.servers.size(), pool.protocol == config::Protocol::Redis ? "redis" : "memcache",
-               std::string(ring::hashKindName(pool.hash)).c_str());
 
-  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) {
-    uv_signal_init(loop_, s);
-    s->data = this;
+  // Signals arrive on the signal thread, which only sets a flag and wakes this loop: the work
+  // (stopping, reloading) happens here, between other control-loop events.
+  uv_async_init(loop_, &signalAsync_, [](uv_async_t* a) {
+    auto* self = static_cast<Control*>(a->data);
+    if (self->stopAsked_.exchange(false)) self->requestStop();
+    if (self->reloadAsked_.exchange(false)) self->reload("SIGHUP");
+  });
+  signalAsync_.data = this;
+  signals_ = signals;
+  if (signals_ != nullptr) {
+    signals_->setActions({[this] {
+                            stopAsked_.store(true);
+                            uv_async_send(&signalAsync_);
+                          },
+                          [this] {
+                            reloadAsked_.store(true);
+                            uv_async_send(&signalAsync_);
+                          }});
   }
-  uv_signal_start(&sigterm_, [](uv_signal_t* h, int) { static_cast<Control*>(h->data)->requestStop(); }, SIGTERM);
-  uv_signal_start(&sigint_, [](uv_signal_t* h, int) { static_cast<Control*>(h->data)->requestStop(); }, SIGINT);
-  uv_signal_start(&sighup_, [](uv_signal_t* h, int) { static_cast<Control*>(h->data)->reload("SIGHUP"); }, SIGHUP);
   if (options_.watchConfig) startWatch();
   // Give freed memory back to the system every two seconds: after a burst (thousands of large
   // replies in flight) glibc keeps the freed pages resident, and a proxy's RSS should return to
@@ -107,22 +149,43 @@ int Control::run() {
   uv_timer_init(loop_, &trimTimer_);
   uv_timer_start(&trimTimer_, [](uv_timer_t*) { malloc_trim(0); }, 2000, 2000);
   uv_unref(reinterpret_cast<uv_handle_t*>(&trimTimer_));
-  std::string error;
-  if (options_.statsPort > 0) {
-    statsServer_ = std::make_unique<AdminServer>(*this, AdminServer::Mode::StatsPort);
-    // On failure the server has closed its handle; the object lives on until the loop ends
-    // (libuv still owns the handle until its close completes).
-    if (!statsServer_->start(options_.statsAddr, options_.statsPort, error)) LOG_WARN("stats port: %s", error.c_str());
+  logStartup();
+  return true;
+}
+
+void Control::closeListenersAfterFailedStart() {
+  for (auto& fds : initialFds_)
+    for (auto& [name, fd] : fds) ::close(fd);
+  initialFds_.clear();
+  for (const auto& pool : topology_.pools)
+    if (pool.listen.isUnix()) ::unlink(pool.listen.path.c_str());
+  if (statsServer_) statsServer_->close();
+  if (adminServer_) adminServer_->close();
+  uv_run(loop_, UV_RUN_DEFAULT);  // completes the closes, so the servers can be destroyed
+}
+
+void Control::logStartup() const {
+  LOG_NOTICE("config %s: %zu pool%s", options_.configFile.c_str(), topology_.pools.size(),
+             topology_.pools.size() == 1 ? "" : "s");
+  for (const auto& pool : topology_.pools) {
+    LOG_NOTICE("pool %s: listening on %s, %s, %zu server%s, distribution %s, hash %s%s%s", pool.name.c_str(),
+               pool.listen.str().c_str(), pool.protocol == config::Protocol::Redis ? "redis" : "memcache",
+               pool.servers.size(), pool.servers.size() == 1 ? "" : "s",
+               std::string(ring::distributionName(pool.distribution)).c_str(),
+               std::string(ring::hashKindName(pool.hash)).c_str(), pool.hashTag.empty() ? "" : ", hash_tag ",
+               pool.hashTag.c_str());
   }
-  if (options_.adminPort > 0) {
-    adminServer_ = std::make_unique<AdminServer>(*this, AdminServer::Mode::Http);
-    if (!adminServer_->start(options_.adminAddr, options_.adminPort, error)) {
-      LOG_ERROR("admin listener: %s", error.c_str());
-    } else {
-      LOG_NOTICE("admin HTTP on %s:%d (/metrics /stats /status /ring POST /reload)", options_.adminAddr.c_str(),
-                 options_.adminPort);
-    }
-  }
+  if (options_.statsPort > 0)
+    LOG_NOTICE("stats port on %s:%d (twemproxy's JSON to whoever connects)", options_.statsAddr.c_str(),
+               options_.statsPort);
+  else
+    LOG_NOTICE("stats port off");
+  if (options_.adminPort > 0)
+    LOG_NOTICE("admin HTTP on %s:%d (/metrics /stats /status /ring POST /reload)", options_.adminAddr.c_str(),
+               options_.adminPort);
+}
+
+int Control::run() {
   uv_run(loop_, UV_RUN_DEFAULT);
   for (auto& w : workers_) w->join();
   for (const auto& pool : topology_.pools)
@@ -134,8 +197,14 @@ void Control::requestStop() {
   if (stopping_) return;
   stopping_ = true;
   LOG_NOTICE("stopping: no longer accepting connections; finishing in-flight requests");
+  // The signal thread gives the stop a bound: the workers' drain, and time to join them. From
+  // here on it no longer calls into this object (the async handle below closes).
+  if (signals_ != nullptr) {
+    signals_->stopBegun(options_.worker.drainTimeoutMs + kStopSlackMs);
+    signals_->setActions({});
+  }
   for (auto& w : workers_) w->requestStop();
-  for (uv_signal_t* s : {&sigterm_, &sigint_, &sighup_}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&signalAsync_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&trimTimer_), nullptr);
   if (statsServer_) statsServer_->close();
   if (adminServer_) adminServer_->close();
@@ -154,9 +223,16 @@ WorkerReport Control::collectStats() {
     pending.push_back(promise->get_future());
     w->post([promise](Worker& worker) { promise->set_value(worker.report()); });
   }
+  const auto began = std::chrono::steady_clock::now();
   WorkerReport total;
-  for (auto& f : pending)
-    if (f.wait_for(std::chrono::seconds(2)) == std::future_status::ready) total.merge(f.get());
+  for (size_t w = 0; w < pending.size(); ++w) {
+    if (pending[w].wait_for(std::chrono::seconds(2)) == std::future_status::ready)
+      total.merge(pending[w].get());
+    else
+      LOG_WARN("stats: worker %zu did not answer within 2 s; its counters are left out", w);
+  }
+  LOG_DEBUG("stats: collected from %zu workers in %.1f ms", pending.size(),
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began).count());
   return total;
 }
 

@@ -1,11 +1,17 @@
 // control.h: the control thread. It owns the configuration and the workers: it loads and
 // validates config files, opens listening sockets, builds routing snapshots and publishes
-// them, and it handles signals (SIGTERM/SIGINT stop, SIGHUP reloads), the config-file watch
-// and the admin endpoints. It never touches a client or backend connection: workers do.
+// them, and it acts on what signals ask (stop, reload: the SignalThread takes the signals
+// and wakes this loop), the config-file watch and the admin endpoints. It never touches a
+// client or backend connection: workers do.
+//
+// Start-up is three steps, each of which can fail with a message before the process says it
+// is running: prepare() opens the pools' listening sockets, start() binds the stats and admin
+// listeners and starts the workers, run() serves until a stop.
 #pragma once
 
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -18,6 +24,8 @@
 #include "proxy/runtime/worker.h"
 
 namespace proxy {
+
+class SignalThread;
 
 struct ControlOptions {
   std::string configFile;
@@ -48,7 +56,11 @@ class Control {
 
   // Opens the listeners of `topology` (false with a message when one cannot be opened).
   bool prepare(config::Topology topology, std::string& error);
-  // Starts the workers and runs the control loop until a stop signal; returns the exit code.
+  // After prepare (and after any daemonizing fork): binds the stats and admin listeners,
+  // starts the workers and takes stop and reload requests from `signals` (may be null).
+  // False with a message (and every listener closed) when a listener cannot be bound.
+  bool start(SignalThread* signals, std::string& error);
+  // Runs the control loop until a stop; returns the exit code.
   int run();
 
   // Loads the config file again; a bad file changes nothing. Returns false on failure (and
@@ -66,6 +78,8 @@ class Control {
 
  private:
   void startWatch();
+  void logStartup() const;
+  void closeListenersAfterFailedStart();
   void onWatchEvent();
   void logDiff(const RoutingSnapshot& before, const RoutingSnapshot& after);
   static std::string fileDigest(const std::string& path);
@@ -80,7 +94,11 @@ class Control {
   ReloadStats reloadStats_;
   std::string loadedDigest_;
   std::string pendingDigest_;  // a changed file seen once, reloaded when seen again unchanged
-  uv_signal_t sigterm_{}, sigint_{}, sighup_{};
+  // Stop and reload requests from the signal thread: a flag each, and a wake-up.
+  SignalThread* signals_ = nullptr;
+  uv_async_t signalAsync_{};
+  std::atomic<bool> stopAsked_{false};
+  std::atomic<bool> reloadAsked_{false};
   uv_fs_event_t watch_{};
   uv_timer_t debounce_{};
   uv_timer_t trimTimer_{};

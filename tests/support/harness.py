@@ -165,7 +165,15 @@ def start_ringproxy(config_path, listen_port, extra=()):
     if not any(a in ("-s", "--stats-port") or str(a).startswith("--stats-port=") for a in extra):
         extra = ["-s", "0", *extra]
     argv = [binary("ringproxy"), "-c", config_path, *extra]
-    return Proc(argv, listen_port, f"ringproxy-{listen_port}").wait_port()
+    proc = Proc(argv, listen_port, f"ringproxy-{listen_port}").wait_port()
+    # A pool's socket accepts (into its backlog) as soon as it is bound, a moment before the
+    # admin listener is: wait for that one too, so a test can use it at once.
+    args = [str(a) for a in extra]
+    for i, a in enumerate(args):
+        admin = args[i + 1] if a == "--admin" and i + 1 < len(args) else (a[8:] if a.startswith("--admin=") else None)
+        if admin and admin.rsplit(":", 1)[-1].isdigit():
+            proc.wait_port(port=int(admin.rsplit(":", 1)[-1]))
+    return proc
 
 
 def run_ringctl(*args, stdin=None):
