@@ -1,16 +1,16 @@
 #include "proxy/control/admin_server.h"
 
-#include <cstring>
+#include <utility>
 
+#include "proxy/common/json_writer.h"
 #include "proxy/control/control.h"
-#include "proxy/runtime/log.h"
+#include "proxy/control/http_request.h"
 #include "proxy/control/stats_format.h"
+#include "proxy/runtime/log.h"
 
 namespace proxy {
 
 namespace {
-constexpr size_t kMaxRequest = 8 * 1024;
-constexpr uint64_t kRequestTimeoutMs = 5000;
 
 const char* reason(int status) {
   switch (status) {
@@ -25,42 +25,51 @@ const char* reason(int status) {
   return "Error";
 }
 
-std::string queryParam(const std::string& target, const std::string& name) {
-  const size_t q = target.find('?');
-  if (q == std::string::npos) return "";
-  std::string query = target.substr(q + 1);
-  size_t pos = 0;
-  while (pos <= query.size()) {
-    size_t amp = query.find('&', pos);
-    if (amp == std::string::npos) amp = query.size();
-    const std::string pair = query.substr(pos, amp - pos);
-    const size_t eq = pair.find('=');
-    if (eq != std::string::npos && pair.substr(0, eq) == name) return pair.substr(eq + 1);
-    pos = amp + 1;
-  }
-  return "";
-}
+SharedRendering::Text text(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
+
+// Warn about the connection cap at most this often: a flood of connections should not
+// become a flood of log lines.
+constexpr uint64_t kCapWarningIntervalMs = 60000;
+
 }  // namespace
 
 struct AdminServer::Conn {
   AdminServer* server = nullptr;
+  std::list<Conn*>::iterator position;  // in server->conns_ until close()
   uv_tcp_t tcp{};
-  uv_timer_t timer{};
+  uv_timer_t timer{};  // the read deadline, then the write deadline
   uv_write_t write{};
   std::string in;
-  std::string out;
+  // The answer: an HTTP head of its own (empty on the stats port) and a body that may be
+  // shared with other connections; both live until the write has completed or was cancelled.
+  std::string head;
+  SharedRendering::Text body;
+  bool tcpOpen = false;    // initialised, so closed by close()
+  bool timerOpen = false;
+  bool closed = false;
   int closing = 0;  // handles still to close
 
+  // Closes the handles; the Conn is deleted once they have closed. A pending write is
+  // cancelled first (libuv calls its callback with UV_ECANCELED before the handle's close
+  // callback), so `head` and `body` outlive it.
   void close() {
-    if (closing > 0) return;
-    closing = 2;
-    uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp));
+    if (closed) return;
+    closed = true;
+    server->conns_.erase(position);
     auto done = [](uv_handle_t* h) {
       auto* c = static_cast<Conn*>(h->data);
       if (--c->closing == 0) delete c;
     };
-    uv_close(reinterpret_cast<uv_handle_t*>(&tcp), done);
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer), done);
+    if (tcpOpen) {
+      closing++;
+      uv_read_stop(reinterpret_cast<uv_stream_t*>(&tcp));
+      uv_close(reinterpret_cast<uv_handle_t*>(&tcp), done);
+    }
+    if (timerOpen) {
+      closing++;
+      uv_close(reinterpret_cast<uv_handle_t*>(&timer), done);
+    }
+    if (closing == 0) delete this;
   }
 };
 
@@ -72,10 +81,14 @@ bool AdminServer::start(const std::string& host, int port, std::string& error) {
     error = "bad address '" + host + "' (give a literal IP address)";
     return false;
   }
-  uv_tcp_init(loop, &server_);
+  int rc = uv_tcp_init(loop, &server_);
+  if (rc < 0) {
+    error = std::string("cannot create a socket: ") + uv_strerror(rc);
+    return false;
+  }
   server_.data = this;
   open_ = true;
-  int rc = uv_tcp_bind(&server_, reinterpret_cast<sockaddr*>(&addr), 0);
+  rc = uv_tcp_bind(&server_, reinterpret_cast<sockaddr*>(&addr), 0);
   if (rc == 0) {
     rc = uv_listen(reinterpret_cast<uv_stream_t*>(&server_), 64, [](uv_stream_t* s, int status) {
       if (status == 0) static_cast<AdminServer*>(s->data)->onConnection();
@@ -93,26 +106,53 @@ void AdminServer::close() {
   if (!open_) return;
   open_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&server_), nullptr);
+  while (!conns_.empty()) conns_.front()->close();
+}
+
+uint64_t AdminServer::nowMs() {
+  // The loop's time brought up to date: a rendering may have held the loop a while.
+  uv_update_time(control_.loop());
+  return uv_now(control_.loop());
+}
+
+void AdminServer::closeOldest() {
+  const uint64_t now = nowMs();
+  if (lastCapWarningMs_ == 0 || now - lastCapWarningMs_ >= kCapWarningIntervalMs) {
+    lastCapWarningMs_ = now;
+    LOG_WARN("%s: %zu connections open, closing the oldest (clients that do not read what they are sent?)",
+             mode_ == Mode::StatsPort ? "stats port" : "admin listener", conns_.size());
+  }
+  conns_.front()->close();
 }
 
 void AdminServer::onConnection() {
+  if (conns_.size() >= kMaxConnections) closeOldest();
   auto* c = new Conn();
   c->server = this;
-  uv_tcp_init(control_.loop(), &c->tcp);
-  uv_timer_init(control_.loop(), &c->timer);
+  c->position = conns_.insert(conns_.end(), c);
+  uv_loop_t* loop = control_.loop();
   c->tcp.data = c;
   c->timer.data = c;
-  if (uv_accept(reinterpret_cast<uv_stream_t*>(&server_), reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
+  c->tcpOpen = uv_tcp_init(loop, &c->tcp) == 0;
+  c->timerOpen = uv_timer_init(loop, &c->timer) == 0;
+  // Without its socket handle the connection stays in the backlog; without its timer it
+  // would have no deadline. Neither fails on Linux short of a broken loop.
+  if (!c->tcpOpen || !c->timerOpen ||
+      uv_accept(reinterpret_cast<uv_stream_t*>(&server_), reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
     c->close();
     return;
   }
+  int sendBuffer = kSendBufferBytes;
+  if (const int rc = uv_send_buffer_size(reinterpret_cast<uv_handle_t*>(&c->tcp), &sendBuffer); rc < 0)
+    LOG_WARN("admin connection: cannot set SO_SNDBUF: %s", uv_strerror(rc));
   if (mode_ == Mode::StatsPort) {  // twemproxy: write the JSON, then close
-    c->out = twemproxyStatsJson(control_.collectStats(), *control_.snapshot());
-    respond(c);
+    c->body = statsJson_.get([this] { return nowMs(); },
+                             [&] { return twemproxyStatsJson(control_.collectStats(), *control_.snapshot()); });
+    send(c);
     return;
   }
   uv_timer_start(&c->timer, [](uv_timer_t* t) { static_cast<Conn*>(t->data)->close(); }, kRequestTimeoutMs, 0);
-  uv_read_start(
+  const int rc = uv_read_start(
       reinterpret_cast<uv_stream_t*>(&c->tcp),
       [](uv_handle_t*, size_t, uv_buf_t* buf) {
         static char scratch[4096];  // control thread only; bytes are copied out at once
@@ -125,95 +165,132 @@ void AdminServer::onConnection() {
           return;
         }
         c->in.append(buf->base, static_cast<size_t>(n));
-        AdminServer* self = c->server;
-        const size_t end = c->in.find("\r\n\r\n");
-        std::string method, target, contentType = "text/plain; charset=utf-8";
-        int status = 200;
-        std::string body;
-        if (end == std::string::npos && c->in.size() <= kMaxRequest) return;  // wait for the rest
-        if (end == std::string::npos || end + 4 > kMaxRequest) {
-          status = 413;
-          body = "request too large\n";
-        } else {
-          const size_t lineEnd = c->in.find("\r\n");
-          const std::string line = c->in.substr(0, lineEnd);
-          const size_t sp1 = line.find(' '), sp2 = line.rfind(' ');
-          if (sp1 == std::string::npos || sp2 == sp1 || line.compare(sp2 + 1, 5, "HTTP/") != 0) {
-            status = 400;
-            body = "malformed request line\n";
-          } else {
-            method = line.substr(0, sp1);
-            target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-            body = self->handle(method, target, status, contentType);
-          }
-        }
-        uv_read_stop(s);
-        c->out = "HTTP/1.1 " + std::to_string(status) + " " + reason(status) + "\r\nContent-Type: " + contentType +
-                 "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
-                 (method == "HEAD" ? "" : body);
-        self->respond(c);
+        c->server->onRead(c);
       });
+  if (rc < 0) c->close();
 }
 
-void AdminServer::respond(Conn* c) {
-  uv_buf_t buf = uv_buf_init(c->out.data(), static_cast<unsigned>(c->out.size()));
+void AdminServer::onRead(Conn* c) {
+  HttpRequest request;
+  std::string why;
+  Answer answer;
+  switch (parseRequestHead(c->in, kMaxRequestHead, request, why)) {
+    case HttpHead::NeedMore:
+      // Never more than kMaxRequestHead + one read: beyond it the verdict is TooLarge.
+      return;
+    case HttpHead::TooLarge:
+      answer.status = 413;
+      answer.body = text("request too large\n");
+      break;
+    case HttpHead::Malformed:
+      answer.status = 400;
+      answer.body = text(why + "\n");
+      break;
+    case HttpHead::Complete:
+      answer = handle(request);
+      break;
+  }
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
+  c->in.clear();
+  c->in.shrink_to_fit();
+  const size_t bodySize = answer.body ? answer.body->size() : 0;
+  c->head = "HTTP/1.1 " + std::to_string(answer.status) + " " + reason(answer.status) +
+            "\r\nContent-Type: " + answer.contentType + "\r\nContent-Length: " + std::to_string(bodySize) +
+            "\r\nConnection: close\r\n\r\n";
+  if (request.method != "HEAD") c->body = std::move(answer.body);
+  send(c);
+}
+
+void AdminServer::send(Conn* c) {
+  uv_buf_t bufs[2];
+  unsigned count = 0;
+  // libuv only reads from these buffers (uv_buf_t has no const variant).
+  if (!c->head.empty()) bufs[count++] = uv_buf_init(c->head.data(), static_cast<unsigned>(c->head.size()));
+  if (c->body && !c->body->empty())
+    bufs[count++] = uv_buf_init(const_cast<char*>(c->body->data()), static_cast<unsigned>(c->body->size()));
+  if (count == 0) {
+    c->close();
+    return;
+  }
+  uv_timer_start(&c->timer, [](uv_timer_t* t) { static_cast<Conn*>(t->data)->close(); }, kWriteTimeoutMs, 0);
   c->write.data = c;
-  const int rc = uv_write(&c->write, reinterpret_cast<uv_stream_t*>(&c->tcp), &buf, 1,
+  const int rc = uv_write(&c->write, reinterpret_cast<uv_stream_t*>(&c->tcp), bufs, count,
                           [](uv_write_t* w, int) { static_cast<Conn*>(w->data)->close(); });
   if (rc < 0) c->close();
 }
 
-std::string AdminServer::handle(const std::string& method, const std::string& target, int& status,
-                                std::string& contentType) {
-  const std::string path = target.substr(0, target.find('?'));
+AdminServer::Answer AdminServer::handle(const HttpRequest& request) {
+  Answer a;
+  const std::string_view path = request.path();
+  const std::string& method = request.method;
   const bool get = method == "GET" || method == "HEAD";
+  const auto now = [this] { return nowMs(); };
   if (path == "/reload") {
     if (method != "POST") {
-      status = 405;
-      return "use POST /reload\n";
+      a.status = 405;
+      a.body = text("use POST /reload\n");
+      return a;
     }
+    // The error quotes the config file, whose bytes may be anything: the writer keeps the
+    // reply valid JSON.
     std::string error;
-    contentType = "application/json";
+    a.contentType = "application/json";
+    JsonWriter j;
+    j.beginObject();
     if (control_.reload("POST /reload", &error)) {
-      return "{\"ok\":true,\"generation\":" + std::to_string(control_.reloadStats().generation) + "}\n";
+      j.key("ok").value(true).key("generation").value(control_.reloadStats().generation);
+    } else {
+      a.status = 422;
+      j.key("ok").value(false).key("error").value(error);
     }
-    status = 422;
-    std::string escaped;
-    for (char ch : error) {
-      if (ch == '"' || ch == '\\') escaped += '\\';
-      escaped += (ch == '\n') ? ' ' : ch;
-    }
-    return "{\"ok\":false,\"error\":\"" + escaped + "\"}\n";
+    j.endObject();
+    a.body = text(j.str() + "\n");
+    return a;
   }
-  if (path == "/metrics" || path == "/stats" || path == "/ring" || path == "/status") {
-    if (!get) {
-      status = 405;
-      return "use GET " + path + "\n";
-    }
-  } else {
-    status = 404;
-    return "not found; try /metrics, /stats, /status, /ring?pool=NAME or POST /reload\n";
+  if (path != "/metrics" && path != "/stats" && path != "/ring" && path != "/status") {
+    a.status = 404;
+    a.body = text("not found; try /metrics, /stats, /status, /ring?pool=NAME or POST /reload\n");
+    return a;
+  }
+  if (!get) {
+    a.status = 405;
+    a.body = text("use GET " + std::string(path) + "\n");
+    return a;
   }
   if (path == "/metrics") {
-    contentType = "text/plain; version=0.0.4; charset=utf-8";
-    return prometheusText(control_.collectStats(), *control_.snapshot(), control_.reloadStats());
+    a.contentType = "text/plain; version=0.0.4; charset=utf-8";
+    a.body = metrics_.get(now, [&] {
+      return prometheusText(control_.collectStats(), *control_.snapshot(), control_.reloadStats());
+    });
+    return a;
   }
-  if (path == "/status" && queryParam(target, "format") == "tsv")
-    return statusTsv(control_.collectStats(), *control_.snapshot(), control_.reloadStats());
-  contentType = "application/json";
-  if (path == "/stats") return twemproxyStatsJson(control_.collectStats(), *control_.snapshot()) + "\n";
-  if (path == "/status")
-    return statusJson(control_.collectStats(), *control_.snapshot(), control_.reloadStats(),
-                      static_cast<int>(control_.workers().size())) +
-           "\n";
-  const std::string pool = queryParam(target, "pool");
+  if (path == "/status" && request.queryParam("format") == "tsv") {
+    a.body = text(statusTsv(control_.collectStats(), *control_.snapshot(), control_.reloadStats()));
+    return a;
+  }
+  a.contentType = "application/json";
+  if (path == "/stats") {
+    a.body = statsJson_.get(now, [&] { return twemproxyStatsJson(control_.collectStats(), *control_.snapshot()) + "\n"; });
+    return a;
+  }
+  if (path == "/status") {
+    a.body = status_.get(now, [&] {
+      return statusJson(control_.collectStats(), *control_.snapshot(), control_.reloadStats(),
+                        static_cast<int>(control_.workers().size())) +
+             "\n";
+    });
+    return a;
+  }
+  const std::string pool = request.queryParam("pool");
   std::string body = ringJson(*control_.snapshot(), pool);
   if (body.empty()) {
-    status = pool.empty() ? 400 : 404;
-    contentType = "text/plain; charset=utf-8";
-    return pool.empty() ? "give the pool: /ring?pool=NAME\n" : "no pool '" + pool + "'\n";
+    a.status = pool.empty() ? 400 : 404;
+    a.contentType = "text/plain; charset=utf-8";
+    a.body = text(pool.empty() ? "give the pool: /ring?pool=NAME\n" : "no pool '" + pool + "'\n");
+    return a;
   }
-  return body + "\n";
+  a.body = text(body + "\n");
+  return a;
 }
 
 }  // namespace proxy

@@ -4,36 +4,77 @@
 //  - The admin HTTP listener (--admin ADDR:PORT): GET /metrics (Prometheus), GET /stats (the
 //    same JSON), GET /ring?pool=P, GET /status (for `ringctl status`), POST /reload.
 // Both run on the control loop, never on a worker: a slow or hostile admin client cannot
-// disturb the data path. Requests are bounded (8 KiB, 5 s) and answered with 4xx when bad.
+// disturb the data path. What one client can cost the control thread is bounded too:
+//  - a request head is at most kMaxRequestHead bytes and must arrive within kRequestTimeoutMs
+//    (else 413, or the connection is closed); bad requests get a 4xx;
+//  - an answer must be taken within kWriteTimeoutMs, else the connection is closed, and the
+//    kernel holds at most kSendBufferBytes of it per connection (SO_SNDBUF, which Linux
+//    doubles; autotuning would let it hold 4 MiB of a client that does not read);
+//  - at most kMaxConnections are open per listener: one more closes the oldest, so clients
+//    that connect and never read cannot lock out the monitoring that does read;
+//  - the large answers (stats JSON, /metrics, /status) are rendered once and shared by every
+//    connection sending them at the same time (shared_rendering.h), so the memory they take
+//    does not grow with the number of clients.
 #pragma once
 
 #include <uv.h>
 
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <memory>
 #include <string>
+
+#include "proxy/control/shared_rendering.h"
 
 namespace proxy {
 
 class Control;
+struct HttpRequest;
 
 class AdminServer {
  public:
   enum class Mode { StatsPort, Http };
 
+  static constexpr size_t kMaxRequestHead = 8 * 1024;
+  static constexpr uint64_t kRequestTimeoutMs = 5000;
+  static constexpr uint64_t kWriteTimeoutMs = 10000;
+  static constexpr size_t kMaxConnections = 64;
+  static constexpr int kSendBufferBytes = 256 * 1024;
+  // A rendering is shared with newcomers for at most this long (see shared_rendering.h).
+  static constexpr uint64_t kShareRenderingMs = 1000;
+
   AdminServer(Control& control, Mode mode) : control_(control), mode_(mode) {}
   // Binds and listens; false with `error` set when the address cannot be used.
   bool start(const std::string& host, int port, std::string& error);
+  // Stops listening and closes every connection still open.
   void close();
 
  private:
   struct Conn;
+  // What an HTTP request is answered with; the body may be a shared rendering.
+  struct Answer {
+    int status = 200;
+    std::string contentType = "text/plain; charset=utf-8";
+    SharedRendering::Text body;
+  };
+
   void onConnection();
-  void respond(Conn* c);
-  std::string handle(const std::string& method, const std::string& target, int& status, std::string& contentType);
+  void onRead(Conn* c);
+  void send(Conn* c);
+  Answer handle(const HttpRequest& request);
+  void closeOldest();
+  uint64_t nowMs();
 
   Control& control_;
   Mode mode_;
   uv_tcp_t server_{};
   bool open_ = false;
+  std::list<Conn*> conns_;  // open connections, oldest first
+  uint64_t lastCapWarningMs_ = 0;
+  SharedRendering statsJson_{kShareRenderingMs};
+  SharedRendering metrics_{kShareRenderingMs};
+  SharedRendering status_{kShareRenderingMs};
 };
 
 }  // namespace proxy

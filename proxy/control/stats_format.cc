@@ -2,11 +2,15 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <initializer_list>
+#include <string_view>
 
 #include "backends/io/memory_budget.h"
 #include "proxy/common/json_writer.h"
+#include "proxy/common/utf8.h"
 #include "ring/ring_diff.h"
 
 namespace proxy {
@@ -18,18 +22,98 @@ std::string hostName() {
   return buf;
 }
 
-// Prometheus label values: backslash, quote and newline escaped.
-std::string label(const std::string& v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
+// Prometheus text exposition: a label value is escaped as the format says (backslash, double
+// quote and line feed, as \\, \" and \n); the format has no other escape and requires UTF-8, so
+// a byte that is not part of a well-formed UTF-8 sequence becomes U+FFFD (written as its UTF-8
+// bytes), one per byte, as the JSON writer replaces it. Everything else passes through: a
+// label of any length stays whole on its line.
+void appendLabelValue(std::string& out, std::string_view v) {
+  for (size_t i = 0; i < v.size();) {
+    size_t plain = i;  // a run of ASCII that needs no escape goes out in one append
+    for (; plain < v.size(); ++plain) {
+      const auto b = static_cast<unsigned char>(v[plain]);
+      if (b >= 0x80 || b == '\\' || b == '"' || b == '\n') break;
     }
-    out += c;
+    out.append(v.substr(i, plain - i));
+    i = plain;
+    if (i == v.size()) break;
+    const char c = v[i];
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (const size_t n = utf8SequenceLength(v, i); n > 0) {
+      out.append(v.substr(i, n));
+      i += n;
+      continue;
+    } else {
+      out += "\xEF\xBF\xBD";  // U+FFFD
+    }
+    i += 1;
   }
-  return out;
+}
+
+struct Label {
+  const char* name;
+  std::string_view value;
+};
+
+// `name{a="x",b="y"}` (or just `name` without labels), the start of a sample line.
+void appendSeries(std::string& out, std::string_view name, std::initializer_list<Label> labels) {
+  out += name;
+  if (labels.size() == 0) return;
+  char sep = '{';
+  for (const Label& l : labels) {
+    out += sep;
+    out += l.name;
+    out += "=\"";
+    appendLabelValue(out, l.value);
+    out += '"';
+    sep = ',';
+  }
+  out += '}';
+}
+
+void appendValue(std::string& out, uint64_t v) {
+  out += ' ';
+  out += std::to_string(v);
+  out += '\n';
+}
+
+void appendValue(std::string& out, int64_t v) {
+  out += ' ';
+  out += std::to_string(v);
+  out += '\n';
+}
+
+// A float with `digits` after the point; the format's own spellings for what is not finite.
+void appendValue(std::string& out, double v, int digits) {
+  out += ' ';
+  if (std::isnan(v)) {
+    out += "NaN";
+  } else if (std::isinf(v)) {
+    out += v > 0 ? "+Inf" : "-Inf";
+  } else {
+    char number[64];  // one number, at most about 30 characters either way
+    if (std::fabs(v) < 1e15) std::snprintf(number, sizeof number, "%.*f", digits, v);
+    else std::snprintf(number, sizeof number, "%.17g", v);
+    out += number;
+  }
+  out += '\n';
+}
+
+void appendFamily(std::string& out, const char* name, const char* type, const char* help) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  out += help;  // our own text: no backslash or line feed to escape
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
 }
 
 }  // namespace
@@ -74,20 +158,7 @@ std::string twemproxyStatsJson(const WorkerReport& report, const RoutingSnapshot
 
 std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& snapshot, const ReloadStats& reloads) {
   std::string out;
-  char line[1024];
-  auto metric = [&](const char* name, const char* type, const char* help) {
-    std::snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-    out += line;
-  };
-  auto poolValue = [&](const char* name, const std::string& pool, uint64_t v) {
-    std::snprintf(line, sizeof line, "%s{pool=\"%s\"} %llu\n", name, label(pool).c_str(), static_cast<unsigned long long>(v));
-    out += line;
-  };
-  auto backendValue = [&](const char* name, const BackendReport& b, uint64_t v) {
-    std::snprintf(line, sizeof line, "%s{pool=\"%s\",backend=\"%s\",address=\"%s\"} %llu\n", name, label(b.pool).c_str(),
-                  label(b.label).c_str(), label(b.address).c_str(), static_cast<unsigned long long>(v));
-    out += line;
-  };
+  auto metric = [&](const char* name, const char* type, const char* help) { appendFamily(out, name, type, help); };
   struct PoolMetric {
     const char* name;
     const char* type;
@@ -141,7 +212,8 @@ std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& sn
       PoolStats s;
       for (const PoolReport& p : report.pools)
         if (p.name == pool.config.name) s = p.stats;
-      poolValue(m.name, pool.config.name, m.get(s));
+      appendSeries(out, m.name, {{"pool", pool.config.name}});
+      appendValue(out, m.get(s));
     }
   }
   struct BackendMetric {
@@ -176,11 +248,13 @@ std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& sn
   };
   for (const BackendMetric& m : kBackend) {
     metric(m.name, m.type, m.help);
-    for (const BackendReport& b : report.backends) backendValue(m.name, b, m.get(b));
+    for (const BackendReport& b : report.backends) {
+      appendSeries(out, m.name, {{"pool", b.pool}, {"backend", b.label}, {"address", b.address}});
+      appendValue(out, m.get(b));
+    }
   }
   metric("ringproxy_backend_latency_seconds", "histogram", "Time from sending a request to its reply.");
   for (const BackendReport& b : report.backends) {
-    const std::string labels = "pool=\"" + label(b.pool) + "\",backend=\"" + label(b.label) + "\"";
     uint64_t cumulative = 0;
     for (size_t i = 0; i < backends::upstream::kLatencyBuckets; ++i) {
       cumulative += b.conn.latency[i];
@@ -189,44 +263,39 @@ std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& sn
         std::snprintf(le, sizeof le, "%g", double(backends::upstream::kLatencyBucketsUs[i]) / 1e6);
       else
         std::snprintf(le, sizeof le, "+Inf");
-      std::snprintf(line, sizeof line, "ringproxy_backend_latency_seconds_bucket{%s,le=\"%s\"} %llu\n", labels.c_str(), le,
-                    static_cast<unsigned long long>(cumulative));
-      out += line;
+      appendSeries(out, "ringproxy_backend_latency_seconds_bucket", {{"pool", b.pool}, {"backend", b.label}, {"le", le}});
+      appendValue(out, cumulative);
     }
-    std::snprintf(line, sizeof line, "ringproxy_backend_latency_seconds_sum{%s} %.6f\n", labels.c_str(),
-                  double(b.conn.latencySumUs) / 1e6);
-    out += line;
-    std::snprintf(line, sizeof line, "ringproxy_backend_latency_seconds_count{%s} %llu\n", labels.c_str(),
-                  static_cast<unsigned long long>(cumulative));
-    out += line;
+    appendSeries(out, "ringproxy_backend_latency_seconds_sum", {{"pool", b.pool}, {"backend", b.label}});
+    appendValue(out, double(b.conn.latencySumUs) / 1e6, 6);
+    appendSeries(out, "ringproxy_backend_latency_seconds_count", {{"pool", b.pool}, {"backend", b.label}});
+    appendValue(out, cumulative);
   }
   metric("ringproxy_reload_generation", "gauge", "Generation of the configuration being served.");
-  std::snprintf(line, sizeof line, "ringproxy_reload_generation %llu\n", static_cast<unsigned long long>(reloads.generation));
-  out += line;
+  appendSeries(out, "ringproxy_reload_generation", {});
+  appendValue(out, reloads.generation);
   metric("ringproxy_reloads_total", "counter", "Successful reloads.");
-  std::snprintf(line, sizeof line, "ringproxy_reloads_total %llu\n", static_cast<unsigned long long>(reloads.reloads));
-  out += line;
+  appendSeries(out, "ringproxy_reloads_total", {});
+  appendValue(out, reloads.reloads);
   metric("ringproxy_reload_failures_total", "counter", "Reloads refused because the new file was invalid.");
-  std::snprintf(line, sizeof line, "ringproxy_reload_failures_total %llu\n", static_cast<unsigned long long>(reloads.failures));
-  out += line;
+  appendSeries(out, "ringproxy_reload_failures_total", {});
+  appendValue(out, reloads.failures);
   metric("ringproxy_reload_moved_share", "gauge", "Share of the keyspace the last reload moved, per pool.");
   for (const auto& [pool, moved] : reloads.lastMoved) {
-    std::snprintf(line, sizeof line, "ringproxy_reload_moved_share{pool=\"%s\"} %.9f\n", label(pool).c_str(), moved.first);
-    out += line;
+    appendSeries(out, "ringproxy_reload_moved_share", {{"pool", pool}});
+    appendValue(out, moved.first, 9);
   }
   metric("ringproxy_reload_ideal_moved_share", "gauge", "The least any placement could have moved in the last reload.");
   for (const auto& [pool, moved] : reloads.lastMoved) {
-    std::snprintf(line, sizeof line, "ringproxy_reload_ideal_moved_share{pool=\"%s\"} %.9f\n", label(pool).c_str(),
-                  moved.second);
-    out += line;
+    appendSeries(out, "ringproxy_reload_ideal_moved_share", {{"pool", pool}});
+    appendValue(out, moved.second, 9);
   }
   metric("ringproxy_buffered_bytes", "gauge", "Bytes held by socket buffers across the process.");
-  std::snprintf(line, sizeof line, "ringproxy_buffered_bytes %lld\n",
-                static_cast<long long>(backends::io::bufferedBytes().load(std::memory_order_relaxed)));
-  out += line;
+  appendSeries(out, "ringproxy_buffered_bytes", {});
+  appendValue(out, int64_t(backends::io::bufferedBytes().load(std::memory_order_relaxed)));
   metric("ringproxy_uptime_seconds", "gauge", "Seconds since the process started.");
-  std::snprintf(line, sizeof line, "ringproxy_uptime_seconds %lld\n", static_cast<long long>(processUptimeSeconds()));
-  out += line;
+  appendSeries(out, "ringproxy_uptime_seconds", {});
+  appendValue(out, int64_t(processUptimeSeconds()));
   return out;
 }
 
@@ -293,6 +362,18 @@ std::string statusJson(const WorkerReport& report, const RoutingSnapshot& snapsh
 }  // namespace proxy
 
 namespace proxy {
+namespace {
+
+// A name or message as one field of a tab-separated line: a tab or line break in it (a config
+// may hold them) becomes a space, so the line keeps its columns.
+std::string tsvField(std::string_view text) {
+  std::string out(text);
+  for (char& c : out)
+    if (c == '\t' || c == '\n' || c == '\r') c = ' ';
+  return out;
+}
+
+}  // namespace
 
 std::string statusTsv(const WorkerReport& report, const RoutingSnapshot& snapshot, const ReloadStats& reloads) {
   std::string out = "generation\t" + std::to_string(reloads.generation) + "\n";
@@ -301,26 +382,24 @@ std::string statusTsv(const WorkerReport& report, const RoutingSnapshot& snapsho
     PoolStats s;
     for (const PoolReport& p : report.pools)
       if (p.name == pool.config.name) s = p.stats;
-    out += "pool\t" + pool.config.name + "\t" + pool.config.listen.str() + "\t" +
+    out += "pool\t" + tsvField(pool.config.name) + "\t" + pool.config.listen.str() + "\t" +
            std::to_string(s.clientConnections - s.clientsClosed) + "\t" + std::to_string(s.requests) + "\t" +
            std::to_string(s.errorsReplied) + "\n";
     if (pool.previousRing != nullptr) {
       std::string previous;
       for (const ring::NodeSpec& n : pool.previousRing->spec().nodes)
-        previous += (previous.empty() ? "" : ",") + n.labelOrIdentity();
-      out += "transition\t" + pool.config.name + "\t" + previous + "\t" + std::to_string(s.transitionChecks) + "\t" +
-             std::to_string(s.transitionMoves) + "\t" + std::to_string(s.transitionStale) + "\t" +
-             std::to_string(s.transitionFailures) + "\n";
+        previous += (previous.empty() ? "" : ",") + tsvField(n.labelOrIdentity());
+      out += "transition\t" + tsvField(pool.config.name) + "\t" + previous + "\t" +
+             std::to_string(s.transitionChecks) + "\t" + std::to_string(s.transitionMoves) + "\t" +
+             std::to_string(s.transitionStale) + "\t" + std::to_string(s.transitionFailures) + "\n";
     }
   }
   for (const BackendReport& b : report.backends) {
-    std::string err = b.lastError;
-    for (char& c : err)
-      if (c == '\t' || c == '\n') c = ' ';
-    out += "backend\t" + b.pool + "\t" + b.label + "\t" + b.address + "\t" + std::to_string(b.connected) + "\t" +
-           std::to_string(b.connections) + "\t" + std::to_string(b.conn.requests) + "\t" +
-           std::to_string(b.conn.replies) + "\t" + std::to_string(b.conn.failures) + "\t" +
-           std::to_string(b.conn.timeouts) + "\t" + std::to_string(b.inflight) + "\t" + err + "\n";
+    out += "backend\t" + tsvField(b.pool) + "\t" + tsvField(b.label) + "\t" + tsvField(b.address) + "\t" +
+           std::to_string(b.connected) + "\t" + std::to_string(b.connections) + "\t" +
+           std::to_string(b.conn.requests) + "\t" + std::to_string(b.conn.replies) + "\t" +
+           std::to_string(b.conn.failures) + "\t" + std::to_string(b.conn.timeouts) + "\t" +
+           std::to_string(b.inflight) + "\t" + tsvField(b.lastError) + "\n";
   }
   return out;
 }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string>
+#include <unordered_map>
 
 namespace proxy {
 namespace {
@@ -61,14 +63,25 @@ void WorkerReport::merge(const WorkerReport& o) {
     if (mine == nullptr) pools.push_back(p);
     else mine->stats.add(p.stats);
   }
+  // Backends matched through an index, not a scan: with thousands of servers a scan per
+  // backend made each stats rendering quadratic, seconds of the control thread's time.
+  std::unordered_map<std::string, size_t> index;
+  index.reserve(backends.size() + o.backends.size());
+  auto keyOf = [](const BackendReport& b) {
+    std::string key;
+    key.reserve(b.pool.size() + 1 + b.identity.size());
+    key.append(b.pool).push_back('\0');
+    key.append(b.identity);
+    return key;
+  };
+  for (size_t i = 0; i < backends.size(); ++i) index.emplace(keyOf(backends[i]), i);
   for (const BackendReport& b : o.backends) {
-    BackendReport* mine = nullptr;
-    for (BackendReport& c : backends)
-      if (c.pool == b.pool && c.identity == b.identity) mine = &c;
-    if (mine == nullptr) {
+    auto [it, fresh] = index.emplace(keyOf(b), backends.size());
+    if (fresh) {
       backends.push_back(b);
       continue;
     }
+    BackendReport* mine = &backends[it->second];
     addConn(mine->conn, b.conn);
     mine->inflight += b.inflight;
     mine->queuedBytes += b.queuedBytes;

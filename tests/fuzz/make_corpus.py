@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora in tests/fuzz/corpus/<target>/ (run it again after editing).
+"""Writes the seed corpora in tests/fuzz/corpus/<target>/ (run it again after editing):
+`make_corpus.py` for every target, `make_corpus.py TARGET...` for some.
 
-Seeds are valid (and a few deliberately broken) requests, replies and configs taken from the
-unit tests. Every protocol seed starts with the two control bytes the targets read (see
+Seeds are valid (and a few deliberately broken) requests, replies, configs, HTTP request heads
+and config names taken from the unit tests. Every protocol seed starts with the two control bytes the targets read (see
 fuzz_common.h): a chunk plan byte, cycled through the four modes, and an option byte (limits,
 or for memcache replies the reply kind).
 """
@@ -280,14 +281,81 @@ def config():
             f.write(text)
 
 
+def admin_request():
+    """HTTP request heads for fuzz_admin_request: [plan][limit byte][bytes]; limit byte 0x00 is
+    the listener's 8 KiB, 0x80 | n a small limit of 16 + 4n bytes."""
+    items = [
+        ("get_metrics", b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9000\r\nAccept: */*\r\n\r\n"),
+        ("get_stats", b"GET /stats HTTP/1.0\r\n\r\n"),
+        ("status_tsv", b"GET /status?format=tsv HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        ("ring_pool", b"GET /ring?pool=a%20b&x=%ff%2 HTTP/1.1\r\nUser-Agent: curl/8\r\n\r\n"),
+        ("head", b"HEAD /metrics HTTP/1.1\r\n\r\n"),
+        ("post_reload", b"POST /reload HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+        ("with_body", b"POST /reload HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody"),
+        ("raw_utf8_target", "GET /ring?pool=caf\u00e9 HTTP/1.1\r\n\r\n".encode()),
+        ("tab_in_value", b"GET / HTTP/1.1\r\nX-A:\tv\t\r\n\r\n"),
+        ("no_version", b"GET /metrics\r\n\r\n"),
+        ("two_spaces", b"GET  /metrics HTTP/1.1\r\n\r\n"),
+        ("bare_lf", b"GET /metrics HTTP/1.1\n\n"),
+        ("folded", b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n"),
+        ("space_before_colon", b"GET / HTTP/1.1\r\nX : a\r\n\r\n"),
+        ("tls", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
+        ("resp", b"*1\r\n$4\r\nPING\r\n"),
+        ("empty_line_first", b"\r\nGET / HTTP/1.1\r\n\r\n"),
+        ("big_header", b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"),
+        ("exactly_at_limit", b"GET / HTTP/1.1\r\nX: " + b"b" * (8192 - 23) + b"\r\n\r\n"),
+    ]
+    options = [0x00] * len(items)
+    for i, opt in ((0, 0x80 | 4), (3, 0x80 | 40), (6, 0x80), (17, 0x80 | 0x7F)):
+        options[i] = opt
+    seeds("fuzz_admin_request", items, options=options)
+
+
+def stats_format():
+    """Names for fuzz_stats_format: [pools byte][flags byte] then names, each [length][bytes]."""
+    def names(*parts):
+        out = b""
+        for p in parts:
+            p = b(p)
+            out += bytes([len(p)]) + p
+        return out
+    items = [
+        ("plain", 0, 0x00, names("alpha", "s1", "s2", "")),
+        ("quotes_backslashes", 0, 0x00, names('p"q', 'a"b', "c\\d", "e\nf", "g\rh", "tab\tx")),
+        ("long_names", 1, 0x04, names("pool", "beta", 'srv"\\\n', "x", "")),
+        ("not_utf8", 2, 0x01, names(b"p\xff", b"q\xc0\xaf", b"r", b"over\xe0\x80\xaf", b"sur\xed\xa0\x80",
+                                     b"cut\xe2\x82", b"big\xf4\x90\x80\x80", b"stray\x80", b"ok\xc3\xa9")),
+        ("controls", 0, 0x12, names(b"pool\x00", b"\x01\x1f\x7f", b"nul\x00byte", b"err\xff\n")),
+        ("transition_vnode", 0, 0x0b, names("alpha", "a", "b", "c", "d")),
+        ("random", 0, 0x02, names("r", "x", "y")),
+        ("address_like_name", 0, 0x00, names("p", "127.0.0.1:10001", "", "")),
+        ("utf8_edges", 0, 0x01, names(b"\xc2\x80\xdf\xbf", b"\xe0\xa0\x80\xed\x9f\xbf\xef\xbf\xbf",
+                                      b"\xf0\x90\x80\x80\xf4\x8f\xbf\xbf")),
+    ]
+    for name, pools, flags, data in items:
+        write("fuzz_stats_format", name, bytes([pools, flags]) + data)
+
+
+TARGETS = {
+    "fuzz_resp_request": resp_request,
+    "fuzz_resp_reply": resp_reply,
+    "fuzz_memcache_request": memcache_request,
+    "fuzz_memcache_reply": memcache_reply,
+    "fuzz_config": config,
+    "fuzz_admin_request": admin_request,
+    "fuzz_stats_format": stats_format,
+}
+
+
 def main():
-    if os.path.isdir(CORPUS):
-        shutil.rmtree(CORPUS)
-    resp_request()
-    resp_reply()
-    memcache_request()
-    memcache_reply()
-    config()
+    """make_corpus.py [TARGET...]: rewrites those targets' seeds (default: every target's)."""
+    import sys
+    chosen = sys.argv[1:] or list(TARGETS)
+    for target in chosen:
+        folder = os.path.join(CORPUS, target)
+        if os.path.isdir(folder):
+            shutil.rmtree(folder)
+        TARGETS[target]()
 
 
 if __name__ == "__main__":
