@@ -98,16 +98,7 @@ class Buffer {
     }
     size_t cap = capacity_ == 0 ? kInitial : capacity_;
     while (cap - used < min) cap *= 2;
-    if (capacity_ > kInitial && start_ == 0) {
-      // A large buffer grows in place where it can (realloc moves pages, not bytes, for the
-      // big blocks malloc maps), so a large value does not hold an old and a new copy at once.
-      char* grown = static_cast<char*>(std::realloc(data_, cap));
-      if (grown == nullptr) return false;
-      data_ = grown;
-      accountBuffer(static_cast<int64_t>(cap) - static_cast<int64_t>(capacity_));
-      capacity_ = cap;
-      return true;
-    }
+    if (capacity_ > kInitial && start_ == 0) [[unlikely]] return growInPlace(cap);
     char* fresh = allocBlock(cap);
     if (fresh == nullptr) return false;
     if (used) std::memcpy(fresh, data_ + start_, used);
@@ -120,6 +111,17 @@ class Buffer {
     return true;
   }
 
+  // A large buffer grows in place where it can (realloc moves pages, not bytes, for the big
+  // blocks malloc maps), so a large value does not hold an old and a new copy at once. Out of
+  // line: the common growth (an empty buffer taking its first block) stays small and inlined.
+  [[gnu::noinline]] bool growInPlace(size_t cap) {
+    char* grown = static_cast<char*>(std::realloc(data_, cap));
+    if (grown == nullptr) return false;
+    data_ = grown;
+    accountBuffer(static_cast<int64_t>(cap) - static_cast<int64_t>(capacity_));
+    capacity_ = cap;
+    return true;
+  }
   void swap(Buffer& o) noexcept {
     std::swap(data_, o.data_);
     std::swap(capacity_, o.capacity_);

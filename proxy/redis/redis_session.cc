@@ -52,6 +52,7 @@ RedisSession::~RedisSession() {
   if (watchLink() != nullptr) watchLink()->close();
   if (rare_ && rare_->blockLink != nullptr) releaseBlockingLink(true);
   closeSubscriberLinks();
+  if (rare_ && rare_->queuedBytes != 0) setQueuedBytes(0);  // a transaction left queued
   frontend_.parsers.giveBack(parser_);
 }
 
@@ -91,7 +92,7 @@ void RedisSession::frameRequests() {
     }
     const size_t size = parser_->size();
     if (parser_->argc() > 0) {
-      if (backends::io::overBufferLimit()) {
+      if (backends::io::overBufferLimit() && !inMulti()) {  // MULTI: queueInMulti decides
         // The process holds --max-buffered-bytes already: refuse new work, not memory.
         stats().limitErrors++;
         replyError("ERR ringproxy is over its buffer limit (--max-buffered-bytes); retry later");
@@ -541,12 +542,6 @@ void RedisSession::fanout(const CommandSpec& spec, const char* req) {
 void RedisSession::onFragmentReply(Request& base, uint32_t fragment, const char* data, size_t len, bool isError) {
   auto& r = static_cast<RedisRequest&>(base);
   if (r.relays() || (r.wholeReply && !isError)) {
-    if (!r.fragment(fragment).large.empty()) {  // handed over: streamed from where it is, never copied
-      r.streamed = true;
-      r.waiting = 0;
-      complete(r);
-      return;
-    }
     relayReply(r, data, len);
     return;
   }
@@ -572,6 +567,18 @@ void RedisSession::onFragmentReply(Request& base, uint32_t fragment, const char*
   }
   if (r.fragmentSettled()) fragmentsDone(r);
   else r.accountHeldBytes();  // the parts that came, kept until the others do
+}
+
+void RedisSession::onFragmentTaken(Request& base, uint32_t fragment, bool isError) {
+  auto& r = static_cast<RedisRequest&>(base);
+  if (r.relays() || (r.wholeReply && !isError)) {  // streamed from where it is, never copied
+    r.streamed = true;
+    r.waiting = 0;
+    complete(r);
+    return;
+  }
+  const std::string_view bytes = r.fragment(fragment).bytes();
+  onFragmentReply(r, fragment, bytes.data(), bytes.size(), isError);
 }
 
 bool RedisSession::keepsFragmentReply(Request& base, uint32_t, size_t len, bool isError) {

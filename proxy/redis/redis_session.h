@@ -91,6 +91,7 @@ class RedisSession final : public ClientSession {
   void onFragmentReply(Request& r, uint32_t fragment, const char* data, size_t len, bool isError) override;
   void onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) override;
   bool keepsFragmentReply(Request& r, uint32_t fragment, size_t len, bool isError) override;
+  void onFragmentTaken(Request& r, uint32_t fragment, bool isError) override;
 
   RedisRequest* newRedisRequest() { return static_cast<RedisRequest*>(newRequest()); }
   // Every fragment of `r` has settled: merge by its kind, then complete it.
@@ -223,6 +224,7 @@ class RedisSession final : public ClientSession {
     return *rare_;
   }
   bool inMulti() const { return rare_ && rare_->inMulti; }
+  void setQueuedBytes(size_t bytes);  // rare().queuedBytes, counted against --max-buffered-bytes
   backends::upstream::UpstreamLink* watchLink() const { return rare_ ? rare_->watchLink : nullptr; }
 };
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <string>
 
+#include "backends/io/memory_budget.h"
 #include "proxy/redis/redis_frontend.h"
 #include "tests/support/fake_host.h"
 
@@ -772,11 +773,36 @@ TEST_CASE("commands queued in MULTI are bounded: over the pool's limits the tran
   CHECK(c.receive() == "+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n");
   c.send(command({"SET", k, "4"}));
   CHECK(c.receive().rfind("-ERR ringproxy: the transaction is over its limits (max_pending_requests 3", 0) == 0);
+  c.send(command({"SET", k, "5"}));  // after the abort: QUEUED as Redis says it, but nothing is kept
+  CHECK(c.receive() == "+QUEUED\r\n");
   c.send(command({"EXEC"}));
   CHECK(c.receive() == "-EXECABORT Transaction discarded because of previous errors.\r\n");
   host.settle();
   CHECK(host.link(0).owed.empty());  // nothing of it ran
   CHECK(host.stats("pool").limitErrors == 1);
+}
+
+TEST_CASE("commands queued in MULTI count against --max-buffered-bytes; over it the transaction is discarded") {
+  RedisFrontend fe;
+  FakeHost host(kThreeShards);
+  auto c = host.connect(fe, 0);
+  const std::string k = host.keyOn(0, 0);
+  const int64_t before = backends::io::bufferedBytes().load();
+  const std::string value(100000, 'v');
+  c.send(command({"MULTI"}) + command({"SET", k, value}));
+  CHECK(c.receive() == "+OK\r\n+QUEUED\r\n");
+  CHECK(backends::io::bufferedBytes().load() - before >= 100000);  // the queued SET is counted
+  const int64_t limit = backends::io::bufferLimit().load();
+  backends::io::setBufferLimit(1);  // the process is over its budget now
+  c.send(command({"SET", k, value}));
+  CHECK(c.receive() ==
+        "-ERR ringproxy is over its buffer limit (--max-buffered-bytes); the transaction is discarded\r\n");
+  backends::io::setBufferLimit(limit);
+  CHECK(backends::io::bufferedBytes().load() - before < 100000);  // the queue was freed
+  c.send(command({"EXEC"}));
+  CHECK(c.receive() == "-EXECABORT Transaction discarded because of previous errors.\r\n");
+  host.settle();
+  CHECK(host.link(0).owed.empty());
 }
 
 }  // namespace

@@ -17,6 +17,8 @@
 // travels on it meanwhile. Watching keys of two servers is refused.
 #include "proxy/redis/redis_session.h"
 
+#include "backends/io/memory_budget.h"
+
 namespace proxy {
 
 namespace resp = backends::resp;
@@ -42,25 +44,41 @@ void RedisSession::cmdMulti(const CommandSpec&, const char*) {
   rare().multiAborted = false;
   rare().multiBackend = -1;
   rare().queued.clear();
-  rare().queuedBytes = 0;
+  setQueuedBytes(0);
   replyLocal("+OK\r\n");
+}
+
+void RedisSession::setQueuedBytes(size_t bytes) {
+  // Commands queued in MULTI are held by the proxy like any buffer: they count against
+  // --max-buffered-bytes, so many clients' transactions cannot take the process past it.
+  backends::io::accountBuffer(static_cast<int64_t>(bytes) - static_cast<int64_t>(rare().queuedBytes));
+  rare().queuedBytes = bytes;
 }
 
 void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
   const PoolRoute& route = *poolRoute();
+  if (rare().multiAborted) {  // EXEC will answer EXECABORT: as Redis, say QUEUED, but keep nothing
+    replyLocal("+QUEUED\r\n");
+    return;
+  }
   // The queue lives in the proxy until EXEC: bounded by the pool's limits, max_pending_requests
   // commands and max_request_bytes in all. Beyond them the transaction is aborted (EXEC answers
   // EXECABORT, as Redis does after a refused command) and what was queued is freed at once.
+  // The process over --max-buffered-bytes discards the transaction too (its queue counts
+  // against that budget): EXEC and DISCARD still end it, whatever the budget.
   const size_t size = parser_->isInline() ? parser_->size() * 2 : parser_->size();  // inline: re-encoded
+  const bool overBudget = backends::io::overBufferLimit();
   if (rare().queued.size() >= route.config.maxPendingRequests ||
-      rare().queuedBytes + size > route.config.maxRequestBytes) {
+      rare().queuedBytes + size > route.config.maxRequestBytes || overBudget) {
     stats().limitErrors++;
     rare().queued.clear();
     rare().queued.shrink_to_fit();
-    rare().queuedBytes = 0;
-    abortMulti("ERR ringproxy: the transaction is over its limits (max_pending_requests " +
-               std::to_string(route.config.maxPendingRequests) + " commands, max_request_bytes " +
-               std::to_string(route.config.maxRequestBytes) + " bytes queued); it is discarded");
+    setQueuedBytes(0);
+    abortMulti(overBudget ? std::string("ERR ringproxy is over its buffer limit (--max-buffered-bytes); the "
+                                        "transaction is discarded")
+                          : "ERR ringproxy: the transaction is over its limits (max_pending_requests " +
+                                std::to_string(route.config.maxPendingRequests) + " commands, max_request_bytes " +
+                                std::to_string(route.config.maxRequestBytes) + " bytes queued); it is discarded");
     return;
   }
   Queued q;
@@ -99,7 +117,7 @@ void RedisSession::queueInMulti(const CommandSpec& spec, const char* req) {
   if (rare().multiBackend < 0) rare().multiBackend = static_cast<int32_t>(node);
   q.bytes.assign(asResp(req));
   q.backend = static_cast<int32_t>(node);
-  rare().queuedBytes += q.bytes.size();
+  setQueuedBytes(rare().queuedBytes + q.bytes.size());
   rare().queued.push_back(std::move(q));
   replyLocal("+QUEUED\r\n");
 }
@@ -113,7 +131,7 @@ void RedisSession::cmdExec(const CommandSpec&, const char*) {
   entry_.inMulti.store(false, std::memory_order_relaxed);
   if (rare().multiAborted) {
     rare().queued.clear();
-    rare().queuedBytes = 0;
+    setQueuedBytes(0);
     releaseWatch();
     replyError("EXECABORT Transaction discarded because of previous errors.");
     return;
@@ -154,7 +172,7 @@ void RedisSession::cmdExec(const CommandSpec&, const char*) {
     r->extraHeldBytes += static_cast<int64_t>(m.localReplies[i].size());
   }
   rare().queued.clear();
-  rare().queuedBytes = 0;
+  setQueuedBytes(0);
   releaseWatch();  // the WATCH link closes once EXEC has been answered
   enqueue(r);
   if (r->waiting == 0) fragmentsDone(*r);
@@ -226,7 +244,7 @@ void RedisSession::cmdDiscard(const CommandSpec&, const char*) {
   rare().inMulti = false;
   entry_.inMulti.store(false, std::memory_order_relaxed);
   rare().queued.clear();
-  rare().queuedBytes = 0;
+  setQueuedBytes(0);
   releaseWatch();
   replyLocal("+OK\r\n");
 }
@@ -292,7 +310,7 @@ void RedisSession::cmdReset(const CommandSpec&, const char*) {
   entry_.inMulti.store(false, std::memory_order_relaxed);
   rare().multiAborted = false;
   rare().queued.clear();
-  rare().queuedBytes = 0;
+  setQueuedBytes(0);
   releaseWatch();
   endPubSub();  // RESET leaves pub/sub too
   db_ = SessionHost::kPoolDb;

@@ -331,6 +331,7 @@ bool ClientSession::streamHead() {
   if (!streaming_) {
     streaming_ = true;
     r.streamProgressMs = now;
+    r.streamOffset = 0;
     r.accountHeldBytes();
   }
   bool done = false;

@@ -37,6 +37,8 @@ class RequestOwner {
   virtual void onFragmentFailure(Request& r, uint32_t fragment, std::string_view why) = 0;
   // Whether the owner keeps this fragment's reply until the request is merged: then a large
   // one is handed over (Fragment::large) rather than copied, and onFragmentReply gets its bytes.
+  // A reply kept as above has come (in the fragment's `large`); by default, as any reply.
+  virtual void onFragmentTaken(Request& r, uint32_t fragment, bool isError);
   virtual bool keepsFragmentReply(Request& r, uint32_t fragment, size_t len, bool isError) {
     (void)r;
     (void)fragment;
@@ -86,9 +88,7 @@ class Request : public backends::upstream::ReplySink {
     reply.clear();
     error.clear();
     extraHeldBytes = 0;
-    streamed = false;
-    streamProgressMs = 0;
-    streamOffset = 0;
+    streamed = false;  // streamProgressMs and streamOffset are set when streaming starts
   }
   // The protocol's merge state is made fresh (keeping capacity); returns the heap bytes that
   // state keeps between uses, so the pool can drop requests that grew large.
@@ -112,6 +112,8 @@ class Request : public backends::upstream::ReplySink {
   }
   // Frees the large replies links handed over (they are never kept for reuse).
   void releaseLargeReplies() {
+    if (!hasLarge_) return;
+    hasLarge_ = false;
     for (uint32_t i = 0; i < used_; ++i)
       if (fragment(i).large.capacity() != 0) fragment(i).large = backends::io::Buffer();
   }
@@ -134,7 +136,8 @@ class Request : public backends::upstream::ReplySink {
     DEBUG_ASSERT(f.link != nullptr);
     f.link = nullptr;
     f.large = std::move(bytes);
-    owner_->onFragmentReply(*this, static_cast<uint32_t>(cookie), f.large.readable(), f.large.readableSize(), isError);
+    hasLarge_ = true;
+    owner_->onFragmentTaken(*this, static_cast<uint32_t>(cookie), isError);
   }
   void onFailure(uint64_t cookie, std::string_view why) final {
     Fragment& f = fragment(static_cast<uint32_t>(cookie));
@@ -203,7 +206,13 @@ class Request : public backends::upstream::ReplySink {
   std::vector<Fragment> more_;
   uint32_t used_ = 0;
   int64_t accounted_ = 0;  // what accountHeldBytes() last added to the buffered-bytes figure
+  bool hasLarge_ = false;  // some fragment holds a handed-over reply (freed when the request is)
 };
+
+inline void RequestOwner::onFragmentTaken(Request& r, uint32_t fragment, bool isError) {
+  const std::string_view bytes = r.fragment(fragment).bytes();
+  onFragmentReply(r, fragment, bytes.data(), bytes.size(), isError);
+}
 
 // A protocol's request type: Request plus one merge state out of `Kinds`, each a struct with
 // reset() (fresh, keeping capacity) and retainedBytes() (heap kept between uses).

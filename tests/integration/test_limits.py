@@ -527,6 +527,36 @@ class BufferLimit(unittest.TestCase):
                         f"ringproxy_buffered_bytes reached {int(peak)} with --max-buffered-bytes {self.LIMIT} "
                         f"({refused} of {sum(map(len, pipelines))} requests refused)")
 
+    def test_a_transaction_queue_counts_against_the_limit(self):
+        """MULTI, then 300 SETs of 100 KB (30 MB) pipelined: the queue lives in the proxy and
+        counts against --max-buffered-bytes (4 MB here), so the transaction is discarded once
+        the process passes it, what was queued is freed, later commands are answered QUEUED
+        without being kept, and EXEC says EXECABORT. RSS stays near the limit (it reached
+        302 MB for 3000 such SETs before)."""
+        pid = self.proxy.popen.pid
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")  # VmHWM from now on
+        base = harness.proc_status_kb(pid, "VmRSS") / 1024.0
+        c = RawConn(self.port)
+        value = b"q" * 100000
+        data = encode_command("MULTI") + b"".join(encode_command("SET", f"tx{i}", value) for i in range(300))
+        sender = self.send_in_background(c, data + encode_command("EXEC"))
+        replies = [c.read() for _ in range(302)]
+        sender.join(10)
+        self.assertEqual(replies[0], b"OK")
+        errors = [r for r in replies[1:301] if isinstance(r, ErrorReply)]
+        self.assertEqual(len(errors), 1, errors[:3])
+        self.assertIn("over its buffer limit", errors[0])
+        self.assertTrue(all(r == b"QUEUED" for r in replies[1:301] if not isinstance(r, ErrorReply)))
+        self.assertIsInstance(replies[301], ErrorReply)
+        self.assertIn("EXECABORT", replies[301])
+        self.assertEqual(self.direct.exists(*[f"tx{i}" for i in range(300)]), 0)
+        peak = harness.proc_status_kb(pid, "VmHWM") / 1024.0
+        self.assertLess(peak - base, self.LIMIT / 2**20 + 16, f"RSS {base:.1f} -> peak {peak:.1f} MiB")
+        harness.wait_for(lambda: self.buffered() < self.LIMIT, timeout=5.0, what="the queue freed")
+        self.assertEqual(self.probe.call("GET", "small"), b"s")
+        c.close()
+
     def test_one_large_reply_does_not_keep_the_process_over_its_limit(self):
         """A well-behaved client reads one 3 MB value. Once it has it, the buffers that carried
         it must not go on counting against --max-buffered-bytes, or the proxy refuses every
