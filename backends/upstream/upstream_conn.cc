@@ -25,7 +25,13 @@ struct UpstreamConn::Socket {
 
 namespace {
 
-std::string errorText(int status) { return uv_strerror(status); }
+// The system's own wording for errno codes ("Connection refused", "Connection reset by
+// peer"), which clients, alerts and twemproxy's own test suite already match; libuv's text for
+// its own codes (resolver errors, end of file).
+std::string errorText(int status) {
+  constexpr int kFirstLibuvOnlyCode = -3000;  // UV_EAI_* and UV_EOF lie below; errno codes above
+  return status < 0 && status > kFirstLibuvOnlyCode ? std::strerror(-status) : uv_strerror(status);
+}
 
 // The detail of a Protocol failure: the two ways a backend can break the reply stream.
 constexpr std::string_view kUnsolicited = "backend sent bytes nobody asked for";
@@ -48,7 +54,7 @@ std::string failureMessage(FailureCause cause, std::string_view detail) {
     case FailureCause::Read: m = "read failed: "; break;
     case FailureCause::Write: m = "write failed: "; break;
     case FailureCause::ReplyTimeout:  // detail: the timeout in ms
-      m = "no reply within ";
+      m = "timed out: no reply within ";
       m += detail;
       m += " ms";
       return m;

@@ -293,8 +293,8 @@ TEST_CASE("UpstreamConn: a refused connect fails the request with cause Connect"
   REQUIRE(loop.runUntil([&] { return !sink.failures.empty(); }));
   REQUIRE(sink.failures.size() == 1);
   CHECK(sink.failures[0].find("connect failed") != std::string::npos);
-  CHECK(sink.failures[0] == "backend test: connect failed: connection refused");
-  CHECK(conn->lastError() == "connect failed: connection refused");
+  CHECK(sink.failures[0] == "backend test: connect failed: Connection refused");
+  CHECK(conn->lastError() == "connect failed: Connection refused");
   CHECK(conn->lastCause() == FailureCause::Connect);
   CHECK(conn->stats().errors == 1);
   CHECK(conn->stats().eofs == 0);
@@ -304,7 +304,7 @@ TEST_CASE("UpstreamConn: a refused connect fails the request with cause Connect"
   // Backing off: refused at once, and lastError still says why.
   CHECK(conn->send(kPing.data(), kPing.size(), &sink, 2, 0) == 0);
   CHECK(conn->lastCause() == FailureCause::Connect);
-  CHECK(conn->lastError() == "connect failed: connection refused");
+  CHECK(conn->lastError() == "connect failed: Connection refused");
 }
 
 TEST_CASE("UpstreamConn: a backend that closes the socket fails the request with cause Closed") {
@@ -336,8 +336,8 @@ TEST_CASE("UpstreamConn: a backend that never answers fails the request with cau
   REQUIRE(conn->send(kPing.data(), kPing.size(), &sink, 1, 0) != 0);
   REQUIRE(loop.runUntil([&] { return !sink.failures.empty(); }));
   REQUIRE(sink.failures.size() == 1);
-  CHECK(sink.failures[0] == "backend test: no reply within 50 ms");
-  CHECK(conn->lastError() == "no reply within 50 ms");
+  CHECK(sink.failures[0] == "backend test: timed out: no reply within 50 ms");
+  CHECK(conn->lastError() == "timed out: no reply within 50 ms");
   CHECK(conn->lastCause() == FailureCause::ReplyTimeout);
   CHECK(conn->stats().timeouts == 1);
   CHECK(conn->stats().errors == 1);

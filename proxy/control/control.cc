@@ -310,6 +310,7 @@ bool Control::reload(const char* trigger, std::string* errorOut) {
       topology_ = std::move(next);
       reloadStats_.generation = generation;
       reloadStats_.reloads++;
+      reloadStats_.lastError.clear();  // /status reports the last reload's error, not an old one
       loadedDigest_ = digest;
       LOG_NOTICE("reload (%s): generation %lu is live", trigger, static_cast<unsigned long>(generation));
       return true;

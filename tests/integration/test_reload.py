@@ -555,6 +555,13 @@ class BadFilesAndTriggers(ReloadTestBase):
                 self.assertIn(f"{bad}:{line}:", t.stdout + t.stderr)
         t = subprocess.run([harness.binary("ringproxy"), "-t", "-c", three], capture_output=True, text=True)
         self.assertEqual(t.returncode, 0, t.stderr)
+        # A good file afterwards goes live and clears the error /status reports.
+        self.write_in_place(three_text)
+        self.proxy.signal(signal.SIGHUP)
+        self.wait_generation(2, timeout=5.0)
+        status = json.loads(harness.http_request(self.admin, "GET", "/status")[2])
+        self.assertEqual(status["last_reload_error"], "")
+        self.assertEqual(r.mget(keys[:200]), [value_of(k) for k in keys[:200]])
         r.close()
 
     # 4 ---------------------------------------------------------------------------------------
