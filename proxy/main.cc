@@ -16,6 +16,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backends/io/memory_budget.h"
@@ -36,7 +37,7 @@ const char kUsage[] =
     "Usage: ringproxy [-?hVdDt] [-v verbosity level] [-o output file]\n"
     "                 [-c conf file] [-s stats port] [-a stats addr]\n"
     "                 [-i stats interval] [-p pid file] [-m mbuf size]\n"
-    "                 [--workers N]\n"
+    "                 [--workers N] [--admin ADDR:PORT] [--max-buffered-bytes N] [--no-watch]\n"
     "\n"
     "Options:\n"
     "  -h, --help             : this help\n"
@@ -47,9 +48,9 @@ const char kUsage[] =
     "  -v, --verbose=N        : log level (default: 5; 3 errors .. 7 debug)\n"
     "  -o, --output=S         : log file (default: stderr)\n"
     "  -c, --conf-file=S      : configuration file (default: conf/nutcracker.yml)\n"
-    "  -s, --stats-port=N     : stats port (default: 22222)\n"
+    "  -s, --stats-port=N     : stats port (default: 22222; 0: none)\n"
     "  -a, --stats-addr=S     : stats address (default: 127.0.0.1, loopback only)\n"
-    "  -i, --stats-interval=N : stats aggregation interval in msec (default: 30000)\n"
+    "  -i, --stats-interval=N : accepted for twemproxy compatibility; stats are always live\n"
     "  -p, --pid-file=S       : pid file\n"
     "  -m, --mbuf-size=N      : accepted for twemproxy compatibility; buffers grow as needed\n"
     "      --workers=N        : worker threads (default: half the cores, at least 1)\n"
@@ -144,13 +145,45 @@ int startupFailure(const Args& args, const std::string& why) {
   return 1;
 }
 
+// Short flags without a value may be bundled as getopt allows (`-tc FILE`, `-dt`): each is
+// split into its own argument here, before the options are read.
+std::vector<std::string> splitBundledFlags(int argc, char** argv) {
+  static constexpr std::string_view kFlags = "tdDhV?";
+  std::vector<std::string> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    while (i > 0 && a.size() > 2 && a[0] == '-' && a[1] != '-' && kFlags.find(a[1]) != std::string_view::npos) {
+      out.push_back(a.substr(0, 2));
+      a = "-" + a.substr(2);
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+// The options that take a value: named when the value is missing.
+bool takesValue(const std::string& a) {
+  for (const char* o : {"-c", "--conf-file", "-o", "--output", "-p", "--pid-file", "-a", "--stats-addr", "-v",
+                        "--verbose", "-s", "--stats-port", "-i", "--stats-interval", "-m", "--mbuf-size", "-w",
+                        "--workers", "--admin", "--max-buffered-bytes"})
+    if (a == o) return true;
+  return false;
+}
+
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int rawArgc, char** rawArgv) {
+  std::vector<std::string> split = splitBundledFlags(rawArgc, rawArgv);
+  std::vector<char*> argvStorage;
+  for (std::string& s : split) argvStorage.push_back(s.data());
+  argvStorage.push_back(nullptr);
+  const int argc = static_cast<int>(split.size());
+  char** argv = argvStorage.data();
   Args args;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     std::string v;
+    if (i + 1 >= argc && takesValue(a)) return usageError("option '" + a + "' requires an argument");
     if (a == "-h" || a == "--help" || a == "-?") {
       std::fputs(kUsage, stdout);
       return 0;

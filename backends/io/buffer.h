@@ -40,7 +40,7 @@ class Buffer {
 
   // Makes room for at least `min` more bytes at the back and returns where to write them;
   // nullptr only when memory is exhausted.
-  char* writable(size_t min, size_t* available) {
+  [[gnu::always_inline]] char* writable(size_t min, size_t* available) {
     if (capacity_ - end_ < min) {
       if (!reserve(min)) return nullptr;
     }

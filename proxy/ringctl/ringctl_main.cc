@@ -9,10 +9,16 @@
 
 using namespace proxy::ringctl;
 
+#ifdef RINGPROXY_VERSION
+#define RINGCTL_VERSION RINGPROXY_VERSION
+#else
+#define RINGCTL_VERSION "unknown"
+#endif
+
 namespace {
 
 const char kUsage[] =
-    "usage: ringctl COMMAND [options]\n"
+    "usage: ringctl COMMAND [options]     (ringctl --version: the version)\n"
     "\n"
     "  owner  -c FILE [--pool NAME] [KEY...]   owner of each key (keys from stdin when none given)\n"
     "  shares -c FILE [--pool NAME]            each node's points and exact share of the keyspace\n"
@@ -44,6 +50,10 @@ int main(int argc, char** argv) {
   o.command = argv[1];
   if (o.command == "-h" || o.command == "--help" || o.command == "help") {
     std::fputs(kUsage, stdout);
+    return kExitOk;
+  }
+  if (o.command == "-V" || o.command == "--version" || o.command == "version") {
+    std::printf("ringctl %s\n", RINGCTL_VERSION);
     return kExitOk;
   }
   for (int i = 2; i < argc; ++i) {

@@ -439,8 +439,30 @@ class CommandLine(unittest.TestCase):
     def test_help(self):
         out = self.run_proxy("-h")
         self.assertEqual(out.returncode, 0, out.stderr)
-        for flag in ("-c", "-s", "-a", "-d", "-p", "-o", "-i", "-m", "-v", "-t", "-D", "-V"):
+        for flag in ("-c", "-s", "-a", "-d", "-p", "-o", "-i", "-m", "-v", "-t", "-D", "-V", "--workers", "--admin",
+                     "--max-buffered-bytes", "--no-watch"):
             self.assertIn(flag, out.stdout)
+        self.assertNotIn("aggregation interval", out.stdout)  # -i is accepted and ignored: it says so
+
+    def test_a_missing_value_is_named(self):
+        out = self.run_proxy("-c")
+        self.assertEqual(out.returncode, 2)
+        self.assertIn("option '-c' requires an argument", out.stderr)
+
+    def test_bundled_flags_as_getopt_takes_them(self):
+        out = self.run_proxy("-tc", self.config)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("syntax is ok", out.stdout)
+
+    def test_a_missing_file_says_so(self):
+        out = self.run_proxy("-t", "-c", os.path.join(self.tmp, "nowhere.yml"))
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("No such file or directory", out.stderr)
+
+    def test_ringctl_version(self):
+        out = subprocess.run([harness.binary("ringctl"), "--version"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertRegex(out.stdout, r"^ringctl \d+\.\d+\.\d+\n$")
 
     def test_describe_stats(self):
         out = self.run_proxy("-D")
