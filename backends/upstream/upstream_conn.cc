@@ -96,7 +96,9 @@ uint64_t UpstreamConn::send(const char* data, size_t len, ReplySink* sink, uint6
   if (state_ == State::Idle) {
     if (uv_now(loop_) < backoffUntilMs_) {
       // Fail fast: lastError_ says why. A refused request is a failure of the backend too
-      // (as twemproxy counts each failed forward), so server_failure_limit ejects it promptly.
+      // (as twemproxy counts each failed forward), so server_failure_limit ejects it promptly,
+      // and it counts in failures (a request failed by the connection) like one failed later.
+      stats_.failures++;
       if (failures_ != nullptr) {
         ++*failures_;
         if (onFailure_ != nullptr) onFailure_(onFailureCtx_);
@@ -104,7 +106,10 @@ uint64_t UpstreamConn::send(const char* data, size_t len, ReplySink* sink, uint6
       return 0;
     }
     startConnect();
-    if (state_ == State::Idle) return 0;  // could not even start
+    if (state_ == State::Idle) {  // could not even start
+      stats_.failures++;
+      return 0;
+    }
   }
   socket_->out.append(data, len);
   stats_.requests++;

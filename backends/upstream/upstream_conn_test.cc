@@ -301,8 +301,9 @@ TEST_CASE("UpstreamConn: a refused connect fails the request with cause Connect"
   CHECK(conn->stats().timeouts == 0);
   CHECK(conn->stats().failures == 1);
 
-  // Backing off: refused at once, and lastError still says why.
+  // Backing off: refused at once, and lastError still says why; counted as a failure too.
   CHECK(conn->send(kPing.data(), kPing.size(), &sink, 2, 0) == 0);
+  CHECK(conn->stats().failures == 2);
   CHECK(conn->lastCause() == FailureCause::Connect);
   CHECK(conn->lastError() == "connect failed: Connection refused");
 }

@@ -374,6 +374,9 @@ class NoAutoEject(unittest.TestCase):
         for m in set(messages):
             self.assertTrue(names_backend(m, "r1", port), m)
             self.assertRegex(m, r"refused|closed|reset", "the cause")
+        # Every failed request is counted where its HELP says, refused at once in a backoff
+        # or failed by the connection (it counted 1 of 20 before).
+        self.assertGreaterEqual(f.backend_metric("ringproxy_backend_failures_total", "r1"), len(times))
         # Restarted on its port: reconnected without any request asking for it.
         f.restart("r1")
         harness.wait_for(lambda: f.backend_metric("ringproxy_backend_connections", "r1") >= 1,
