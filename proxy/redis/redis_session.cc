@@ -577,8 +577,7 @@ void RedisSession::onFragmentTaken(Request& base, uint32_t fragment, bool isErro
     complete(r);
     return;
   }
-  const std::string_view bytes = r.fragment(fragment).bytes();
-  onFragmentReply(r, fragment, bytes.data(), bytes.size(), isError);
+  RequestOwner::onFragmentTaken(r, fragment, isError);  // an MGET part: merged like any reply
 }
 
 bool RedisSession::keepsFragmentReply(Request& base, uint32_t, size_t len, bool isError) {
