@@ -82,7 +82,7 @@ void ClientSession::start(int fd, bool unixSocket) {
 // the kernel's buffer is full.
 void ClientSession::updatePoll() {
   if (phase_ == Phase::Closed || phase_ == Phase::New) return;
-  const bool reading = phase_ == Phase::Open && hold_ == InputHold::None;
+  const bool reading = (phase_ == Phase::Open && hold_ == InputHold::None) || phase_ == Phase::Lingering;
   const bool watchHangUp = phase_ == Phase::Open && hold_ == InputHold::Blocked;
   const int want = (reading ? UV_READABLE : 0) | (writeBlocked_ ? UV_WRITABLE : 0) | (watchHangUp ? UV_DISCONNECT : 0);
   if (want == polled_) return;
@@ -108,7 +108,9 @@ void ClientSession::onPollCb(uv_poll_t* h, int status, int events) {
     return;
   }
   if ((events & UV_WRITABLE) != 0) self->flushNow();
-  if ((events & UV_READABLE) != 0 && self->phase_ == Phase::Open && self->hold_ == InputHold::None) self->readSocket();
+  if ((events & UV_READABLE) == 0) return;
+  if (self->phase_ == Phase::Open && self->hold_ == InputHold::None) self->readSocket();
+  else if (self->phase_ == Phase::Lingering) self->readDiscarding();
 }
 
 void ClientSession::readSocket() {
@@ -137,6 +139,7 @@ void ClientSession::readSocket() {
     if (total > 0) onInput();
     if (phase_ == Phase::Closed) return;
     if (n == 0) {
+      inputEnded_ = true;
       stats_->clientEof++;
       if (hold_ == InputHold::Blocked) closeNow();  // nothing to wait for: Redis frees it too
       else closeAfterFlush();
@@ -431,7 +434,48 @@ void ClientSession::closeAfterFlush() {
 }
 
 void ClientSession::maybeFinishClose() {
-  if (head_ == nullptr && out_.empty()) closeNow();
+  if (phase_ != Phase::Finishing || head_ != nullptr || !out_.empty()) return;
+  if (inputEnded_ || fault_ != OutputFault::None) closeNow();
+  else beginLinger();
+}
+
+void ClientSession::beginLinger() {
+  // Closing a socket with unread input makes the kernel send a reset, and a reset makes the
+  // client's kernel drop what it has received but not yet read: a client refused in the
+  // middle of sending (a request over max_request_bytes, a protocol error) would lose the
+  // error reply that says why. So, as web servers do, the write side is shut (the client
+  // reads every reply, then end-of-file) and its input is read and dropped until it closes.
+  if (::shutdown(fd_, SHUT_WR) != 0) {
+    closeNow();
+    return;
+  }
+  phase_ = Phase::Lingering;
+  host_.lingerChanged(1);
+  lastActiveMs_ = uv_now(host_.loop());  // the linger's start (closeIfLingered)
+  in_.consume(in_.readableSize());  // what was not processed will never be
+  in_.releaseIfEmpty();
+  updatePoll();
+}
+
+void ClientSession::readDiscarding() {
+  char sink[16 * 1024];
+  for (size_t total = 0; total < kMaxRead;) {
+    const ssize_t n = ::read(fd_, sink, sizeof sink);
+    if (n > 0) {
+      total += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    closeNow();  // the client closed (or the socket failed): the linger is over
+    return;
+  }
+}
+
+bool ClientSession::closeIfLingered(uint64_t nowMs, uint64_t lingerMs) {
+  if (phase_ != Phase::Lingering || nowMs - lastActiveMs_ < lingerMs) return false;
+  closeNow();
+  return true;
 }
 
 bool ClientSession::closeIfIdle(uint64_t nowMs, uint64_t timeoutMs) {
@@ -456,6 +500,7 @@ void ClientSession::closeNow() {
   if (phase_ == Phase::Closed) return;
   DEBUG_ASSERT(host_.onOwnThread());
   const bool started = phase_ != Phase::New;
+  if (phase_ == Phase::Lingering) host_.lingerChanged(-1);
   phase_ = Phase::Closed;
   host_.flusher().cancel(this);
   while (head_ != nullptr) {  // cancel-before-destroy: upstreams drop the replies

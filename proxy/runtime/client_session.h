@@ -60,6 +60,9 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   // client_idle_timeout: closes the session if it has had nothing in flight and no input for
   // `timeoutMs`. Returns true when it closed.
   bool closeIfIdle(uint64_t nowMs, uint64_t timeoutMs);
+  // Ends a lingering close that has lasted `lingerMs` (the host's sweep calls it); true if
+  // the session was closed.
+  bool closeIfLingered(uint64_t nowMs, uint64_t lingerMs);
   // While the process is over --max-buffered-bytes: a client that has taken nothing of a
   // streamed reply for `stallMs` holds memory it will not read, and is let go (counted).
   bool shedIfStalled(uint64_t nowMs, uint64_t stallMs);
@@ -153,6 +156,9 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
     New,        // constructed, start() not called yet
     Open,       // reading and answering
     Finishing,  // no more input is processed; closes once every queued reply is written
+    Lingering,  // every reply written and the write side shut: input is read and dropped
+                // until the client closes (or kLingerMs), so a client still sending when it
+                // was refused gets its error reply rather than a reset that discards it
     Closed,     // the handle is closing; the session is deleted by its close callback
   };
   // Why input is not read while Open (read when None).
@@ -182,6 +188,8 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   void onInput();
   void maybeResume();
   void maybeFinishClose();
+  void beginLinger();
+  void readDiscarding();
   void drainCompleted();
   // Writes the head's streamed reply a piece at a time; false while the client has not taken
   // the last piece yet (flushNow resumes it), true once all of it is written (or undeliverable).
@@ -205,6 +213,7 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   InputHold hold_ = InputHold::None;
   OutputFault fault_ = OutputFault::None;
   bool writeBlocked_ = false;  // the kernel's buffer was full: waiting for writable
+  bool inputEnded_ = false;    // the client half-closed: nothing to linger for
   uint8_t polled_ = 0;         // the events poll_ watches now
   bool streaming_ = false;     // the head's streamed reply is partly written
   // Out-of-band frames (RESP3 pushes) that arrived while a streamed reply was partly written:

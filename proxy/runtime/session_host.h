@@ -100,6 +100,10 @@ class SessionHost {
   virtual PoolGauges* gauges(size_t pool) = 0;
   virtual void addSession(ClientSession* s) = 0;
   virtual void removeSession(ClientSession* s) = 0;
+  // Sessions in their lingering close (see ClientSession::beginLinger): the host's sweep
+  // looks at its sessions while any linger, to end those that linger too long.
+  void lingerChanged(int delta) { lingering_ = static_cast<size_t>(static_cast<long>(lingering_) + delta); }
+  size_t lingering() const { return lingering_; }
 
  protected:
   SessionHost(int id, std::shared_ptr<const RoutingSnapshot> snapshot) : snapshot_(std::move(snapshot)), id_(id) {}
@@ -110,6 +114,7 @@ class SessionHost {
   std::shared_ptr<const RoutingSnapshot> snapshot_;
   std::vector<Placement> placements_;  // per snapshot pool
   int id_;
+  size_t lingering_ = 0;
   std::thread::id thread_;  // set by the host when its loop starts
 };
 

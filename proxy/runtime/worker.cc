@@ -44,6 +44,9 @@ namespace {
 // --max-buffered-bytes, is let go: long enough for a slow reader's next read, short enough
 // that one stalled client does not hold the whole process over its limit for long.
 constexpr uint64_t kStreamStallMs = 2000;
+// How long a closing client is given to hang up once it has every reply (see
+// ClientSession::beginLinger); the sweep's one-second tick makes it 2 to 3 s in practice.
+constexpr uint64_t kLingerMs = 2000;
 
 std::unique_ptr<up::ReplyFramer> makeRespFramer() { return std::make_unique<backends::resp::RespReplyFramer>(); }
 std::unique_ptr<up::ReplyFramer> makeMemcacheFramer() {
@@ -407,12 +410,17 @@ void Worker::sweepIdleClients() {
   const bool over = backends::io::overBufferLimit();  // let go of clients stalled on a large reply
   for (auto& f : frontends_)
     if (f) f->trimScratch();
-  if (!any && !kills && !over) return;
+  const bool lingers = lingering() > 0;  // closes that wait for the client to hang up
+  if (!any && !kills && !over && !lingers) return;
   const uint64_t now = uv_now(&loop_);
   for (ClientSession* s = sessions_; s != nullptr;) {
     ClientSession* next = s->listNext;
     if (kills && s->takeKill()) {
       s->closeNow();
+      s = next;
+      continue;
+    }
+    if (lingers && s->closeIfLingered(now, kLingerMs)) {
       s = next;
       continue;
     }

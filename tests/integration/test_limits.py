@@ -221,6 +221,32 @@ class RequestSize(unittest.TestCase):
         self.assert_redis_client_works(RawConn(self.rport))
         other.close()
 
+    def test_a_client_refused_while_still_sending_reads_its_error_not_a_reset(self):
+        # The proxy refuses a 4 MiB SET at its header while the client is still sending the
+        # value. Closing a socket with unread input sends a reset, and a reset makes the
+        # client's kernel drop the error it had received but not read; so the proxy shuts its
+        # side and reads and drops the rest until the client hangs up.
+        for attempt in range(5):
+            victim = RawConn(self.rport)
+            failures = []
+
+            def send_all():
+                try:
+                    victim.sock.sendall(encode_command("SET", "sending", b"s" * (4 * self.MAX_BYTES)))
+                except OSError as e:
+                    failures.append(e)
+
+            sender = threading.Thread(target=send_all)
+            sender.start()
+            sender.join(timeout=10)
+            self.assertFalse(sender.is_alive())
+            self.assertEqual(failures, [], f"attempt {attempt}: the proxy reset the connection")
+            data = victim.wait_closed(timeout=5.0)
+            self.assertTrue(data.startswith(b"-ERR Protocol error: ") and data.endswith(b"\r\n"), f"attempt {attempt}: {data!r}")
+            victim.close()
+        self.assertIsNone(self.direct.get("sending"))
+        self.assert_redis_client_works(RawConn(self.rport))
+
     def test_memcache_big_value_refused_from_its_header(self):
         other = McConn(self.mport)
         self.assertEqual(other.call_text(b"set other 0 0 4\r\nfine\r\n"), b"STORED\r\n")
