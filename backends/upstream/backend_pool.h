@@ -21,7 +21,7 @@ class BackendPool {
     if (connections == 0) connections = 1;
     for (uint32_t i = 0; i < connections; ++i) {
       conns_.push_back(new UpstreamConn(loop, flusher, endpoint_, options, makeFramer()));
-      conns_.back()->setHealth(&consecutiveFailures_, &BackendPool::onConnFailure, this);
+      conns_.back()->setHealth(&consecutiveFailures_, &BackendPool::onConnEvent, this);
     }
   }
   BackendPool(const BackendPool&) = delete;
@@ -46,10 +46,10 @@ class BackendPool {
     return *best;
   }
 
-  // Called on every failure of any connection, with the current streak of consecutive
-  // failures (reset by any reply): the proxy decides about ejection.
-  using FailureListener = void (*)(void* ctx, BackendPool& pool, uint32_t consecutiveFailures);
-  void setFailureListener(FailureListener fn, void* ctx) {
+  // Called on every event of any connection (consecutiveFailures() is the current streak of
+  // failures, reset by any reply): the proxy decides about ejection and logs.
+  using EventListener = void (*)(void* ctx, BackendPool& pool, const UpstreamConn& conn, LinkEvent event);
+  void setEventListener(EventListener fn, void* ctx) {
     listener_ = fn;
     listenerCtx_ = ctx;
   }
@@ -68,16 +68,16 @@ class BackendPool {
   const std::vector<UpstreamConn*>& connections() const { return conns_; }
 
  private:
-  static void onConnFailure(void* ctx) {
+  static void onConnEvent(void* ctx, const UpstreamConn& conn, LinkEvent event) {
     auto* self = static_cast<BackendPool*>(ctx);
-    if (self->listener_ != nullptr) self->listener_(self->listenerCtx_, *self, self->consecutiveFailures_);
+    if (self->listener_ != nullptr) self->listener_(self->listenerCtx_, *self, conn, event);
   }
 
   Endpoint endpoint_;
   std::vector<UpstreamConn*> conns_;
   bool closeNow_ = false;
   uint32_t consecutiveFailures_ = 0;
-  FailureListener listener_ = nullptr;
+  EventListener listener_ = nullptr;
   void* listenerCtx_ = nullptr;
 };
 

@@ -99,10 +99,8 @@ uint64_t UpstreamConn::send(const char* data, size_t len, ReplySink* sink, uint6
       // (as twemproxy counts each failed forward), so server_failure_limit ejects it promptly,
       // and it counts in failures (a request failed by the connection) like one failed later.
       stats_.failures++;
-      if (failures_ != nullptr) {
-        ++*failures_;
-        if (onFailure_ != nullptr) onFailure_(onFailureCtx_);
-      }
+      if (failures_ != nullptr) ++*failures_;
+      if (onEvent_ != nullptr) onEvent_(onEventCtx_, *this, LinkEvent::Refused);
       return 0;
     }
     startConnect();
@@ -247,6 +245,7 @@ void UpstreamConn::onConnected(int status) {
   lastCause_ = FailureCause::None;
   flusher_.schedule(this);
   armTimer();
+  if (onEvent_ != nullptr) onEvent_(onEventCtx_, *this, LinkEvent::Connected);
 }
 
 void UpstreamConn::onAllocCb(uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -360,10 +359,8 @@ void UpstreamConn::fail(FailureCause cause, std::string_view detail) {
   if (state_ != State::Closed) {  // close() is the proxy's doing: not the backend's failure
     if (cause == FailureCause::Closed) stats_.eofs++;
     else stats_.errors++;
-    if (failures_ != nullptr) {
-      ++*failures_;
-      if (onFailure_ != nullptr) onFailure_(onFailureCtx_);
-    }
+    if (failures_ != nullptr) ++*failures_;
+    if (onEvent_ != nullptr) onEvent_(onEventCtx_, *this, LinkEvent::Failed);  // inflight() still counts what fails
   }
   dropSocket();
   if (state_ != State::Closed) state_ = State::Idle;

@@ -93,6 +93,14 @@ struct ConnStats {
   }
 };
 
+// What a connection tells its owner (BackendPool, and through it the proxy's logs and
+// ejection): failures count towards the backend's failure streak, Connected ends one.
+enum class LinkEvent : uint8_t {
+  Failed,     // the socket failed or could not be set up (lastCause() says how)
+  Refused,    // a send was refused at once: the connection is backing off after a failure
+  Connected,  // a connect (and its handshake being sent) succeeded
+};
+
 class UpstreamConn final : public UpstreamLink, private io::Flushable {
  public:
   UpstreamConn(uv_loop_t* loop, io::FlushScheduler& flusher, Endpoint endpoint, Options options,
@@ -136,12 +144,13 @@ class UpstreamConn final : public UpstreamLink, private io::Flushable {
   const ConnStats& stats() const { return stats_; }
 
   // Health accounting shared by the connections of one backend: every failure increments
-  // `*counter` and calls `onFailure`; any reply resets the counter (twemproxy's
-  // server_failure_limit counts consecutive failures).
-  void setHealth(uint32_t* counter, void (*onFailure)(void* ctx), void* ctx) {
+  // `*counter` (any reply resets it: twemproxy's server_failure_limit counts consecutive
+  // failures), and every event calls `onEvent`, which may read lastCause() and lastError().
+  using EventFn = void (*)(void* ctx, const UpstreamConn& conn, LinkEvent event);
+  void setHealth(uint32_t* counter, EventFn onEvent, void* ctx) {
     failures_ = counter;
-    onFailure_ = onFailure;
-    onFailureCtx_ = ctx;
+    onEvent_ = onEvent;
+    onEventCtx_ = ctx;
   }
 
  private:
@@ -198,8 +207,8 @@ class UpstreamConn final : public UpstreamLink, private io::Flushable {
   ConnStats stats_;
   ReplySink* push_ = nullptr;  // push mode (setPushSink)
   uint32_t* failures_ = nullptr;
-  void (*onFailure_)(void*) = nullptr;
-  void* onFailureCtx_ = nullptr;
+  EventFn onEvent_ = nullptr;
+  void* onEventCtx_ = nullptr;
 };
 
 }  // namespace backends::upstream

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include <algorithm>
@@ -172,9 +173,9 @@ void Worker::applySnapshot(std::shared_ptr<const RoutingSnapshot> next, ListenFd
     for (const BackendSpec& spec : next->backends) stays = stays || spec.key == it->first.backend;
     it = stays ? std::next(it) : dbPools_.erase(it);
   }
-  for (up::BackendPool* bp : backends_) bp->setFailureListener(&Worker::onBackendFailure, this);
+  for (up::BackendPool* bp : backends_) bp->setEventListener(&Worker::onBackendEvent, this);
   for (up::BackendPool* bp : backends3_)
-    if (bp != nullptr) bp->setFailureListener(&Worker::onBackendFailure, this);
+    if (bp != nullptr) bp->setEventListener(&Worker::onBackendEvent, this);
 
   // Sessions follow their pool by name; clients of a removed pool finish and close.
   if (snapshot_ && snapshot_ != next) {
@@ -210,6 +211,7 @@ void Worker::applySnapshot(std::shared_ptr<const RoutingSnapshot> next, ListenFd
   // A new topology starts with every backend in its ring (ejection state is not carried).
   ejectedUntilMs_.assign(snapshot_->backends.size(), 0);
   ejectedAtUsec_.assign(snapshot_->backends.size(), 0);
+  eventLog_.reset(snapshot_->backends.size());
   live_.clear();
   live_.resize(snapshot_->pools.size());
   placements_.assign(snapshot_->pools.size(), Placement{});
@@ -242,7 +244,7 @@ up::BackendPool& Worker::backend(uint32_t index, bool resp3) {
     const up::Options opts =
         optionsFor(index, spec.protocol == config::Protocol::Redis ? Channel::Resp3 : Channel::Binary, kPoolDb);
     auto pool = std::make_unique<up::BackendPool>(&loop_, flusher_, spec.endpoint, opts, spec.connections, framerFor(spec));
-    pool->setFailureListener(&Worker::onBackendFailure, this);
+    pool->setEventListener(&Worker::onBackendEvent, this);
     slot = pool.get();
     backends3ByKey_[spec.key] = std::move(pool);
   }
@@ -297,20 +299,34 @@ up::UpstreamLink* Worker::openSubscriber(uint32_t index, Channel channel, up::Re
   return conn;
 }
 
-void Worker::onBackendFailure(void* ctx, up::BackendPool& pool, uint32_t consecutive) {
+void Worker::onBackendEvent(void* ctx, up::BackendPool& pool, const up::UpstreamConn& conn, up::LinkEvent event) {
   auto* self = static_cast<Worker*>(ctx);
   uint32_t index = UINT32_MAX;
   for (uint32_t i = 0; i < self->backends_.size(); ++i)
     if (self->backends_[i] == &pool || self->backends3_[i] == &pool) index = i;
   if (index == UINT32_MAX) return;  // retired by a reload
   const BackendSpec& spec = self->snapshot_->backends[index];
-  if (!spec.autoEject || consecutive < spec.failureLimit || self->ejectedUntilMs_[index] != 0) return;
-  self->eject(index);
-  self->poolStats(self->snapshot_->pools[spec.pool].config.name).serverEjects++;  // counted once, here
-  LOG_WARN("worker %d: pool %s: backend %s ejected for %d ms after %u consecutive failures (%s)", self->id_,
-           self->snapshot_->pools[spec.pool].config.name.c_str(), spec.endpoint.label.c_str(), spec.retryTimeoutMs,
+  const uint64_t now = uv_now(&self->loop_);
+  if (event == up::LinkEvent::Connected || event == up::LinkEvent::Failed) {
+    char where[256];
+    std::snprintf(where, sizeof where, "worker %d: pool %s: backend %s", self->id_,
+                  self->snapshot_->pools[spec.pool].config.name.c_str(), spec.endpoint.label.c_str());
+    if (event == up::LinkEvent::Connected) self->eventLog_.connected(index, where, now);
+    else self->eventLog_.failed(index, where, conn.lastCause(), conn.lastError(), conn.inflight(), now);
+  }
+  if (event != up::LinkEvent::Connected) self->maybeEject(index, pool);
+}
+
+void Worker::maybeEject(uint32_t index, const up::BackendPool& pool) {
+  const BackendSpec& spec = snapshot_->backends[index];
+  const uint32_t consecutive = pool.consecutiveFailures();
+  if (!spec.autoEject || consecutive < spec.failureLimit || ejectedUntilMs_[index] != 0) return;
+  eject(index);
+  poolStats(snapshot_->pools[spec.pool].config.name).serverEjects++;  // counted once, here
+  LOG_WARN("worker %d: pool %s: backend %s ejected for %d ms after %u consecutive failures (%s)", id_,
+           snapshot_->pools[spec.pool].config.name.c_str(), spec.endpoint.label.c_str(), spec.retryTimeoutMs,
            consecutive, pool.connections().front()->lastError().c_str());
-  if (self->ejectionListener_) self->ejectionListener_(self->id_, self->snapshot_->generation, index);
+  if (ejectionListener_) ejectionListener_(id_, snapshot_->generation, index);
 }
 
 void Worker::ejectFromPeer(uint64_t generation, uint32_t backend) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "backends/upstream/backend_pool.h"
+#include "proxy/runtime/backend_event_log.h"
 #include "proxy/runtime/frontend.h"
 #include "proxy/runtime/routing_snapshot.h"
 #include "proxy/runtime/session_host.h"
@@ -88,7 +89,9 @@ class Worker final : public SessionHost {
   void onAccept(Listener& l);
   // Ejection (twemproxy's auto_eject_hosts): a backend with server_failure_limit consecutive
   // failures leaves its pool's ring for server_retry_timeout ms; its keys go to the next owners.
-  static void onBackendFailure(void* ctx, backends::upstream::BackendPool& pool, uint32_t consecutive);
+  static void onBackendEvent(void* ctx, backends::upstream::BackendPool& pool,
+                             const backends::upstream::UpstreamConn& conn, backends::upstream::LinkEvent event);
+  void maybeEject(uint32_t index, const backends::upstream::BackendPool& pool);
   void eject(uint32_t backend);  // out of its pool's ring for server_retry_timeout ms
   // The connection options for backend `index` on `channel` in database `db` (kPoolDb: redis_db).
   backends::upstream::Options optionsFor(uint32_t index, Channel channel, int db) const;
@@ -127,6 +130,7 @@ class Worker final : public SessionHost {
   };
   std::map<DbPoolKey, std::unique_ptr<backends::upstream::BackendPool>> dbPools_;
   std::vector<backends::upstream::BackendPool*> backends3_;  // RESP3 sets, opened on demand
+  BackendEventLog eventLog_;  // by snapshot backend index
   ClientSession* sessions_ = nullptr;  // intrusive list
   size_t sessionCount_ = 0;
   bool stopping_ = false;
