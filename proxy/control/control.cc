@@ -24,13 +24,6 @@ namespace {
 // before the signal thread ends the process anyway.
 constexpr int kStopSlackMs = 5000;
 
-std::string dirOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
 // Opens, for every worker, sockets for the pools of `next` that are new or listen elsewhere
 // than in `current` (nullptr: every pool). All or nothing: on failure nothing stays open.
 bool openChangedListeners(const config::Topology* current, const config::Topology& next, int workers,
@@ -209,8 +202,7 @@ void Control::requestStop() {
   if (statsServer_) statsServer_->close();
   if (adminServer_) adminServer_->close();
   if (watching_) {
-    uv_fs_event_stop(&watch_);
-    uv_close(reinterpret_cast<uv_handle_t*>(&watch_), nullptr);
+    watch_.close();
     uv_close(reinterpret_cast<uv_handle_t*>(&debounce_), nullptr);
     watching_ = false;
   }
@@ -237,26 +229,23 @@ WorkerReport Control::collectStats() {
 }
 
 void Control::startWatch() {
-  // Watch the directory, not the file: editors and config managers replace the file by
-  // renaming a new one over it, which a watch on the old inode would miss. Any event in the
-  // directory (debounced) leads to a content check; only a changed file reloads.
+  // ConfigWatch reports a file whose writer has closed it, or one renamed or linked into
+  // place; never a write in progress. The content is then checked (debounced), and only a
+  // changed file reloads.
   uv_timer_init(loop_, &debounce_);
   debounce_.data = this;
-  uv_fs_event_init(loop_, &watch_);
-  watch_.data = this;
-  const std::string dir = dirOf(options_.configFile);
-  const int rc = uv_fs_event_start(
-      &watch_,
-      [](uv_fs_event_t* h, const char*, int, int status) {
-        auto* self = static_cast<Control*>(h->data);
-        if (status < 0 || self->stopping_) return;
-        uv_timer_start(&self->debounce_, [](uv_timer_t* t) { static_cast<Control*>(t->data)->onWatchEvent(); },
-                       static_cast<uint64_t>(self->options_.watchDebounceMs), 0);
+  std::string error;
+  const bool ok = watch_.start(
+      loop_, options_.configFile,
+      [this] {
+        if (stopping_) return;
+        uv_timer_start(&debounce_, [](uv_timer_t* t) { static_cast<Control*>(t->data)->onWatchEvent(); },
+                       static_cast<uint64_t>(options_.watchDebounceMs), 0);
       },
-      dir.c_str(), 0);
-  if (rc < 0) {
-    LOG_WARN("cannot watch %s for config changes (%s); reload with SIGHUP or POST /reload", dir.c_str(), uv_strerror(rc));
-    uv_close(reinterpret_cast<uv_handle_t*>(&watch_), nullptr);
+      error);
+  if (!ok) {
+    LOG_WARN("cannot watch %s for config changes (%s); reload with SIGHUP or POST /reload",
+             options_.configFile.c_str(), error.c_str());
     uv_close(reinterpret_cast<uv_handle_t*>(&debounce_), nullptr);
     return;
   }

@@ -19,6 +19,7 @@
 
 #include "config/topology.h"
 #include "proxy/control/admin_server.h"
+#include "proxy/control/config_watch.h"
 #include "proxy/runtime/routing_snapshot.h"
 #include "proxy/runtime/stats.h"
 #include "proxy/runtime/worker.h"
@@ -99,7 +100,7 @@ class Control {
   uv_async_t signalAsync_{};
   std::atomic<bool> stopAsked_{false};
   std::atomic<bool> reloadAsked_{false};
-  uv_fs_event_t watch_{};
+  ConfigWatch watch_;
   uv_timer_t debounce_{};
   uv_timer_t trimTimer_{};
   bool watching_ = false;
