@@ -74,7 +74,7 @@ std::string getKeysReply(size_t argc, ArgReader arg, bool withFlags, resp::Proto
   return {};
 }
 
-// The version the proxy reports in HELLO: the Redis protocol generation it speaks.
+// The version HELLO reports when no backend answered INFO: the protocol generation spoken.
 constexpr std::string_view kReportedRedisVersion = "7.0.0";
 
 }  // namespace
@@ -157,6 +157,7 @@ void RedisSession::mergeInfo(RedisRequest& r, const InfoMerge& m) {
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
       pos = eol + 1;
       if (line.rfind("redis_version:", 0) == 0 && version == "unknown") version = std::string(line.substr(14));
+      if (line.rfind("redis_version:", 0) == 0 && m.hello) break;  // all HELLO needs
       if (line.rfind(dbPrefix, 0) == 0) {
         // db0:keys=N,expires=M,avg_ttl=T
         int64_t k = 0, e = 0, t = 0;
@@ -166,6 +167,11 @@ void RedisSession::mergeInfo(RedisRequest& r, const InfoMerge& m) {
         ttlSum += double(t) * double(k);
       }
     }
+  }
+  if (version != "unknown") route->gauges->setBackendVersion(version);
+  if (m.hello) {
+    appendHelloReply(r.reply, version != "unknown" ? version : std::string(kReportedRedisVersion));
+    return;
   }
   const uint8_t sections = m.sections;
   std::string info;
@@ -294,23 +300,37 @@ void RedisSession::cmdHello(const CommandSpec&, const char* req) {
   protocol_ = proto;
   entry_.resp.store(static_cast<int>(proto), std::memory_order_relaxed);
   if (name != entry_.name) ClientDirectory::instance().setName(&entry_, std::move(name));
+  // The backends' version, as INFO reports it: known once any INFO (or an earlier HELLO) of
+  // this pool has been answered; else asked of the backends now (the reply waits its turn
+  // behind the client's earlier requests like any other).
+  const std::string version = poolRoute()->gauges->backendVersion();
+  if (version.empty()) {
+    RedisRequest* r = newRedisRequest();
+    broadcast<InfoMerge>(*r, "*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n").hello = true;
+    if (r->waiting == 0) fragmentsDone(*r);
+    return;
+  }
   s_.bytes.clear();
-  resp::appendMapHeader(s_.bytes, 7, protocol_);
-  resp::appendBulk(s_.bytes, "server");
-  resp::appendBulk(s_.bytes, "redis");
-  resp::appendBulk(s_.bytes, "version");
-  resp::appendBulk(s_.bytes, kReportedRedisVersion);
-  resp::appendBulk(s_.bytes, "proto");
-  resp::appendInteger(s_.bytes, static_cast<int>(protocol_));
-  resp::appendBulk(s_.bytes, "id");
-  resp::appendInteger(s_.bytes, static_cast<int64_t>(clientId_));
-  resp::appendBulk(s_.bytes, "mode");
-  resp::appendBulk(s_.bytes, "standalone");
-  resp::appendBulk(s_.bytes, "role");
-  resp::appendBulk(s_.bytes, "master");
-  resp::appendBulk(s_.bytes, "modules");
-  resp::appendArrayHeader(s_.bytes, 0);
+  appendHelloReply(s_.bytes, version);
   replyLocal(s_.bytes);
+}
+
+void RedisSession::appendHelloReply(std::string& out, std::string_view version) {
+  resp::appendMapHeader(out, 7, protocol_);
+  resp::appendBulk(out, "server");
+  resp::appendBulk(out, "redis");
+  resp::appendBulk(out, "version");
+  resp::appendBulk(out, version);
+  resp::appendBulk(out, "proto");
+  resp::appendInteger(out, static_cast<int>(protocol_));
+  resp::appendBulk(out, "id");
+  resp::appendInteger(out, static_cast<int64_t>(clientId_));
+  resp::appendBulk(out, "mode");
+  resp::appendBulk(out, "standalone");
+  resp::appendBulk(out, "role");
+  resp::appendBulk(out, "master");
+  resp::appendBulk(out, "modules");
+  resp::appendArrayHeader(out, 0);
 }
 
 void RedisSession::appendCommandInfo(std::string& out, const CommandSpec& spec) {

@@ -57,12 +57,17 @@ struct MsetMerge {
   void reset() {}
   size_t retainedBytes() const { return 0; }
 };
-// INFO to every backend: one reply built from theirs, with the sections asked for.
+// INFO to every backend: one reply built from theirs, with the sections asked for; or, for
+// HELLO (`hello`), HELLO's reply with the version they report.
 struct InfoMerge {
   static constexpr uint8_t kServer = 1, kProxy = 2, kKeyspace = 4;
   static constexpr uint8_t kAll = kServer | kProxy | kKeyspace;
   uint8_t sections = kAll;
-  void reset() { sections = kAll; }
+  bool hello = false;
+  void reset() {
+    sections = kAll;
+    hello = false;
+  }
   size_t retainedBytes() const { return 0; }
 };
 // EXEC: each server ran its part as MULTI ... EXEC; the queued commands' replies are put back

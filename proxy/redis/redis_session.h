@@ -98,6 +98,8 @@ class RedisSession final : public ClientSession {
   void fragmentsDone(RedisRequest& r);
   void mergeMget(RedisRequest& r, MgetMerge& m);
   void mergeInfo(RedisRequest& r, const InfoMerge& m);
+  // HELLO's map: server, version (the backends'), proto, id, mode, role, modules.
+  void appendHelloReply(std::string& out, std::string_view version);
   void mergeExec(RedisRequest& r, const ExecMerge& m);
   void mergeEveryBackend(RedisRequest& r, const EveryBackendMerge& m);
   void mergeScan(RedisRequest& r, const ScanMerge& m);

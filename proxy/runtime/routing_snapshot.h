@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <mutex>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -37,6 +38,21 @@ struct BackendSpec {
 struct PoolGauges {
   std::atomic<uint32_t> clients{0};   // client connections open (client_connections)
   std::atomic<uint32_t> blocking{0};  // backend connections held by one client (max_blocking_connections)
+
+  // The backends' version as an INFO reply last gave it (HELLO reports it); empty until then.
+  // Read and written once per HELLO or INFO, never per request: a mutex is cheap enough.
+  std::string backendVersion() {
+    std::lock_guard<std::mutex> lock(versionMutex_);
+    return backendVersion_;
+  }
+  void setBackendVersion(std::string_view v) {
+    std::lock_guard<std::mutex> lock(versionMutex_);
+    backendVersion_.assign(v);
+  }
+
+ private:
+  std::mutex versionMutex_;
+  std::string backendVersion_;
 };
 
 struct PoolRoute {

@@ -314,5 +314,20 @@ class RedisProtocol(unittest.TestCase):
             self.assertEqual(r2.call_raw("GET", "h3:missing"), b"$-1\r\n")
 
 
+    def test_hello_reports_the_backends_version_as_info_does(self):
+        # The first HELLO of a pool asks the backends (unless an INFO did already); later ones
+        # reuse what they said. Both give the version the backends report, as INFO does.
+        real = self.direct[0].info("server")["redis_version"]
+        for proto in ("3", "2"):
+            with RawConn(self.port) as c:
+                fields = dict(parse_reply(c.call_raw("HELLO", proto))[0]) if proto == "3" else None
+                if fields is None:
+                    flat = c.call("HELLO", proto)
+                    fields = dict(zip(flat[0::2], flat[1::2]))
+                self.assertEqual(fields[b"version"], real.encode())
+                info = c.call("INFO", "server")
+                self.assertIn(f"redis_version:{real}".encode(), info)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
