@@ -219,6 +219,20 @@ void AdminServer::send(Conn* c) {
   if (rc < 0) c->close();
 }
 
+const std::vector<ring::ShareReport>& AdminServer::keySharesOf(const RoutingSnapshot& snapshot) {
+  if (snapshot.generation != keySharesGeneration_) {
+    keyShares_ = proxy::keySharesOf(snapshot);
+    keySharesGeneration_ = snapshot.generation;
+  }
+  return keyShares_;
+}
+
+std::string AdminServer::renderMetrics() {
+  const std::shared_ptr<const RoutingSnapshot> snapshot = control_.snapshot();
+  return prometheusText(control_.collectStats(), *snapshot, control_.reloadStats(), keySharesOf(*snapshot),
+                        readProcessSample());
+}
+
 AdminServer::Answer AdminServer::handle(const HttpRequest& request) {
   Answer a;
   const std::string_view path = request.path();
@@ -259,9 +273,7 @@ AdminServer::Answer AdminServer::handle(const HttpRequest& request) {
   }
   if (path == "/metrics") {
     a.contentType = "text/plain; version=0.0.4; charset=utf-8";
-    a.body = metrics_.get(now, [&] {
-      return prometheusText(control_.collectStats(), *control_.snapshot(), control_.reloadStats());
-    });
+    a.body = metrics_.get(now, [this] { return renderMetrics(); });
     return a;
   }
   if (path == "/status" && request.queryParam("format") == "tsv") {

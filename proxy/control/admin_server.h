@@ -24,13 +24,16 @@
 #include <list>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "proxy/control/shared_rendering.h"
+#include "ring/ring_diff.h"
 
 namespace proxy {
 
 class Control;
 struct HttpRequest;
+struct RoutingSnapshot;
 
 class AdminServer {
  public:
@@ -65,6 +68,10 @@ class AdminServer {
   Answer handle(const HttpRequest& request);
   void closeOldest();
   uint64_t nowMs();
+  std::string renderMetrics();
+  // Each pool's ring shares for /metrics, computed once per snapshot (they change only with the
+  // configuration, and cost a walk over every point of every ring).
+  const std::vector<ring::ShareReport>& keySharesOf(const RoutingSnapshot& snapshot);
 
   Control& control_;
   Mode mode_;
@@ -75,6 +82,8 @@ class AdminServer {
   SharedRendering statsJson_{kShareRenderingMs};
   SharedRendering metrics_{kShareRenderingMs};
   SharedRendering status_{kShareRenderingMs};
+  uint64_t keySharesGeneration_ = 0;  // the snapshot keyShares_ describe (generations start at 1)
+  std::vector<ring::ShareReport> keyShares_;
 };
 
 }  // namespace proxy

@@ -7,11 +7,11 @@
 #include <ctime>
 #include <initializer_list>
 #include <string_view>
+#include <type_traits>
 
 #include "backends/io/memory_budget.h"
 #include "proxy/common/json_writer.h"
 #include "proxy/common/utf8.h"
-#include "ring/ring_diff.h"
 
 namespace proxy {
 namespace {
@@ -156,9 +156,10 @@ std::string twemproxyStatsJson(const WorkerReport& report, const RoutingSnapshot
   return j.str();
 }
 
-std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& snapshot, const ReloadStats& reloads) {
-  std::string out;
-  auto metric = [&](const char* name, const char* type, const char* help) { appendFamily(out, name, type, help); };
+namespace {
+
+// Every ringproxy_pool_* series carries the one label `pool`.
+void appendPoolMetrics(std::string& out, const WorkerReport& report, const RoutingSnapshot& snapshot) {
   struct PoolMetric {
     const char* name;
     const char* type;
@@ -207,7 +208,7 @@ std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& sn
        [](const PoolStats& s) { return s.transitionFailures; }},
   };
   for (const PoolMetric& m : kPool) {
-    metric(m.name, m.type, m.help);
+    appendFamily(out, m.name, m.type, m.help);
     for (const PoolRoute& pool : snapshot.pools) {
       PoolStats s;
       for (const PoolReport& p : report.pools)
@@ -216,6 +217,17 @@ std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& sn
       appendValue(out, m.get(s));
     }
   }
+}
+
+// Every ringproxy_backend_* series carries the same labels in the same order, pool, backend
+// (the server's name, else host:port) and address, so that series of one backend match in a
+// query (`on (pool, backend, address)`) without relabelling; a histogram bucket adds `le`.
+void appendBackendSeries(std::string& out, std::string_view name, std::string_view pool, std::string_view backend,
+                         std::string_view address) {
+  appendSeries(out, name, {{"pool", pool}, {"backend", backend}, {"address", address}});
+}
+
+void appendBackendCounters(std::string& out, const WorkerReport& report) {
   struct BackendMetric {
     const char* name;
     const char* type;
@@ -247,56 +259,161 @@ std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& sn
        [](const BackendReport& b) { return uint64_t(b.ejected ? 1 : 0); }},
   };
   for (const BackendMetric& m : kBackend) {
-    metric(m.name, m.type, m.help);
+    appendFamily(out, m.name, m.type, m.help);
     for (const BackendReport& b : report.backends) {
-      appendSeries(out, m.name, {{"pool", b.pool}, {"backend", b.label}, {"address", b.address}});
+      appendBackendSeries(out, m.name, b.pool, b.label, b.address);
       appendValue(out, m.get(b));
     }
   }
-  metric("ringproxy_backend_latency_seconds", "histogram", "Time from sending a request to its reply.");
+}
+
+void appendLatencyHistogram(std::string& out, const WorkerReport& report) {
+  namespace up = backends::upstream;
+  appendFamily(out, "ringproxy_backend_latency_seconds", "histogram", "Time from sending a request to its reply.");
   for (const BackendReport& b : report.backends) {
     uint64_t cumulative = 0;
-    for (size_t i = 0; i < backends::upstream::kLatencyBuckets; ++i) {
+    for (size_t i = 0; i < up::kLatencyBuckets; ++i) {
       cumulative += b.conn.latency[i];
       char le[32];
-      if (i + 1 < backends::upstream::kLatencyBuckets)
-        std::snprintf(le, sizeof le, "%g", double(backends::upstream::kLatencyBucketsUs[i]) / 1e6);
-      else
-        std::snprintf(le, sizeof le, "+Inf");
-      appendSeries(out, "ringproxy_backend_latency_seconds_bucket", {{"pool", b.pool}, {"backend", b.label}, {"le", le}});
+      if (i + 1 < up::kLatencyBuckets) std::snprintf(le, sizeof le, "%g", double(up::kLatencyBucketsUs[i]) / 1e6);
+      else std::snprintf(le, sizeof le, "+Inf");
+      appendSeries(out, "ringproxy_backend_latency_seconds_bucket",
+                   {{"pool", b.pool}, {"backend", b.label}, {"address", b.address}, {"le", le}});
       appendValue(out, cumulative);
     }
-    appendSeries(out, "ringproxy_backend_latency_seconds_sum", {{"pool", b.pool}, {"backend", b.label}});
+    appendBackendSeries(out, "ringproxy_backend_latency_seconds_sum", b.pool, b.label, b.address);
     appendValue(out, double(b.conn.latencySumUs) / 1e6, 6);
-    appendSeries(out, "ringproxy_backend_latency_seconds_count", {{"pool", b.pool}, {"backend", b.label}});
+    appendBackendSeries(out, "ringproxy_backend_latency_seconds_count", b.pool, b.label, b.address);
     appendValue(out, cumulative);
   }
-  metric("ringproxy_reload_generation", "gauge", "Generation of the configuration being served.");
+}
+
+// What the ring gives each backend (ring::computeShares, as `ringctl shares` and /ring say).
+// The ring is the configured one: while a backend is ejected its keys go to others, which
+// ringproxy_backend_ejected says.
+void appendKeyShares(std::string& out, const RoutingSnapshot& snapshot, const KeyShares& shares) {
+  appendFamily(out, "ringproxy_backend_key_share_ratio", "gauge",
+               "Fraction of its pool's keyspace the configured ring gives the backend.");
+  for (size_t p = 0; p < snapshot.pools.size() && p < shares.size(); ++p) {
+    for (const ring::NodeShare& n : shares[p].nodes) {
+      appendBackendSeries(out, "ringproxy_backend_key_share_ratio", snapshot.pools[p].config.name, n.label, n.address);
+      appendValue(out, n.share, 9);
+    }
+  }
+}
+
+void appendReloadMetrics(std::string& out, const ReloadStats& reloads) {
+  appendFamily(out, "ringproxy_reload_generation", "gauge", "Generation of the configuration being served.");
   appendSeries(out, "ringproxy_reload_generation", {});
   appendValue(out, reloads.generation);
-  metric("ringproxy_reloads_total", "counter", "Successful reloads.");
+  appendFamily(out, "ringproxy_reloads_total", "counter", "Successful reloads.");
   appendSeries(out, "ringproxy_reloads_total", {});
   appendValue(out, reloads.reloads);
-  metric("ringproxy_reload_failures_total", "counter", "Reloads refused because the new file was invalid.");
+  appendFamily(out, "ringproxy_reload_failures_total", "counter", "Reloads refused because the new file was invalid.");
   appendSeries(out, "ringproxy_reload_failures_total", {});
   appendValue(out, reloads.failures);
-  metric("ringproxy_reload_moved_share", "gauge", "Share of the keyspace the last reload moved, per pool.");
+  // Fractions (0..1) end in _ratio, as Prometheus names them.
+  appendFamily(out, "ringproxy_reload_moved_ratio", "gauge",
+               "Fraction of the pool's keyspace whose owner the last reload changed.");
   for (const auto& [pool, moved] : reloads.lastMoved) {
-    appendSeries(out, "ringproxy_reload_moved_share", {{"pool", pool}});
+    appendSeries(out, "ringproxy_reload_moved_ratio", {{"pool", pool}});
     appendValue(out, moved.first, 9);
   }
-  metric("ringproxy_reload_ideal_moved_share", "gauge", "The least any placement could have moved in the last reload.");
+  appendFamily(out, "ringproxy_reload_ideal_moved_ratio", "gauge",
+               "The least fraction of the keyspace any placement could have moved in the last reload.");
   for (const auto& [pool, moved] : reloads.lastMoved) {
-    appendSeries(out, "ringproxy_reload_ideal_moved_share", {{"pool", pool}});
+    appendSeries(out, "ringproxy_reload_ideal_moved_ratio", {{"pool", pool}});
     appendValue(out, moved.second, 9);
   }
-  metric("ringproxy_buffered_bytes", "gauge", "Bytes held by socket buffers across the process.");
-  appendSeries(out, "ringproxy_buffered_bytes", {});
-  appendValue(out, int64_t(backends::io::bufferedBytes().load(std::memory_order_relaxed)));
-  metric("ringproxy_uptime_seconds", "gauge", "Seconds since the process started.");
-  appendSeries(out, "ringproxy_uptime_seconds", {});
-  appendValue(out, int64_t(processUptimeSeconds()));
+}
+
+// A family of one sample without labels.
+template <typename Integer>
+void appendSingle(std::string& out, const char* name, const char* type, const char* help, Integer value) {
+  static_assert(std::is_same_v<Integer, uint64_t> || std::is_same_v<Integer, int64_t>);
+  appendFamily(out, name, type, help);
+  appendSeries(out, name, {});
+  appendValue(out, value);
+}
+
+void appendSingle(std::string& out, const char* name, const char* type, const char* help, double value, int digits) {
+  appendFamily(out, name, type, help);
+  appendSeries(out, name, {});
+  appendValue(out, value, digits);
+}
+
+// The names and meanings the Prometheus client libraries give these on Linux. A figure that
+// could not be read is left out, family and all.
+void appendProcessMetrics(std::string& out, const ProcessSample& p) {
+  if (p.cpuSeconds)
+    appendSingle(out, "process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.",
+                 *p.cpuSeconds, 6);
+  if (p.residentBytes)
+    appendSingle(out, "process_resident_memory_bytes", "gauge", "Resident memory size, in bytes.", *p.residentBytes);
+  if (p.virtualBytes)
+    appendSingle(out, "process_virtual_memory_bytes", "gauge", "Virtual memory size, in bytes.", *p.virtualBytes);
+  if (p.openFds) appendSingle(out, "process_open_fds", "gauge", "Open file descriptors.", *p.openFds);
+  if (p.maxFds) appendSingle(out, "process_max_fds", "gauge", "Limit on open file descriptors.", *p.maxFds);
+  if (p.startTimeSeconds)
+    appendSingle(out, "process_start_time_seconds", "gauge", "Start time of the process, in seconds since the epoch.",
+                 *p.startTimeSeconds, 2);
+}
+
+std::string compilerName() {
+#if defined(__clang__)
+  return "clang " + std::to_string(__clang_major__) + "." + std::to_string(__clang_minor__) + "." +
+         std::to_string(__clang_patchlevel__);
+#elif defined(__GNUC__)
+  return "gcc " + std::to_string(__GNUC__) + "." + std::to_string(__GNUC_MINOR__) + "." +
+         std::to_string(__GNUC_PATCHLEVEL__);
+#else
+  return "unknown";
+#endif
+}
+
+// The usual *_build_info: a constant 1 whose labels say what is running, for joining onto
+// other series (e.g. to see which version a fleet is on).
+void appendBuildInfo(std::string& out) {
+#ifdef RINGPROXY_BUILD_TYPE
+  constexpr std::string_view kBuildType = RINGPROXY_BUILD_TYPE;
+#else
+  constexpr std::string_view kBuildType;
+#endif
+  appendFamily(out, "ringproxy_build_info", "gauge", "Always 1; the labels say which build is running.");
+  appendSeries(out, "ringproxy_build_info",
+               {{"version", RINGPROXY_VERSION},
+                {"compiler", compilerName()},
+                {"build_type", kBuildType.empty() ? std::string_view("unknown") : kBuildType}});
+  appendValue(out, uint64_t(1));
+}
+
+}  // namespace
+
+KeyShares keySharesOf(const RoutingSnapshot& snapshot) {
+  KeyShares shares;
+  for (const PoolRoute& pool : snapshot.pools) shares.push_back(ring::computeShares(pool.ring));
+  return shares;
+}
+
+std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& snapshot, const ReloadStats& reloads,
+                           const KeyShares& shares, const ProcessSample& process) {
+  std::string out;
+  appendPoolMetrics(out, report, snapshot);
+  appendBackendCounters(out, report);
+  appendLatencyHistogram(out, report);
+  appendKeyShares(out, snapshot, shares);
+  appendReloadMetrics(out, reloads);
+  appendSingle(out, "ringproxy_buffered_bytes", "gauge", "Bytes held by socket buffers across the process.",
+               backends::io::bufferedBytes().load(std::memory_order_relaxed));
+  appendSingle(out, "ringproxy_uptime_seconds", "gauge", "Seconds since the process started.",
+               processUptimeSeconds());
+  appendBuildInfo(out);
+  appendProcessMetrics(out, process);
   return out;
+}
+
+std::string prometheusText(const WorkerReport& report, const RoutingSnapshot& snapshot, const ReloadStats& reloads) {
+  return prometheusText(report, snapshot, reloads, keySharesOf(snapshot), readProcessSample());
 }
 
 std::string ringJson(const RoutingSnapshot& snapshot, const std::string& poolName) {

@@ -490,7 +490,7 @@ class MovedShare(ReloadTestBase):
         self.assertIsNotNone(m, self.log())
         logged, ideal = float(m.group(1)), float(m.group(2))
         self.assertAlmostEqual(ideal, 25.0, places=3)
-        self.assertAlmostEqual(harness.metric_value(self.metrics(), "ringproxy_reload_moved_share", pool="alpha"),
+        self.assertAlmostEqual(harness.metric_value(self.metrics(), "ringproxy_reload_moved_ratio", pool="alpha"),
                                logged / 100, places=5)
         observed = 100.0 * len(missing) / len(keys)
         self.assertLessEqual(abs(observed - logged), 3.0, f"{observed:.2f}% of keys miss, log says {logged}%")
