@@ -473,7 +473,15 @@ TEST_CASE("a subscription waits for the client's earlier replies; RESP3 clients 
   Fixture f;
   const std::string a = f.host.keyOn(0, 1, "chan");
   f.client.send(command({"HELLO", "3"}));
-  f.client.receive();
+  f.host.settle();
+  // The pool's first HELLO asks the backends for their version, as INFO reports it.
+  const std::string info = "# Server\r\nredis_version:7.2.4\r\n";
+  for (uint32_t i = 0; i < 3; ++i) {
+    REQUIRE(f.host.link(i, Channel::Resp3).owed.size() == 1);
+    CHECK(f.host.link(i, Channel::Resp3).next() == command({"INFO", "server"}));
+    f.host.link(i, Channel::Resp3).answer("$" + std::to_string(info.size()) + "\r\n" + info + "\r\n");
+  }
+  CHECK(f.client.receive().find(bulk("version") + bulk("7.2.4")) != std::string::npos);
   f.client.send(command({"GET", f.k0}) + command({"SUBSCRIBE", a}) + command({"GET", f.k2}));
   f.host.settle();
   CHECK(f.host.subscriberOf.empty());  // SUBSCRIBE waits for the GET
