@@ -6,8 +6,15 @@
 // kPoolKeys, one row per key naming its parser and its help line, so a new key is one row. A parser
 // checks the value's YAML type and text and writes one Pool field; the checks that involve several
 // keys (protocol vs redis, the hash default for vnode, ring size) run once the pool's keys are all
-// read, and the checks across pools (listen addresses) once the file is read. The first problem
-// found becomes the LoadError; nothing is half-applied because `out` is assigned only on success.
+// read, and the checks across pools (listen addresses) once the file is read.
+//
+// Every problem found is reported, not only the first, so that one run of `ringctl check` shows
+// all there is to fix: a parser that fails leaves its key marked failed and the walk goes on to
+// the next key, list item and pool. A check across keys is skipped when one of its keys failed
+// (or was misspelled: an unknown key "xisten" stands for listen), because its message would then
+// only repeat, or follow from, the problem already reported.
+// Syntax errors and a wrong document shape end the load at once: nothing after them can be
+// read. Nothing is half-applied because `out` is assigned only when there was no problem at all.
 //
 // Meanings and defaults are twemproxy 0.5.0's (src/nc_conf.[ch]) except where a comment says
 // otherwise. yaml-cpp exceptions are caught here and nowhere else.
@@ -24,11 +31,14 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "ring/key_hash.h"
 
@@ -257,31 +267,51 @@ bool parseServer(std::string_view text, Server& server, std::string& why) {
 // ---------------------------------------------------------------------------------------------
 // Reporting, and the state of one pool while its keys are read.
 
+// Collects the problems of one load, in the order found (sorted by line at the end).
 class Reporter {
  public:
-  Reporter(const std::string& file, LoadError& error) : file_(file), error_(error) {}
+  Reporter(const std::string& file, std::vector<LoadError>& errors) : file_(file), errors_(errors) {}
+  // Records a problem. Returns false so that a parser can `return report.fail(...)`.
   bool fail(int line, std::string key, std::string message) {
-    error_.file = file_;
-    error_.line = line;
-    error_.key = std::move(key);
-    error_.message = std::move(message);
+    errors_.push_back(LoadError{file_, line, std::move(key), std::move(message)});
     return false;
   }
+  size_t count() const { return errors_.size(); }
 
  private:
   const std::string& file_;
-  LoadError& error_;
+  std::vector<LoadError>& errors_;
 };
 
 struct PoolDraft {
   Pool pool;
   std::map<std::string, int, std::less<>> given;  // key -> line where it was set
+  // Keys given whose value was wrong (or contradicted another key): the checks across keys
+  // leave them alone, so that one mistake is reported once.
+  std::set<std::string, std::less<>> failed;
+  // Keys that an unknown key was taken for a misspelling of ("xisten" for listen): written,
+  // just wrongly, so neither missing nor known, unless also given correctly.
+  std::set<std::string, std::less<>> misspelled;
 
   int lineOf(std::string_view key) const {
     auto it = given.find(key);
     return it == given.end() ? 0 : it->second;
   }
   bool has(std::string_view key) const { return given.find(key) != given.end(); }
+  bool isMisspelled(std::string_view key) const {
+    return !has(key) && misspelled.find(key) != misspelled.end();
+  }
+  // None of `keys` is known to be wrong: a check over them says something new.
+  bool sound(std::initializer_list<std::string_view> keys) const {
+    return std::none_of(keys.begin(), keys.end(), [&](std::string_view key) {
+      return failed.find(key) != failed.end() || isMisspelled(key);
+    });
+  }
+  // Reports a problem at `key`'s line and marks the key failed, for later checks.
+  bool fail(Reporter& report, std::string_view key, std::string message) {
+    failed.emplace(key);
+    return report.fail(lineOf(key), pool.name + "." + std::string(key), std::move(message));
+  }
 };
 
 // One `key: value` being applied to a pool.
@@ -474,6 +504,7 @@ bool setDenyCommands(Field& f) {
   }
   std::vector<std::string>& names = f.draft.pool.denyCommands;
   names.clear();
+  bool allGood = true;  // every item is checked: one bad name must not hide the next
   for (size_t i = 0; i < f.value.size(); ++i) {
     const YAML::Node item = f.value[i];
     std::string name = item.IsScalar() ? item.Scalar() : std::string();
@@ -483,11 +514,65 @@ bool setDenyCommands(Field& f) {
       ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '|');
     }
     if (!ok) {
-      return f.report.fail(lineOf(item, f.line), f.key + "[" + std::to_string(i) + "]",
-                           "is not a command name; expected e.g. flushall");
+      allGood = f.report.fail(lineOf(item, f.line), f.key + "[" + std::to_string(i) + "]",
+                              "is not a command name; expected e.g. flushall");
+      continue;
     }
     names.push_back(std::move(name));
   }
+  return allGood;
+}
+
+// The servers of one list read so far, to find an item that repeats an earlier one. Each
+// earlier server is remembered by its list index, which is how messages point at it.
+struct ServerListSeen {
+  std::vector<std::pair<size_t, Server>> servers;  // (list index, server), the good ones
+  std::map<std::string, std::string, std::less<>> byName, byIdentity;  // -> "key[i] (line n)"
+};
+
+// Why `server` may not join the list (a repeated address, name or ring identity), or "".
+std::string repeatedServer(const Server& server, const ServerListSeen& seen,
+                           const std::string& listKey) {
+  for (const auto& [index, earlier] : seen.servers) {
+    if (sameAddress(earlier.endpoint, server.endpoint)) {
+      return "address " + server.endpoint.str() + " is already used by " + listKey + "[" +
+             std::to_string(index) + "] (line " + std::to_string(earlier.line) +
+             "); each server may appear once in a pool";
+    }
+  }
+  if (!server.name.empty()) {
+    if (auto it = seen.byName.find(server.name); it != seen.byName.end()) {
+      return "name " + quoted(server.name) + " is already used by " + it->second +
+             "; server names must be unique in a pool";
+    }
+  }
+  if (auto it = seen.byIdentity.find(server.identity); it != seen.byIdentity.end()) {
+    return "ring identity " + quoted(server.identity) + " is the same as " + it->second +
+           "'s, so both would get the same keys; give one of them a distinct name";
+  }
+  return "";
+}
+
+// Reads item `index` of a server list into `seen`; false after reporting why it cannot join.
+// A bad item is left out, so later items are compared with the good ones only: one typo is
+// one error, not one per later server.
+bool readServerItem(const Field& f, const YAML::Node& item, size_t index, int line,
+                    ServerListSeen& seen) {
+  const std::string key = f.key + "[" + std::to_string(index) + "]";
+  if (!item.IsScalar()) {
+    return f.report.fail(line, key,
+                         "is " + std::string(yamlKind(item)) + "; " + std::string(kServerFormat));
+  }
+  Server server;
+  server.line = line;
+  std::string why;
+  if (!parseServer(item.Scalar(), server, why)) return f.report.fail(line, key, why);
+  why = repeatedServer(server, seen, f.key);
+  if (!why.empty()) return f.report.fail(line, key, why);
+  const std::string where = key + " (line " + std::to_string(line) + ")";
+  if (!server.name.empty()) seen.byName.emplace(server.name, where);
+  seen.byIdentity.emplace(server.identity, where);
+  seen.servers.emplace_back(index, std::move(server));
   return true;
 }
 
@@ -499,50 +584,21 @@ bool setServerList(Field& f) {
                   "; expected a list of servers, one \"- host:port:weight [name]\" per line");
   }
   if (f.value.size() == 0) return f.fail("is an empty list; a pool needs at least one server");
-  std::vector<Server>& servers = f.draft.pool.*List;
-  servers.clear();
-  std::map<std::string, size_t, std::less<>> byName, byIdentity;
+  ServerListSeen seen;
+  bool allGood = true;
   int previousLine = f.line;
   for (size_t i = 0; i < f.value.size(); ++i) {
     const YAML::Node item = f.value[i];
-    const std::string key = f.key + "[" + std::to_string(i) + "]";
     // yaml-cpp marks an empty item at the token after it; the line after the previous item is
     // where the empty "-" almost always is.
     const int line = item.IsNull() ? previousLine + 1 : lineOf(item, previousLine);
     previousLine = line;
-    auto fail = [&](std::string message) { return f.report.fail(line, key, std::move(message)); };
-    if (!item.IsScalar()) {
-      return fail("is " + std::string(yamlKind(item)) + "; " + std::string(kServerFormat));
-    }
-    Server server;
-    server.line = line;
-    std::string why;
-    if (!parseServer(item.Scalar(), server, why)) return fail(why);
-    auto where = [&](size_t j) {
-      return f.key + "[" + std::to_string(j) + "] (line " + std::to_string(servers[j].line) + ")";
-    };
-    for (size_t j = 0; j < servers.size(); ++j) {
-      if (sameAddress(servers[j].endpoint, server.endpoint)) {
-        return fail("address " + server.endpoint.str() + " is already used by " + where(j) +
-                    "; each server may appear once in a pool");
-      }
-    }
-    if (!server.name.empty()) {
-      if (auto it = byName.find(server.name); it != byName.end()) {
-        return fail("name " + quoted(server.name) + " is already used by " + where(it->second) +
-                    "; server names must be unique in a pool");
-      }
-      byName.emplace(server.name, servers.size());
-    }
-    if (auto it = byIdentity.find(server.identity); it != byIdentity.end()) {
-      return fail("ring identity " + quoted(server.identity) + " is the same as " +
-                  where(it->second) +
-                  "'s, so both would get the same keys; give one of them a distinct name");
-    }
-    byIdentity.emplace(server.identity, servers.size());
-    servers.push_back(std::move(server));
+    allGood = readServerItem(f, item, i, line, seen) && allGood;
   }
-  return true;
+  std::vector<Server>& servers = f.draft.pool.*List;
+  servers.clear();
+  for (auto& entry : seen.servers) servers.push_back(std::move(entry.second));
+  return allGood;
 }
 
 static_assert(ring::kDefaultVnodes == 1024, "update the vnodes help line");
@@ -633,13 +689,9 @@ const KeySpec* findKey(std::string_view name) {
   return nullptr;
 }
 
-std::string unknownKeyMessage(std::string_view name) {
-  std::string message = "unknown key " + quoted(name);
-  if (name == "<<") {
-    return message +
-           ": YAML merge keys are not supported (nutcracker rejects anchors and aliases "
-           "too); write each pool's keys out in full";
-  }
+// The key an unknown `name` is most likely a misspelling of, or nullptr when none is close.
+const KeySpec* nearestKey(std::string_view name) {
+  if (name == "<<") return nullptr;  // a merge key, not a typo
   const KeySpec* best = nullptr;
   size_t bestDistance = 3;  // suggest only near misses
   for (const KeySpec& spec : kPoolKeys) {
@@ -649,7 +701,17 @@ std::string unknownKeyMessage(std::string_view name) {
       best = &spec;
     }
   }
-  if (best != nullptr) return message + "; did you mean " + quoted(best->name) + "?";
+  return best;
+}
+
+std::string unknownKeyMessage(std::string_view name) {
+  std::string message = "unknown key " + quoted(name);
+  if (name == "<<") {
+    return message +
+           ": YAML merge keys are not supported (nutcracker rejects anchors and aliases "
+           "too); write each pool's keys out in full";
+  }
+  if (const KeySpec* best = nearestKey(name)) return message + "; did you mean " + quoted(best->name) + "?";
   message += "; accepted keys:";
   for (const KeySpec& spec : kPoolKeys) {
     message += " ";
@@ -662,107 +724,186 @@ std::string unknownKeyMessage(std::string_view name) {
 // Pools and the file.
 
 // The checks that involve several keys of one pool, and the defaults that depend on others.
-bool finishPool(Reporter& report, PoolDraft& draft) {
-  Pool& pool = draft.pool;
-  const std::string& name = pool.name;
-  if (!draft.has("listen")) {
-    return report.fail(pool.line, name + ".listen",
-                       "is missing; every pool needs listen: host:port or listen: /path/to.sock");
-  }
-  if (!draft.has("servers")) {
-    return report.fail(pool.line, name + ".servers",
-                       "is missing; every pool needs a list of servers, e.g. - 127.0.0.1:6379:1");
-  }
+// Each check reports what it finds and the next one still runs; a check over a key that
+// already failed is skipped (PoolDraft::sound), since its message would follow from that one.
 
+// listen: and servers: are required.
+void checkRequiredKeys(Reporter& report, const PoolDraft& draft) {
+  const Pool& pool = draft.pool;
+  // A misspelled one was reported as an unknown key that suggests it: not missing again.
+  if (!draft.has("listen") && !draft.isMisspelled("listen")) {
+    report.fail(pool.line, pool.name + ".listen",
+                "is missing; every pool needs listen: host:port or listen: /path/to.sock");
+  }
+  if (!draft.has("servers") && !draft.isMisspelled("servers")) {
+    report.fail(pool.line, pool.name + ".servers",
+                "is missing; every pool needs a list of servers, e.g. - 127.0.0.1:6379:1");
+  }
+}
+
+// protocol: and redis: name the protocol twice and must agree; redis_auth needs redis.
+void settleProtocol(Reporter& report, PoolDraft& draft) {
+  Pool& pool = draft.pool;
   if (draft.has("protocol")) {
     const bool protocolSaysRedis = pool.protocol == Protocol::Redis;
-    if (draft.has("redis") && pool.redis != protocolSaysRedis) {
-      return report.fail(draft.lineOf("protocol"), name + ".protocol",
-                         std::string(protocolSaysRedis ? "redis" : "memcache") +
-                             " contradicts redis: " + (pool.redis ? "true" : "false") + " (line " +
-                             std::to_string(draft.lineOf("redis")) +
-                             "); remove one of the two or make them agree");
+    if (draft.has("redis") && draft.sound({"protocol", "redis"}) &&
+        pool.redis != protocolSaysRedis) {
+      draft.fail(report, "protocol",
+                 std::string(protocolSaysRedis ? "redis" : "memcache") + " contradicts redis: " +
+                     (pool.redis ? "true" : "false") + " (line " +
+                     std::to_string(draft.lineOf("redis")) +
+                     "); remove one of the two or make them agree");
     }
   } else {
     pool.protocol = pool.redis ? Protocol::Redis : Protocol::Memcache;
   }
   pool.redis = pool.protocol == Protocol::Redis;
-  if (draft.has("redis_auth") && !pool.redis) {
-    return report.fail(draft.lineOf("redis_auth"), name + ".redis_auth",
-                       "is only valid for a redis pool; add redis: true (or protocol: redis)");
+  if (draft.has("redis_auth") && !pool.redis && draft.sound({"redis_auth", "protocol", "redis"})) {
+    draft.fail(report, "redis_auth",
+               "is only valid for a redis pool; add redis: true (or protocol: redis)");
   }
+}
 
-  if (draft.has("hash_key_parts") && !draft.has("hash_key_separator")) {
-    return report.fail(draft.lineOf("hash_key_parts"), name + ".hash_key_parts",
-                       "needs hash_key_separator (the separator whose occurrences it counts), e.g. "
-                       "hash_key_separator: \":\"");
+// hash_key_parts counts occurrences of hash_key_separator; the separator alone means 1 part.
+void settleKeyPrefix(Reporter& report, PoolDraft& draft) {
+  if (draft.has("hash_key_parts") && !draft.has("hash_key_separator") &&
+      draft.sound({"hash_key_parts", "hash_key_separator"})) {
+    draft.fail(report, "hash_key_parts",
+               "needs hash_key_separator (the separator whose occurrences it counts), e.g. "
+               "hash_key_separator: \":\"");
   }
-  if (draft.has("hash_key_separator") && !draft.has("hash_key_parts")) pool.hashKeyParts = 1;
+  if (draft.has("hash_key_separator") && !draft.has("hash_key_parts")) draft.pool.hashKeyParts = 1;
+}
 
+// The hash's default depends on the distribution, and vnode's ring wants a full-width hash.
+void settleHash(Reporter& report, PoolDraft& draft) {
+  Pool& pool = draft.pool;
   const bool vnode = pool.distribution == ring::Distribution::Vnode;
   if (!draft.has("hash")) pool.hash = vnode ? ring::HashKind::Xxh3 : ring::HashKind::Fnv1a_64;
-  if (vnode && (pool.hash == ring::HashKind::Crc16 || pool.hash == ring::HashKind::Crc32)) {
+  // With a wrong distribution: the distribution meant is unknown, so nothing more to say.
+  if (!draft.sound({"distribution"})) return;
+  if (vnode && (pool.hash == ring::HashKind::Crc16 || pool.hash == ring::HashKind::Crc32) &&
+      draft.sound({"hash"})) {
     const bool crc16 = pool.hash == ring::HashKind::Crc16;
-    return report.fail(
-        draft.lineOf("hash"), name + ".hash",
+    draft.fail(
+        report, "hash",
         std::string(crc16 ? "crc16 gives only 16 bits" : "crc32 (twemproxy's) gives only 15 bits") +
             ", too few to spread keys over distribution vnode's points; use xxh3 (the "
             "default for vnode) or a full 32-bit hash such as crc32a, murmur or fnv1a_64");
   }
-  if (draft.has("vnodes") && !vnode) {
-    return report.fail(draft.lineOf("vnodes"), name + ".vnodes",
-                       "only applies to distribution: vnode, and this pool uses " +
-                           std::string(ring::distributionName(pool.distribution)) +
-                           "; remove it or set distribution: vnode");
+  if (draft.has("vnodes") && !vnode && draft.sound({"vnodes"})) {
+    draft.fail(report, "vnodes",
+               "only applies to distribution: vnode, and this pool uses " +
+                   std::string(ring::distributionName(pool.distribution)) +
+                   "; remove it or set distribution: vnode");
   }
+}
 
+// The ring must stay of a sane size. At most one message: the three limits measure the same
+// total weight, so the first one exceeded says it.
+void checkRingSize(Reporter& report, PoolDraft& draft) {
+  // A total over a partly read list, or a size from a wrong distribution or vnodes, is not one
+  // the user wrote.
+  if (!draft.sound({"servers", "distribution", "vnodes"})) return;
+  const Pool& pool = draft.pool;
   uint64_t totalWeight = 0;
   for (const Server& s : pool.servers) totalWeight += s.weight;
-  const int serversLine = draft.lineOf("servers");
+  const bool vnode = pool.distribution == ring::Distribution::Vnode;
   if (totalWeight > UINT32_MAX) {
-    return report.fail(serversLine, name + ".servers",
-                       "weights add up to " + std::to_string(totalWeight) +
-                           "; the total must be at most " + std::to_string(UINT32_MAX));
-  }
-  if (vnode && totalWeight * pool.vnodes > kMaxRingEntries) {
-    const bool vnodesGiven = draft.has("vnodes");
-    return report.fail(
-        vnodesGiven ? draft.lineOf("vnodes") : serversLine,
-        name + (vnodesGiven ? ".vnodes" : ".servers"),
+    draft.fail(report, "servers",
+               "weights add up to " + std::to_string(totalWeight) +
+                   "; the total must be at most " + std::to_string(UINT32_MAX));
+  } else if (vnode && totalWeight * pool.vnodes > kMaxRingEntries) {
+    draft.fail(
+        report, draft.has("vnodes") ? "vnodes" : "servers",
         "total weight " + std::to_string(totalWeight) + " x vnodes " + std::to_string(pool.vnodes) +
             " = " + std::to_string(totalWeight * pool.vnodes) + " ring points, more than " +
             std::to_string(kMaxRingEntries) + "; scale the weights down or lower vnodes:");
+  } else if (pool.distribution == ring::Distribution::Modula && totalWeight > kMaxRingEntries) {
+    draft.fail(report, "servers",
+               "weights add up to " + std::to_string(totalWeight) +
+                   " and modula keeps one slot per unit of weight; the total must be at most " +
+                   std::to_string(kMaxRingEntries));
   }
-  if (pool.distribution == ring::Distribution::Modula && totalWeight > kMaxRingEntries) {
-    return report.fail(
-        serversLine, name + ".servers",
-        "weights add up to " + std::to_string(totalWeight) +
-            " and modula keeps one slot per unit of weight; the total must be at most " +
-            std::to_string(kMaxRingEntries));
-  }
-  if (draft.has("previous_servers")) {
-    const int line = draft.lineOf("previous_servers");
-    const std::string key = name + ".previous_servers";
-    if (pool.distribution == ring::Distribution::Random)
-      return report.fail(line, key, "distribution: random gives keys no fixed owner, so there is nothing to move");
-    // Redis keys move with MIGRATE, which the old owner runs towards host:port.
-    for (const Server& s : pool.servers)
-      if (pool.protocol == Protocol::Redis && s.endpoint.isUnix())
-        return report.fail(s.line, name + ".servers",
-                           "server " + s.endpoint.str() + " is a unix socket; in a transition keys move with MIGRATE, "
-                           "which needs a host:port");
-  }
-  return true;
 }
 
+// A transition (previous_servers:) moves keys from their old owner to their new one.
+void checkTransition(Reporter& report, PoolDraft& draft) {
+  const Pool& pool = draft.pool;
+  if (!draft.has("previous_servers")) return;
+  if (pool.distribution == ring::Distribution::Random && draft.sound({"distribution"})) {
+    draft.fail(report, "previous_servers",
+               "distribution: random gives keys no fixed owner, so there is nothing to move");
+    return;
+  }
+  if (pool.protocol != Protocol::Redis || !draft.sound({"protocol", "redis"})) return;
+  // Redis keys move with MIGRATE, which the old owner runs towards host:port.
+  for (const Server& s : pool.servers) {
+    if (s.endpoint.isUnix()) {
+      report.fail(s.line, pool.name + ".servers",
+                  "server " + s.endpoint.str() +
+                      " is a unix socket; in a transition keys move with MIGRATE, which needs a "
+                      "host:port");
+    }
+  }
+}
+
+void finishPool(Reporter& report, PoolDraft& draft) {
+  checkRequiredKeys(report, draft);
+  settleProtocol(report, draft);
+  settleKeyPrefix(report, draft);
+  settleHash(report, draft);
+  checkRingSize(report, draft);
+  checkTransition(report, draft);
+}
+
+// One pool as read, valid or not: a pool with a wrong key still takes part in the checks
+// across pools with its listen address, if that one is right.
+struct PoolResult {
+  Pool pool;
+  int listenLine = 0;  // 0 when listen: is missing or wrong
+  bool valid = false;
+};
+
+// Applies one `key: value` of a pool's settings to the draft, reporting what is wrong with it.
+void readPoolKey(Reporter& report, PoolDraft& draft, const YAML::Node& keyNode,
+                 const YAML::Node& value) {
+  const std::string& name = draft.pool.name;
+  const int keyLine = lineOf(keyNode, draft.pool.line);
+  if (!keyNode.IsScalar()) {
+    report.fail(keyLine, name,
+                "has a key that is " + std::string(yamlKind(keyNode)) + "; keys are plain words");
+    return;
+  }
+  const std::string key = keyNode.Scalar();
+  const std::string path = name + "." + key;
+  const KeySpec* spec = findKey(key);
+  if (spec == nullptr) {
+    report.fail(keyLine, path, unknownKeyMessage(key));
+    if (const KeySpec* meant = nearestKey(key)) draft.misspelled.emplace(meant->name);
+    return;
+  }
+  if (const int first = draft.lineOf(key); first != 0) {
+    // The first value stands (the checks across keys see that one); the repeat is the mistake.
+    report.fail(keyLine, path, "is given twice (first on line " + std::to_string(first) + ")");
+    return;
+  }
+  draft.given.emplace(key, keyLine);
+  Field field{report, draft,      value,
+              path,   spec->help, value.IsNull() ? keyLine : lineOf(value, keyLine)};
+  if (!spec->parse(field)) draft.failed.insert(key);
+}
+
+// Reads one pool, reporting every problem in it. Returns whether there was none.
 bool loadPool(Reporter& report, const std::string& name, int line, const YAML::Node& settings,
-              Pool& out, int& listenLine) {
+              PoolResult& out) {
   if (!settings.IsMap()) {
     return report.fail(
         line, name,
         "is " + std::string(yamlKind(settings)) +
             "; expected the pool's settings as indented key: value lines (listen:, servers:, ...)");
   }
+  const size_t errorsBefore = report.count();
   PoolDraft draft;
   draft.pool.name = name;
   draft.pool.line = line;
@@ -770,29 +911,13 @@ bool loadPool(Reporter& report, const std::string& name, int line, const YAML::N
     // Copies: `it->` yields a proxy that dies with the full expression. Nodes share their data.
     const YAML::Node keyNode = it->first;
     const YAML::Node value = it->second;
-    const int keyLine = lineOf(keyNode, line);
-    if (!keyNode.IsScalar()) {
-      return report.fail(
-          keyLine, name,
-          "has a key that is " + std::string(yamlKind(keyNode)) + "; keys are plain words");
-    }
-    const std::string key = keyNode.Scalar();
-    const std::string path = name + "." + key;
-    const KeySpec* spec = findKey(key);
-    if (spec == nullptr) return report.fail(keyLine, path, unknownKeyMessage(key));
-    if (const int first = draft.lineOf(key); first != 0) {
-      return report.fail(keyLine, path,
-                         "is given twice (first on line " + std::to_string(first) + ")");
-    }
-    draft.given.emplace(key, keyLine);
-    Field field{report, draft,      value,
-                path,   spec->help, value.IsNull() ? keyLine : lineOf(value, keyLine)};
-    if (!spec->parse(field)) return false;
+    readPoolKey(report, draft, keyNode, value);
   }
-  if (!finishPool(report, draft)) return false;
-  listenLine = draft.lineOf("listen");
-  out = std::move(draft.pool);
-  return true;
+  finishPool(report, draft);
+  out.listenLine = draft.sound({"listen"}) ? draft.lineOf("listen") : 0;
+  out.valid = report.count() == errorsBefore;
+  out.pool = std::move(draft.pool);
+  return out.valid;
 }
 
 // Counts the documents in a text without building them, because yaml-cpp 0.7's LoadAll never
@@ -870,51 +995,141 @@ bool checkOneDocument(Reporter& report, const std::string& text) {
   return true;
 }
 
-bool loadDocument(Reporter& report, const YAML::Node& root, Topology& topology) {
+// Two pools may not listen on one address. Reported at the later pool, in file order, where
+// the fix most likely belongs, and once per pool (against the first pool with the address).
+void checkListenAddresses(Reporter& report, const std::vector<PoolResult>& pools) {
+  for (size_t i = 0; i < pools.size(); ++i) {
+    if (pools[i].listenLine == 0) continue;  // missing or wrong: already reported
+    for (size_t j = 0; j < i; ++j) {
+      if (pools[j].listenLine == 0 || !sameAddress(pools[i].pool.listen, pools[j].pool.listen))
+        continue;
+      report.fail(pools[i].listenLine, pools[i].pool.name + ".listen",
+                  "address " + pools[i].pool.listen.str() + " is already used by pool " +
+                      quoted(pools[j].pool.name) + " (listen on line " +
+                      std::to_string(pools[j].listenLine) +
+                      "); each pool needs its own listen address");
+      break;
+    }
+  }
+}
+
+// Pool settings at the top level, where pools are expected: the line naming their pool is
+// missing, or their indentation is off. That is one mistake however many settings it displaces,
+// so it is reported once, at the first of them.
+struct StraySettings {
+  std::string first;
+  int firstLine = 0;
+  int lastLine = 0;
+  std::string kind;  // of the first's value
+  size_t count = 0;
+
+  void add(const std::string& name, int line, const YAML::Node& value) {
+    if (count++ == 0) {
+      first = name;
+      firstLine = line;
+      kind = yamlKind(value);
+    }
+    lastLine = line;
+  }
+  void report(Reporter& report) const {
+    if (count == 0) return;
+    std::string message =
+        "is " + kind +
+        "; expected the pool's settings as indented key: value lines (listen:, servers:, ...). " +
+        quoted(first) + " is a pool setting: is the line naming its pool missing, or its "
+        "indentation wrong?";
+    if (count > 1) {
+      message += " (So are the " + std::to_string(count - 1) +
+                 " more settings at the top level after it, up to line " +
+                 std::to_string(lastLine) + ".)";
+    }
+    report.fail(firstLine, first, message);
+  }
+};
+
+// Reads every pool of the document into `topology`, reporting every problem found.
+void loadDocument(Reporter& report, const YAML::Node& root, Topology& topology) {
   if (!root.IsMap()) {
-    return report.fail(lineOf(root, 1), "",
-                       "the top level is " + std::string(yamlKind(root)) +
-                           "; expected pools, each a name followed by indented settings");
+    report.fail(lineOf(root, 1), "",
+                "the top level is " + std::string(yamlKind(root)) +
+                    "; expected pools, each a name followed by indented settings");
+    return;
   }
   std::map<std::string, int, std::less<>> poolLines;
-  std::vector<int> listenLines;
+  std::vector<PoolResult> pools;
+  StraySettings stray;
   for (auto it = root.begin(); it != root.end(); ++it) {
     const YAML::Node nameNode = it->first;  // a copy: `it->` yields a short-lived proxy
     const YAML::Node settings = it->second;
     const int line = lineOf(nameNode, 1);
     if (!nameNode.IsScalar() || nameNode.Scalar().empty()) {
-      return report.fail(
-          line, "",
-          "a pool name must be a non-empty plain word, not " + std::string(yamlKind(nameNode)));
+      report.fail(line, "",
+                  "a pool name must be a non-empty plain word, not " +
+                      std::string(yamlKind(nameNode)));
+      continue;
     }
     const std::string name = nameNode.Scalar();
+    // A pool may be called "listen", but then it has settings under it.
+    if (!settings.IsMap() && findKey(name) != nullptr) {
+      stray.add(name, line, settings);
+      continue;
+    }
+    PoolResult pool;
     if (auto seen = poolLines.find(name); seen != poolLines.end()) {
-      return report.fail(line, name,
-                         "pool is defined twice (first on line " + std::to_string(seen->second) +
-                             "); pool names must be unique");
+      report.fail(line, name,
+                  "pool is defined twice (first on line " + std::to_string(seen->second) +
+                      "); pool names must be unique");
+      // Its own mistakes are still worth reporting, but it takes no part in the checks across
+      // pools: its listen address would only repeat the first definition's.
+      loadPool(report, name, line, settings, pool);
+      continue;
     }
     poolLines.emplace(name, line);
-    Pool pool;
-    int listenLine = 0;
-    if (!loadPool(report, name, line, settings, pool, listenLine)) return false;
-    topology.pools.push_back(std::move(pool));
-    listenLines.push_back(listenLine);
+    loadPool(report, name, line, settings, pool);
+    pools.push_back(std::move(pool));
   }
+  stray.report(report);
+  checkListenAddresses(report, pools);
+  for (PoolResult& pool : pools) topology.pools.push_back(std::move(pool.pool));
+}
 
-  const auto& pools = topology.pools;
-  for (size_t i = 0; i < pools.size(); ++i) {
-    for (size_t j = 0; j < i; ++j) {
-      if (sameAddress(pools[i].listen, pools[j].listen)) {
-        // Reported at the later pool, in file order, where the fix most likely belongs.
-        return report.fail(listenLines[i], pools[i].name + ".listen",
-                           "address " + pools[i].listen.str() + " is already used by pool " +
-                               quoted(pools[j].name) + " (listen on line " +
-                               std::to_string(listenLines[j]) +
-                               "); each pool needs its own listen address");
-      }
+// Text to topology, every problem reported. yaml-cpp's exceptions stop here.
+void readTopology(Reporter& report, const std::string& text, Topology& topology) {
+  try {
+    YAML::Node root;
+    try {
+      if (!checkOneDocument(report, text)) return;
+      root = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      report.fail(e.mark.line < 0 ? 0 : e.mark.line + 1, "", "YAML syntax error: " + e.msg);
+      return;
     }
+    loadDocument(report, root, topology);
+  } catch (const YAML::Exception& e) {
+    report.fail(e.mark.line < 0 ? 0 : e.mark.line + 1, "", "YAML error: " + e.msg);
+  } catch (const std::exception& e) {
+    report.fail(0, "", std::string("could not load: ") + e.what());
+  } catch (...) {
+    report.fail(0, "", "could not load: unknown error");
   }
-  return true;
+}
+
+// Orders problems by line, those without a line last, and on one line in the order found;
+// drops a problem reported twice (same line, key and message).
+void sortAndDeduplicate(std::vector<LoadError>& errors) {
+  auto rank = [](const LoadError& e) { return e.line > 0 ? e.line : INT_MAX; };
+  std::stable_sort(errors.begin(), errors.end(),
+                   [&](const LoadError& a, const LoadError& b) { return rank(a) < rank(b); });
+  std::vector<LoadError> unique;
+  unique.reserve(errors.size());
+  for (LoadError& e : errors) {
+    bool repeated = false;
+    // Only the problems on the same line can be equal, and they are the last ones kept.
+    for (auto it = unique.rbegin(); it != unique.rend() && it->line == e.line && !repeated; ++it)
+      repeated = it->key == e.key && it->message == e.message;
+    if (!repeated) unique.push_back(std::move(e));
+  }
+  errors = std::move(unique);
 }
 
 }  // namespace
@@ -936,29 +1151,26 @@ std::vector<PoolKeyInfo> poolKeys() {
 }
 
 bool loadTopologyText(const std::string& text, const std::string& file, Topology& out,
-                      LoadError& error) {
-  error = LoadError{};
-  Reporter report(file, error);
-  try {
-    YAML::Node root;
-    try {
-      if (!checkOneDocument(report, text)) return false;
-      root = YAML::Load(text);
-    } catch (const YAML::Exception& e) {
-      return report.fail(e.mark.line < 0 ? 0 : e.mark.line + 1, "", "YAML syntax error: " + e.msg);
-    }
-    Topology topology;
-    topology.file = file;
-    if (!loadDocument(report, root, topology)) return false;
-    out = std::move(topology);
-    return true;
-  } catch (const YAML::Exception& e) {
-    return report.fail(e.mark.line < 0 ? 0 : e.mark.line + 1, "", "YAML error: " + e.msg);
-  } catch (const std::exception& e) {
-    return report.fail(0, "", std::string("could not load: ") + e.what());
-  } catch (...) {
-    return report.fail(0, "", "could not load: unknown error");
+                      std::vector<LoadError>& errors) {
+  errors.clear();
+  Reporter report(file, errors);
+  Topology topology;
+  topology.file = file;
+  readTopology(report, text, topology);
+  if (!errors.empty()) {
+    sortAndDeduplicate(errors);
+    return false;
   }
+  out = std::move(topology);
+  return true;
+}
+
+bool loadTopologyText(const std::string& text, const std::string& file, Topology& out,
+                      LoadError& error) {
+  std::vector<LoadError> errors;
+  const bool ok = loadTopologyText(text, file, out, errors);
+  error = ok ? LoadError{} : std::move(errors.front());
+  return ok;
 }
 
 namespace {
@@ -1042,6 +1254,17 @@ bool readConfigFile(const std::string& path, std::string& text, LoadError& error
 bool loadTopologyFile(const std::string& path, Topology& out, LoadError& error) {
   std::string text;
   return readConfigFile(path, text, error) && loadTopologyText(text, path, out, error);
+}
+
+bool loadTopologyFile(const std::string& path, Topology& out, std::vector<LoadError>& errors) {
+  errors.clear();
+  std::string text;
+  LoadError unreadable;
+  if (!readConfigFile(path, text, unreadable)) {
+    errors.push_back(std::move(unreadable));
+    return false;
+  }
+  return loadTopologyText(text, path, out, errors);
 }
 
 }  // namespace config

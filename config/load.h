@@ -21,8 +21,19 @@ struct LoadError {
   std::string str() const;
 };
 
-// Reads and validates a file. Returns false and fills `error` on any problem.
+// Reads and validates a file. Returns false and fills `error` on any problem: the first one in
+// the file (the lowest line), as the list form below would list it first.
 [[nodiscard]] bool loadTopologyFile(const std::string& path, Topology& out, LoadError& error);
+
+// The same, collecting every problem found in one pass instead of only the first: a bad key
+// does not hide a bad key elsewhere in the pool, nor a bad server in another pool. `errors` is
+// replaced, ordered by line (problems with no line, such as an unreadable file, last), with no
+// problem twice; a problem that only follows from another one (a check across keys of which
+// one is already wrong) is not reported. A YAML syntax error is always the only error, since
+// nothing after it can be read. Returns true, with `errors` empty, when the file is valid;
+// `out` is assigned only then.
+[[nodiscard]] bool loadTopologyFile(const std::string& path, Topology& out,
+                                    std::vector<LoadError>& errors);
 
 // The largest config file read. A nutcracker.yml with thousands of servers is well under
 // 1 MiB; anything bigger is a mistake (a log, a dump) that would only cost memory and time.
@@ -36,6 +47,8 @@ constexpr long long kMaxConfigBytes = 8LL << 20;
 // Same as loadTopologyFile, from text already in memory; `file` is used in messages only.
 [[nodiscard]] bool loadTopologyText(const std::string& text, const std::string& file, Topology& out,
                                     LoadError& error);
+[[nodiscard]] bool loadTopologyText(const std::string& text, const std::string& file, Topology& out,
+                                    std::vector<LoadError>& errors);
 
 // The keys a pool accepts, in the loader's table order, each with a line saying what it takes
 // and its default: for `ringctl` help and for tests that walk the table.

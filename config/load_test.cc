@@ -585,8 +585,7 @@ TEST_CASE("unknown and repeated keys") {
               "given twice (first on line 3)");
   expectError("base: &base\n  hash: md5\np:\n  <<: *base\n  listen: 127.0.0.1:22121\n", 1,
               "base.listen", "is missing");
-  expectError("p:\n  <<: {hash: md5}\n  listen: 127.0.0.1:22121\n", 2, "p.<<",
-              "merge keys are not supported");
+  expectError(pool("  <<: {hash: md5}\n"), 3, "p.<<", "merge keys are not supported");
 }
 
 TEST_CASE("pool-level errors") {
@@ -869,4 +868,170 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
   CHECK(p.protocol == Protocol::Redis);
   CHECK(p.vnodes == 32);
   CHECK(p.transactions == config::TransactionMode::Strict);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every error in one pass (ringctl check lists them all).
+
+namespace {
+
+// (line, key) of each error of a load that must fail, in the order reported.
+std::vector<std::pair<int, std::string>> errorPlaces(const std::vector<LoadError>& errors) {
+  std::vector<std::pair<int, std::string>> places;
+  for (const LoadError& e : errors) places.emplace_back(e.line, e.key);
+  return places;
+}
+
+std::vector<LoadError> mustFailAll(const std::string& text) {
+  Topology topology;
+  std::vector<LoadError> errors;
+  const bool ok = config::loadTopologyText(text, "test.yml", topology, errors);
+  INFO(text);
+  REQUIRE_FALSE(ok);
+  REQUIRE_FALSE(errors.empty());
+  for (const LoadError& e : errors) {
+    INFO(e.str());
+    CHECK(e.file == "test.yml");
+    CHECK_FALSE(e.message.empty());
+  }
+  CHECK(topology.pools.empty());
+  return errors;
+}
+
+using Places = std::vector<std::pair<int, std::string>>;
+
+}  // namespace
+
+TEST_CASE("every error of a file is reported, in line order, and the single form gives the first") {
+  const std::string text =
+      "p:\n"                          // 1
+      "  listen: 127.0.0.1:22121\n"   // 2
+      "  hash: nope\n"                // 3  bad value
+      "  servers:\n"                  // 4
+      "   - 127.0.0.1:6379:1\n"       // 5
+      "q:\n"                          // 6
+      "  listen: 127.0.0.1:22122\n"   // 7
+      "  timeout: soon\n"             // 8  bad value, another pool
+      "  servers:\n"                  // 9
+      "   - 127.0.0.1:6380:1\n"       // 10
+      "   - 127.0.0.1:99999:1\n";     // 11 bad server after a bad key
+  const std::vector<LoadError> errors = mustFailAll(text);
+  CHECK(errorPlaces(errors) == Places{{3, "p.hash"}, {8, "q.timeout"}, {11, "q.servers[1]"}});
+  CHECK(errors[0].message.find("not a known hash") != std::string::npos);
+  CHECK(errors[1].message.find("not a whole number") != std::string::npos);
+  CHECK(errors[2].message.find("out of range") != std::string::npos);
+
+  const LoadError first = mustFail(text);
+  CHECK(first.line == 3);
+  CHECK(first.key == "p.hash");
+  CHECK(first.str() == errors[0].str());
+}
+
+TEST_CASE("errors found late but written early come first") {
+  // The missing listen is found once the pool's keys are read, but belongs to line 1.
+  const std::string text = "p:\n  hash: nope\n  servers:\n   - 127.0.0.1:6379:1\n";
+  CHECK(errorPlaces(mustFailAll(text)) == Places{{1, "p.listen"}, {2, "p.hash"}});
+  expectError(text, 1, "p.listen", "is missing");
+}
+
+TEST_CASE("a YAML syntax error is the only error") {
+  const std::vector<LoadError> errors = mustFailAll(
+      "p:\n  listen: [127.0.0.1:22121\n  hash: nope\n  servers:\n   - a:1:1\n");
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].key.empty());
+  CHECK(errors[0].message.find("YAML syntax error") != std::string::npos);
+  CHECK(mustFailAll(pool() + "---\n" + pool("  hash: nope\n")).size() == 1);  // two documents
+}
+
+TEST_CASE("each server and command list item is checked, bad ones once") {
+  // Both bad items are reported; the second is not also called a repeat of the first.
+  CHECK(errorPlaces(mustFailAll(poolWithServers(
+            "   - 127.0.0.1:0:1\n   - 127.0.0.1:6380:1\n   - 127.0.0.1:0:1\n   - 127.0.0.1:6380:2\n"))) ==
+        Places{{4, "p.servers[0]"}, {6, "p.servers[2]"}, {7, "p.servers[3]"}});
+  const std::vector<LoadError> repeat =
+      mustFailAll(poolWithServers("   - 127.0.0.1:6379:1\n   - x\n   - 127.0.0.1:6379:1\n"));
+  REQUIRE(repeat.size() == 2);
+  CHECK(repeat[1].message.find("already used by p.servers[0] (line 4)") != std::string::npos);
+  CHECK(errorPlaces(mustFailAll(pool("  deny_commands:\n   - \"\"\n   - keys\n   - \"a b\"\n"))) ==
+        Places{{4, "p.deny_commands[0]"}, {6, "p.deny_commands[2]"}});
+}
+
+TEST_CASE("a check across keys says nothing more about a key already wrong") {
+  // A wrong distribution: whether vnodes applies is unknown.
+  CHECK(errorPlaces(mustFailAll(pool("  distribution: consistent\n  vnodes: 100\n"))) ==
+        Places{{3, "p.distribution"}});
+  // A contradiction is reported once, not again as redis_auth on a memcache pool.
+  CHECK(errorPlaces(mustFailAll(pool("  protocol: memcache\n  redis: true\n  redis_auth: pw\n"))) ==
+        Places{{3, "p.protocol"}});
+  // A bad vnodes is not also too many ring points; a repeated key is one error.
+  CHECK(errorPlaces(mustFailAll(pool("  distribution: vnode\n  vnodes: 0\n  vnodes: 5\n",
+                                     "   - 127.0.0.1:11214:100000\n"))) ==
+        Places{{4, "p.vnodes"}, {5, "p.vnodes"}});
+  // Independent mistakes in one pool are all there.
+  CHECK(errorPlaces(mustFailAll("p:\n  colour: blue\n  hash_key_parts: 2\n  redis_auth: pw\n")) ==
+        Places{{1, "p.listen"}, {1, "p.servers"}, {2, "p.colour"}, {3, "p.hash_key_parts"},
+               {4, "p.redis_auth"}});
+}
+
+TEST_CASE("pools with errors still take part in the checks across pools") {
+  // q's bad hash does not hide that it listens where p does.
+  CHECK(errorPlaces(mustFailAll(pool() +
+                                "q:\n  hash: nope\n  listen: 127.0.0.1:22121\n  servers:\n"
+                                "   - 127.0.0.1:6380:1\n")) ==
+        Places{{6, "q.hash"}, {7, "q.listen"}});
+  // A pool defined twice: reported, and its own mistakes too, but no listen clash with itself.
+  CHECK(errorPlaces(mustFailAll(pool() + pool("  hash: nope\n"))) == Places{{5, "p"}, {7, "p.hash"}});
+  // A bad pool name does not stop the next pool being read.
+  CHECK(errorPlaces(mustFailAll("? [a]\n: 1\n" + pool("  hash: nope\n"))) == Places{{1, ""}, {5, "p.hash"}});
+}
+
+TEST_CASE("the list form of loadTopologyFile: unreadable files and success") {
+  Topology topo;
+  std::vector<LoadError> errors{LoadError{"stale", 1, "", "stale"}};
+  CHECK_FALSE(config::loadTopologyFile("/nonexistent/ringproxy.yml", topo, errors));
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].line == 0);
+  CHECK(errors[0].message.find("No such file") != std::string::npos);
+
+  const std::string path = dataPath("config_twemproxy_example.yml");
+  CHECK(config::loadTopologyFile(path, topo, errors));
+  CHECK(errors.empty());
+  CHECK(topo.pools.size() == 5);
+}
+
+TEST_CASE("settings at the top level are one mistake, reported once") {
+  // The line naming the pool is missing: each setting would otherwise be a "pool" of its own.
+  const std::vector<LoadError> errors =
+      mustFailAll("  listen: 127.0.0.1:22121\n  hash: md5\n  servers:\n   - 127.0.0.1:6379:1\n");
+  CHECK(errorPlaces(errors) == Places{{1, "listen"}});
+  CHECK(errors[0].message.find("is a single value") != std::string::npos);
+  CHECK(errors[0].message.find("'listen' is a pool setting") != std::string::npos);
+  CHECK(errors[0].message.find("the 2 more settings at the top level after it, up to line 3") !=
+        std::string::npos);
+  // One mis-indented line beside a pool: the pool's missing key and the stray line.
+  CHECK(errorPlaces(mustFailAll("p:\n  servers:\n   - 127.0.0.1:6379:1\nlisten: 127.0.0.1:22121\n")) ==
+        Places{{1, "p.listen"}, {4, "listen"}});
+  // A pool may be named like a setting, as long as it has settings.
+  CHECK(mustLoad("listen:\n  listen: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:6379:1\n")
+            .pools[0]
+            .name == "listen");
+}
+
+TEST_CASE("a misspelled key is one error, not also a missing key or a broken rule") {
+  // "xisten" is reported as unknown, suggesting listen; listen is then not also missing.
+  const std::vector<LoadError> typo =
+      mustFailAll("p:\n  xisten: 127.0.0.1:22121\n  servers:\n   - 127.0.0.1:6379:1\n");
+  CHECK(errorPlaces(typo) == Places{{2, "p.xisten"}});
+  CHECK(typo[0].message.find("did you mean 'listen'?") != std::string::npos);
+  // A misspelled redis: does not make redis_auth a memcache pool's, nor a misspelled
+  // distribution make vnodes out of place.
+  CHECK(errorPlaces(mustFailAll(pool("  rediss: true\n  redis_auth: pw\n"))) == Places{{3, "p.rediss"}});
+  CHECK(errorPlaces(mustFailAll(pool("  distributon: vnode\n  vnodes: 64\n"))) ==
+        Places{{3, "p.distributon"}});
+  // Given correctly as well, the key is checked as usual.
+  CHECK(errorPlaces(mustFailAll(pool("  redis_auth: pw\n  rediss: true\n  redis: false\n"))) ==
+        Places{{3, "p.redis_auth"}, {4, "p.rediss"}});
+  // Unknown keys that suggest nothing leave the required keys required.
+  CHECK(errorPlaces(mustFailAll("p:\n  colour: blue\n")) ==
+        Places{{1, "p.listen"}, {1, "p.servers"}, {2, "p.colour"}});
 }

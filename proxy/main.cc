@@ -252,9 +252,10 @@ int main(int rawArgc, char** rawArgv) {
       std::fprintf(stderr, "ringproxy: cannot read configuration file: %s\n", error.str().c_str());
       return 1;
     }
-    if (!config::loadTopologyText(text, args.conf, topology, error)) {
-      std::fprintf(stderr, "ringproxy: configuration file '%s' syntax is invalid\n%s\n", args.conf.c_str(),
-                   error.str().c_str());
+    std::vector<config::LoadError> errors;
+    if (!config::loadTopologyText(text, args.conf, topology, errors)) {
+      std::fprintf(stderr, "ringproxy: configuration file '%s' syntax is invalid\n", args.conf.c_str());
+      for (const config::LoadError& e : errors) std::fprintf(stderr, "%s\n", e.str().c_str());
       return 1;
     }
   }

@@ -280,14 +280,17 @@ bool Control::reload(const char* trigger, std::string* errorOut) {
   std::string text;
   std::string digest;
   bool loaded = false;
+  std::vector<config::LoadError> errors;
   if (config::readConfigFile(options_.configFile, text, err)) {
     digest = textDigest(text);
-    loaded = config::loadTopologyText(text, options_.configFile, next, err);
+    loaded = config::loadTopologyText(text, options_.configFile, next, errors);
   } else {
     digest = "unreadable: " + err.message;
+    errors.push_back(err);
   }
   if (!loaded) {
-    error = err.str();
+    // Every problem in the file, so one edit can fix them all.
+    for (const config::LoadError& e : errors) error += (error.empty() ? "" : "; ") + e.str();
   } else {
     std::vector<Worker::ListenFds> fds;
     if (openChangedListeners(&topology_, next, options_.workers, fds, error)) {

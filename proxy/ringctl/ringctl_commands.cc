@@ -7,6 +7,7 @@
 
 #include "config/load.h"
 #include "proxy/common/json_writer.h"
+#include "proxy/ringctl/ringctl_hosts.h"
 #include "proxy/ringctl/ringctl_svg.h"
 #include "ring/ring_diff.h"
 
@@ -101,7 +102,7 @@ int runShares(const Options& o) {
   if (!selectPools(topo, o.pool, pools)) return kExitBadInput;
   JsonWriter j;
   j.beginObject().key("pools").beginArray();
-  std::string svg;
+  std::vector<SvgPanel> panels;  // one per selected pool
   for (const config::Pool* pool : pools) {
     const ring::Ring r(pool->ringSpec());
     const ring::ShareReport rep = ring::computeShares(r);
@@ -123,11 +124,11 @@ int runShares(const Options& o) {
                     percent(n.ideal).c_str(), n.share / n.ideal);
     }
     j.endArray().endObject();
-    if (!o.svgFile.empty() && svg.empty()) svg = ringSvg(r, "pool " + pool->name + " (" + o.configFile + ")");
+    if (!o.svgFile.empty()) panels.push_back(sharesPanel(r, rep, "pool " + pool->name + ": shares", o.configFile));
   }
   j.endArray().endObject();
   if (o.json) std::printf("%s\n", j.str().c_str());
-  if (!o.svgFile.empty() && !writeFile(o.svgFile, svg)) return kExitBadInput;
+  if (!o.svgFile.empty() && !writeFile(o.svgFile, svgDocument(panels))) return kExitBadInput;
   return kExitOk;
 }
 
@@ -142,13 +143,17 @@ int runDiff(const Options& o) {
   if (!selectPools(before, o.pool, pools)) return kExitBadInput;
   JsonWriter j;
   j.beginObject().key("pools").beginArray();
-  std::string svg;
+  std::vector<SvgPanel> panels;  // one per pool, added and removed ones included
+  const std::string files = o.positional[0] + " \u2192 " + o.positional[1];
   for (const config::Pool* oldPool : pools) {
     const config::Pool* newPool = after.findPool(oldPool->name);
     j.beginObject().key("pool").value(oldPool->name);
     if (newPool == nullptr) {
       j.key("status").value("removed").endObject();
       if (!o.json) std::printf("pool %s: removed\n", oldPool->name.c_str());
+      panels.push_back(notePanel("pool " + oldPool->name + ": removed",
+                                 "in " + o.positional[0] + ", not in " + o.positional[1] +
+                                     ": all of its keys go with it"));
       continue;
     }
     const ring::Ring a(oldPool->ringSpec()), b(newPool->ringSpec());
@@ -167,41 +172,63 @@ int runDiff(const Options& o) {
         for (const auto& f : d.flows) std::printf("  %-32s -> %-32s %s\n", f.from.c_str(), f.to.c_str(), percent(f.share).c_str());
       }
     }
-    if (!o.svgFile.empty() && svg.empty()) svg = diffSvg(a, b, "pool " + oldPool->name + ": " + o.positional[0] + " -> " + o.positional[1]);
+    if (!o.svgFile.empty()) panels.push_back(diffPanel(a, b, d, "pool " + oldPool->name + ": diff", files));
   }
   if (o.pool.empty()) {
     for (const auto& p : after.pools) {
       if (before.findPool(p.name) != nullptr) continue;
       j.beginObject().key("pool").value(p.name).key("status").value("added").endObject();
       if (!o.json) std::printf("pool %s: added\n", p.name.c_str());
+      panels.push_back(notePanel("pool " + p.name + ": added",
+                                 "in " + o.positional[1] + ", not in " + o.positional[0] +
+                                     ": a new keyspace, nothing moves"));
     }
   }
   j.endArray().endObject();
   if (o.json) std::printf("%s\n", j.str().c_str());
-  if (!o.svgFile.empty() && !svg.empty() && !writeFile(o.svgFile, svg)) return kExitBadInput;
+  if (!o.svgFile.empty() && !writeFile(o.svgFile, svgDocument(panels))) return kExitBadInput;
   return kExitOk;
 }
 
 int runCheck(const Options& o) {
   config::Topology topo;
-  config::LoadError err;
-  const bool ok = config::loadTopologyFile(o.configFile, topo, err);
+  std::vector<config::LoadError> errors;
+  const bool ok = config::loadTopologyFile(o.configFile, topo, errors);
+  // Host names are looked up only in a valid file: until then the errors are what to fix.
+  std::vector<config::LoadError> warnings;
+  if (ok && o.resolveHosts) warnings = unresolvedHostWarnings(topo, kResolveBudget);
+  auto counted = [](size_t n, const char* what) {
+    return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+  };
   if (o.json) {
+    auto list = [](JsonWriter& j, const std::vector<config::LoadError>& items) {
+      j.beginArray();
+      for (const auto& e : items)
+        j.beginObject().key("line").value(e.line).key("key").value(e.key).key("message").value(e.message).endObject();
+      j.endArray();
+    };
     JsonWriter j;
     j.beginObject().key("file").value(o.configFile).key("valid").value(ok);
-    if (ok) {
-      j.key("pools").beginArray();
-      for (const auto& p : topo.pools) j.value(p.name);
-      j.endArray();
-    } else {
-      j.key("line").value(err.line).key("key").value(err.key).key("message").value(err.message);
+    if (!ok) {  // the first error at the top level too, as before the list existed
+      const config::LoadError& first = errors.front();
+      j.key("line").value(first.line).key("key").value(first.key).key("message").value(first.message);
     }
-    j.endObject();
+    j.key("errors");
+    list(j, errors);
+    j.key("warnings");
+    list(j, warnings);
+    j.key("pools").beginArray();
+    for (const auto& p : topo.pools) j.value(p.name);
+    j.endArray().endObject();
     std::printf("%s\n", j.str().c_str());
   } else if (ok) {
-    std::printf("%s: ok, %zu pool%s\n", o.configFile.c_str(), topo.pools.size(), topo.pools.size() == 1 ? "" : "s");
+    for (const auto& w : warnings) std::fprintf(stderr, "%s\n", w.str().c_str());
+    std::string summary = o.configFile + ": ok, " + counted(topo.pools.size(), "pool");
+    if (!warnings.empty()) summary += ", " + counted(warnings.size(), "warning");
+    std::printf("%s\n", summary.c_str());
   } else {
-    std::fprintf(stderr, "%s\n", err.str().c_str());
+    for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.str().c_str());
+    std::fprintf(stderr, "%s: %s\n", o.configFile.c_str(), counted(errors.size(), "error").c_str());
   }
   return ok ? kExitOk : kExitBadInput;
 }

@@ -18,6 +18,7 @@ struct Options {
   double rate = 0;                     // migrate --rate: keys per second (0: no limit)
   int giveUpSeconds = 300;             // migrate --give-up: seconds without progress
   std::string outFile;                 // plan -o
+  bool resolveHosts = true;            // check: look up server host names (--no-resolve: not)
 };
 
 inline constexpr int kExitOk = 0;

@@ -23,7 +23,7 @@ const char kUsage[] =
     "  owner  -c FILE [--pool NAME] [KEY...]   owner of each key (keys from stdin when none given)\n"
     "  shares -c FILE [--pool NAME]            each node's points and exact share of the keyspace\n"
     "  diff OLD.yml NEW.yml [--pool NAME]      share of the keyspace that changes owner, and flows\n"
-    "  check  -c FILE                          validate a config file\n"
+    "  check  -c FILE [--no-resolve]           every error in a config file; warns of unresolvable hosts\n"
     "  status HOST:PORT                        a running proxy (its --admin address): generation,\n"
     "                                          pools, per-backend health and request rates\n"
     "  balance -c FILE [--pool NAME]           keys each backend holds beside its expected share\n"
@@ -33,7 +33,8 @@ const char kUsage[] =
     "                                          move every key of a pool in transition to its new\n"
     "                                          owner; exit 0 once nothing is left to move"
     "\n"
-    "options: --json (machine-readable output), --svg FILE (shares, diff: draw the ring)\n"
+    "options: --json (machine-readable output), --svg FILE (shares, diff: draw each pool's\n"
+    "         ring, shares against ideal, and what moves; every pool unless --pool)\n"
     "exit codes: 0 ok, 1 bad input, 2 usage\n";
 
 int usage(const char* why) {
@@ -82,6 +83,8 @@ int main(int argc, char** argv) {
       if (!next(o.outFile)) return usage("-o needs a file");
     } else if (a == "--json") {
       o.json = true;
+    } else if (a == "--no-resolve") {
+      o.resolveHosts = false;
     } else if (a == "--") {
       for (++i; i < argc; ++i) o.positional.push_back(argv[i]);
     } else if (a.size() > 1 && a[0] == '-') {

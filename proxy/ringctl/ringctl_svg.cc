@@ -1,155 +1,296 @@
 #include "proxy/ringctl/ringctl_svg.h"
 
-#include <cmath>
+#include <algorithm>
 #include <cstdio>
 #include <map>
-#include <numbers>
+#include <string>
 
-#include "ring/ring_diff.h"
+#include "proxy/ringctl/ringctl_svg_legend.h"
+#include "proxy/ringctl/ringctl_svg_ring.h"
+#include "proxy/ringctl/ringctl_svg_sectors.h"
+#include "proxy/ringctl/ringctl_svg_text.h"
 
 namespace proxy::ringctl {
 namespace {
 
-constexpr double kSize = 640, kCenter = kSize / 2;
+using namespace svg;
 
-std::string colourFor(size_t i) {
-  // Golden-angle hues: neighbours in the node list get clearly different colours.
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "hsl(%d,65%%,55%%)", static_cast<int>(std::fmod(i * 137.508, 360.0)));
-  return buf;
-}
+// Panel layout: title across the top, the ring on the left, the numbers on the right.
+constexpr double kWidth = 1060, kTitleH = 64;
+constexpr double kCx = 270, kCy = kTitleH + 250, kRingBottom = kCy + 250;
+constexpr double kHole = 118, kOuter = 192;        // the ownership annulus
+constexpr double kTrackIn = 198, kTrackOut = 218;  // the moved track (diff)
+constexpr double kColumn = 545, kColumnTop = kTitleH + 20;
 
-std::string escapeXml(const std::string& s) {
+std::string header(const std::string& title, const std::string& subtitle) {
   std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
+  appendf(out, "<title>%s</title>\n", xmlText(title).c_str());
+  appendf(out, "<text class=\"title\" x=\"16\" y=\"28\" font-size=\"17\" font-weight=\"bold\">%s</text>\n",
+          xmlText(title).c_str());
+  appendf(out, "<text class=\"subtitle\" x=\"16\" y=\"48\" fill=\"#555\">%s</text>\n", xmlText(subtitle).c_str());
   return out;
 }
 
-// An annular sector between fractions f0..f1 of the circle (0 at the top, clockwise).
-std::string sector(double f0, double f1, double r0, double r1, const std::string& fill) {
-  if (f1 - f0 <= 0) return "";
-  if (f1 - f0 >= 1) f1 = f0 + 0.999999;
-  auto pt = [](double f, double r, double& x, double& y) {
-    const double a = 2 * std::numbers::pi * f - std::numbers::pi / 2;
-    x = kCenter + r * std::cos(a);
-    y = kCenter + r * std::sin(a);
-  };
-  double x0, y0, x1, y1, x2, y2, x3, y3;
-  pt(f0, r1, x0, y0);
-  pt(f1, r1, x1, y1);
-  pt(f1, r0, x2, y2);
-  pt(f0, r0, x3, y3);
-  const int large = (f1 - f0) > 0.5 ? 1 : 0;
-  char buf[512];
-  std::snprintf(buf, sizeof buf,
-                "<path d=\"M%.2f %.2f A%.1f %.1f 0 %d 1 %.2f %.2f L%.2f %.2f A%.1f %.1f 0 %d 0 %.2f %.2f Z\" fill=\"%s\"/>\n",
-                x0, y0, r1, r1, large, x1, y1, x2, y2, r0, r0, large, x3, y3, fill.c_str());
-  return buf;
-}
-
-double fractionOf(const ring::Ring& r, uint64_t pos) {
-  return static_cast<double>(static_cast<long double>(pos) / (static_cast<long double>(r.positionMax()) + 1));
-}
-
-bool isArc(const ring::Ring& r) {
+bool hasArcs(const ring::Ring& r) {
   return r.spec().distribution == ring::Distribution::Ketama || r.spec().distribution == ring::Distribution::Vnode;
 }
 
-// Merges adjacent segments with the same owners so the picture has one path per visible arc.
-struct Band {
-  double f0 = 0, f1 = 0;
-  uint32_t a = UINT32_MAX, b = UINT32_MAX;
-};
+// "8192 points" (arc rings), "4 slots" (modula: one per unit of weight), "" (random).
+std::string pointWords(const ring::Ring& r) {
+  if (r.spec().distribution == ring::Distribution::Random) return "";
+  return std::to_string(r.positions().size()) + (hasArcs(r) ? " points" : " slots");
+}
 
-std::vector<Band> bands(const ring::Ring& a, const ring::Ring& b) {
-  std::vector<Band> out;
-  if (isArc(a) && isArc(b)) {
-    ring::forEachArcSegment(a, b, [&](const ring::ArcSegment& s) {
-      const double f0 = fractionOf(a, s.first), f1 = fractionOf(a, s.last) + 1.0 / (double(a.positionMax()) + 1);
-      if (!out.empty() && out.back().a == s.ownerBefore && out.back().b == s.ownerAfter) {
-        out.back().f1 = f1;
-      } else {
-        out.push_back({f0, f1, s.ownerBefore, s.ownerAfter});
-      }
-    });
-    return out;
-  }
-  // Modula and random have no geometry: draw each node's share as one slice.
-  const auto shares = ring::computeShares(a);
-  double f = 0;
-  for (size_t i = 0; i < shares.nodes.size(); ++i) {
-    out.push_back({f, f + shares.nodes[i].share, uint32_t(i), uint32_t(i)});
-    f += shares.nodes[i].share;
-  }
+std::string describe(const ring::Ring& r) {
+  std::string out = std::string(ring::distributionName(r.spec().distribution)) + ", hash " +
+                    std::string(ring::hashKindName(r.spec().hash));
+  appendf(out, ", %zu node%s", r.nodeCount(), r.nodeCount() == 1 ? "" : "s");
+  if (!pointWords(r).empty()) out += ", " + pointWords(r);
   return out;
 }
 
-std::string legend(const ring::Ring& r, double y, std::map<std::string, size_t>& colourIndex) {
+std::string sectorWords(size_t count) {
   std::string out;
-  const auto shares = ring::computeShares(r);
-  for (const auto& n : shares.nodes) {
-    const size_t c = colourIndex.emplace(n.address, colourIndex.size()).first->second;
-    char buf[512];
-    std::snprintf(buf, sizeof buf,
-                  "<rect x=\"%.0f\" y=\"%.0f\" width=\"12\" height=\"12\" fill=\"%s\"/>"
-                  "<text x=\"%.0f\" y=\"%.0f\" font-size=\"12\" font-family=\"sans-serif\">%s  %.2f%%</text>\n",
-                  kSize + 10, y, colourFor(c).c_str(), kSize + 28, y + 11, escapeXml(n.label).c_str(), n.share * 100);
-    out += buf;
-    y += 18;
+  appendf(out, "%zu sectors of %.3g\u00b0", count, 360.0 / double(count));
+  return out;
+}
+
+// The caption under the legend: how to read the annulus. `which` names the ring drawn.
+std::vector<std::string> ringCaption(const ring::Ring& r, const Sectors& s, const std::string& which) {
+  const bool ideals = r.nodeCount() <= kPaletteSize;  // ownershipAnnulus draws them up to there
+  std::vector<std::string> lines;
+  if (r.nodeCount() > kMaxBandNodes) {
+    lines = {"Ring: " + which + ", clockwise from the top; grey: more nodes than can be",
+             "drawn as bands (each would be under 2 px). The list above is what to read."};
+  } else if (hasArcs(r)) {
+    lines = {"Ring: " + which + ", clockwise from the top, in " + sectorWords(s.count) + ";",
+             "each sector is split inside-out (legend order) by how much of it",
+             std::string("each node owns.") + (ideals ? " Dashed circles: band edges at the ideal shares." : "")};
+  } else {
+    lines = {"Ring: " + which + ", each node's band as thick as its share, inside-out",
+             std::string("in legend order.") + (ideals ? " Dashed circles: band edges at the ideal shares." : "")};
+  }
+  if (r.spec().distribution == ring::Distribution::Modula)
+    lines.push_back("modula: hash % slots interleaves every node's keys evenly over the ring.");
+  if (r.spec().distribution == ring::Distribution::Random)
+    lines.push_back("random: each request goes to a random node; no key has a fixed place.");
+  if (!ideals && r.nodeCount() <= kMaxBandNodes)
+    lines.push_back("Colours repeat every 12 nodes: the stacking order tells them apart.");
+  return lines;
+}
+
+std::string ringGroup(const std::string& inner) {
+  std::string out;
+  appendf(out, "<g transform=\"translate(%.0f,%.0f)\">\n", kCx, kCy);
+  return out + inner + "</g>\n";
+}
+
+// Lines of text centred in the ring's hole; the first may be emphasised.
+std::string holeText(const std::vector<std::string>& lines, const char* firstFill, int firstSize) {
+  std::string out;
+  double y = -double(lines.size() - 1) * 10 + 4;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (i == 0)
+      appendf(out,
+              "<text text-anchor=\"middle\" y=\"%.1f\" font-size=\"%d\" font-weight=\"bold\" fill=\"%s\">%s</text>\n",
+              y, firstSize, firstFill, xmlText(lines[i]).c_str());
+    else
+      appendf(out, "<text text-anchor=\"middle\" y=\"%.1f\" fill=\"#333\">%s</text>\n", y, xmlText(lines[i]).c_str());
+    y += i == 0 ? 22 : 17;
   }
   return out;
 }
 
-std::string header(const std::string& title, size_t legendRows) {
-  char buf[256];
-  const double height = std::max(kSize, 40.0 + 18.0 * double(legendRows));
-  std::snprintf(buf, sizeof buf,
-                "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\">\n",
-                kSize + 320, height, kSize + 320, height);
-  return std::string(buf) + "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n" +
-         "<text x=\"10\" y=\"20\" font-size=\"14\" font-family=\"sans-serif\">" + escapeXml(title) + "</text>\n";
+// Big pools: a row per node would run to thousands of pixels, and what matters there is
+// which nodes stray furthest from their ideal share. So past kMaxRows rows, list the
+// kMaxRows/2 furthest above and below it (most loaded first) and sum up the rest.
+constexpr size_t kMaxRows = 40;
+
+double limitedRows(std::string& body, double y, std::vector<NodeRow> rows) {
+  if (rows.size() <= kMaxRows) return nodeRows(body, kColumn, y, rows);
+  const double scale = barScale(rows);
+  const auto ratio = [](const NodeRow& r) { return r.ideal > 0 ? r.share / r.ideal : 0; };
+  std::stable_sort(rows.begin(), rows.end(), [&](const NodeRow& a, const NodeRow& b) { return ratio(a) > ratio(b); });
+  const size_t half = kMaxRows / 2;
+  y = nodeRows(body, kColumn, y, {rows.begin(), rows.begin() + half}, scale);
+  const double hi = ratio(rows[half]), lo = ratio(rows[rows.size() - half - 1]);
+  std::string more;
+  appendf(more, "\u2026 %zu more nodes hold %.3f to %.3f times their ideal share (ringctl shares lists all)",
+          rows.size() - kMaxRows, lo, hi);
+  y = caption(body, kColumn + 18, y - 3, {more}) + 5;
+  return nodeRows(body, kColumn, y, {rows.end() - half, rows.end()}, scale);
+}
+
+std::string tooltip(const ring::NodeShare& n, double totalWeight) {
+  std::string out = n.label;
+  if (n.address != n.label) out += " (" + n.address + ")";
+  appendf(out, ": %.4f%% of the keyspace, ideal %.4f%% (weight %u of %.0f), %zu points", n.share * 100, n.ideal * 100,
+          n.weight, totalWeight, n.points);
+  return out;
+}
+
+double totalWeight(const ring::ShareReport& rep) {
+  double w = 0;
+  for (const auto& n : rep.nodes) w += n.weight;
+  return w;
 }
 
 }  // namespace
 
-std::string ringSvg(const ring::Ring& r, const std::string& title) {
-  std::map<std::string, size_t> colourIndex;
-  std::string body = legend(r, 30, colourIndex);
-  for (const Band& b : bands(r, r)) {
-    const size_t c = colourIndex[r.spec().nodes[b.a].addressOrIdentity()];
-    body += sector(b.f0, b.f1, 200, 280, colourFor(c));
+SvgPanel sharesPanel(const ring::Ring& r, const ring::ShareReport& rep, const std::string& title,
+                     const std::string& source) {
+  std::vector<const char*> colours;
+  std::vector<double> ideals;
+  for (size_t i = 0; i < r.nodeCount(); ++i) colours.push_back(nodeColour(i));
+  for (const auto& n : rep.nodes) ideals.push_back(n.ideal);
+  const Sectors sectors = ringSectors(r);
+
+  std::string drawing = ownershipAnnulus(sectors, colours, ideals, kHole, kOuter);
+  if (r.spec().distribution != ring::Distribution::Random) drawing += positionTicks(kOuter);  // random has no places
+  char peak[32];
+  std::snprintf(peak, sizeof peak, "peak/mean %.4f", rep.peakOverMean);
+  drawing += holeText({std::to_string(r.nodeCount()) + (r.nodeCount() == 1 ? " node" : " nodes"), pointWords(r), peak},
+                      "#222", 16);
+
+  std::string body = header(title, describe(r) + " \u00b7 " + source) + ringGroup(drawing);
+  double y = heading(body, kColumn, kColumnTop, "share of the keyspace per node (tick: ideal, by weight)");
+  std::vector<NodeRow> rows;
+  const double weight = totalWeight(rep);
+  for (size_t i = 0; i < rep.nodes.size(); ++i) {
+    const auto& n = rep.nodes[i];
+    rows.push_back({n.label, colours[i], n.share, n.ideal, tooltip(n, weight), "", 0});
   }
-  return header(title, r.nodeCount()) + body + "</svg>\n";
+  y = limitedRows(body, y, rows) + 8;
+  std::vector<std::string> lines = ringCaption(r, sectors, "the keyspace");
+  if (hasArcs(r) && r.nodeCount() <= kMaxBandNodes)
+    lines.push_back("An even band is a node spread evenly over the ring.");
+  y = caption(body, kColumn, y, lines);
+  return {body, std::max(kRingBottom, y + 10)};
 }
 
-std::string diffSvg(const ring::Ring& before, const ring::Ring& after, const std::string& title) {
+SvgPanel diffPanel(const ring::Ring& before, const ring::Ring& after, const ring::RingDiff& d, const std::string& title,
+                   const std::string& source) {
+  // A node keeps its colour across the two rings (matched by address, as the diff matches).
   std::map<std::string, size_t> colourIndex;
-  std::string body = "<text x=\"" + std::to_string(int(kSize + 10)) +
-                     "\" y=\"30\" font-size=\"12\" font-family=\"sans-serif\">outer: before, inner: after, red: moved</text>\n";
-  body += legend(before, 50, colourIndex);
-  body += legend(after, 50 + 18.0 * double(before.nodeCount()) + 10, colourIndex);
-  const bool comparable = isArc(before) && isArc(after) && before.positionMax() == after.positionMax() &&
-                          before.keyShift() == after.keyShift() && before.spec().hash == after.spec().hash;
-  const auto drawOne = [&](const ring::Ring& r, double r0, double r1) {
-    for (const Band& b : bands(r, r)) body += sector(b.f0, b.f1, r0, r1, colourFor(colourIndex[r.spec().nodes[b.a].addressOrIdentity()]));
-  };
-  drawOne(before, 230, 290);
-  drawOne(after, 150, 210);
-  if (comparable) {
-    for (const Band& b : bands(before, after)) {
-      if (before.spec().nodes[b.a].addressOrIdentity() != after.spec().nodes[b.b].addressOrIdentity())
-        body += sector(b.f0, b.f1, 212, 228, "#d00000");
+  for (const auto& n : before.spec().nodes) colourIndex.emplace(n.addressOrIdentity(), colourIndex.size());
+  for (const auto& n : after.spec().nodes) colourIndex.emplace(n.addressOrIdentity(), colourIndex.size());
+  std::map<std::string, const char*> byLabel;  // flows name nodes by label
+  for (const auto& n : before.spec().nodes)
+    byLabel[n.labelOrIdentity()] = nodeColour(colourIndex[n.addressOrIdentity()]);
+  for (const auto& n : after.spec().nodes)
+    byLabel[n.labelOrIdentity()] = nodeColour(colourIndex[n.addressOrIdentity()]);
+  std::vector<const char*> colours;
+  for (const auto& n : after.spec().nodes) colours.push_back(nodeColour(colourIndex[n.addressOrIdentity()]));
+
+  const ring::ShareReport now = ring::computeShares(after), was = ring::computeShares(before);
+  std::vector<double> ideals;
+  for (const auto& n : now.nodes) ideals.push_back(n.ideal);
+  const Sectors sectors = diffSectors(before, after);
+  std::string drawing;
+  if (d.applicable && !sectors.moved.empty()) drawing += movedTrack(sectors, kTrackIn, kTrackOut);
+  drawing += ownershipAnnulus(sectors, colours, ideals, kHole, kOuter);
+  if (after.spec().distribution != ring::Distribution::Random)
+    drawing += positionTicks(d.applicable ? kTrackOut : kOuter);
+  const int decimals = pctDecimals(std::max(d.moved, d.idealMin));
+  if (d.applicable)
+    drawing += holeText({pct(d.moved, decimals), "of keys move", "ideal minimum " + pct(d.idealMin, decimals)},
+                        kMovedColour, 22);
+  else
+    drawing += holeText({"random", "keys have no", "fixed owner"}, "#222", 16);
+
+  std::string subtitle = std::string(ring::distributionName(before.spec().distribution)) + " \u2192 " + describe(after);
+  if (d.applicable) subtitle += d.exact ? ", exact" : ", estimated from 2^20 sampled keys (the hash changed)";
+  std::string body = header(title, subtitle + " \u00b7 " + source) + ringGroup(drawing);
+
+  double y = heading(body, kColumn, kColumnTop, "keys that change owner (tick: the least any placement must move)");
+  if (d.applicable) {
+    y = movedBar(body, kColumn, y, d);
+  } else {
+    y = caption(body, kColumn, y - 4, {"random distribution: keys have no fixed owner, nothing to diff."}) + 6;
+  }
+
+  y = heading(body, kColumn, y + 4, "new share of the keyspace per node (tick: ideal, by weight)");
+  std::map<std::string, const ring::NodeShare*> old;
+  for (const auto& n : was.nodes) old[n.address] = &n;
+  std::vector<NodeRow> rows;
+  const double weight = totalWeight(now);
+  for (size_t i = 0; i < now.nodes.size(); ++i) {
+    const auto& n = now.nodes[i];
+    rows.push_back({n.label, colours[i], n.share, n.ideal, tooltip(n, weight), old.count(n.address) ? "" : "new", 0});
+  }
+  y = limitedRows(body, y, rows);
+  std::map<std::string, bool> kept;
+  for (const auto& n : now.nodes) kept[n.address] = true;
+  std::vector<NodeRow> removed;
+  size_t unlisted = 0;
+  double unlistedShare = 0;
+  for (const auto& n : was.nodes) {
+    if (kept.count(n.address)) continue;
+    if (removed.size() == kMaxRows / 2) {  // a big pool shrinking: name the first, sum the rest
+      ++unlisted;
+      unlistedShare += n.share;
+      continue;
+    }
+    char tip[64];
+    std::snprintf(tip, sizeof tip, ": removed; it held %.4f%% of the keyspace", n.share * 100);
+    removed.push_back({n.label, nodeColour(colourIndex[n.address]), 0, 0, n.label + tip, "removed", n.share});
+  }
+  y = nodeRows(body, kColumn, y, removed);
+  if (unlisted > 0) {
+    std::string more;
+    appendf(more, "\u2026 and %zu more removed nodes, which held %s", unlisted, pct(unlistedShare).c_str());
+    y = caption(body, kColumn + 18, y - 3, {more}) + 5;
+  }
+  y += 6;
+
+  if (d.applicable) {
+    y = heading(body, kColumn, y, "flows: old owner \u2192 new owner, share of the keyspace");
+    y = flowRows(body, kColumn, y, d.flows,
+                 [&](const std::string& label) {
+                   const auto it = byLabel.find(label);
+                   return it == byLabel.end() ? "#ffffff" : it->second;
+                 }) +
+        6;
+  }
+  std::vector<std::string> lines = ringCaption(after, sectors, "the new ring");
+  if (d.applicable) {
+    lines.push_back("Red track: the part of each sector whose keys change owner (full: all).");
+    if (sectors.movedSampled) {
+      lines.push_back("The red track is estimated from 2^18 sampled keys: these rings");
+      lines.push_back("cannot be compared arc by arc.");
     }
   }
-  return header(title, before.nodeCount() + after.nodeCount() + 2) + body + "</svg>\n";
+  y = caption(body, kColumn, y, lines);
+  return {body, std::max(kRingBottom, y + 10)};
+}
+
+SvgPanel notePanel(const std::string& title, const std::string& note) {
+  std::string body = header(title, note);
+  return {body, kTitleH + 6};
+}
+
+std::string svgDocument(const std::vector<SvgPanel>& panels) {
+  double height = 0;
+  for (const auto& p : panels) height += p.height;
+  height = std::max(height, 1.0);
+  std::string out;  // no XML declaration: UTF-8 is XML's default, and "<svg" opens the file
+  appendf(out,
+          "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" "
+          "font-family=\"DejaVu Sans, Verdana, sans-serif\" font-size=\"12\">\n",
+          kWidth, height, kWidth, height);
+  out += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  double y = 0;
+  for (size_t i = 0; i < panels.size(); ++i) {
+    if (i > 0)
+      appendf(out, "<line x1=\"0\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#bbb\" stroke-width=\"1\"/>\n", y,
+              kWidth, y);
+    appendf(out, "<g class=\"picture\" transform=\"translate(0,%.0f)\">\n", y);
+    out += panels[i].body;
+    out += "</g>\n";
+    y += panels[i].height;
+  }
+  out += "</svg>\n";
+  return out;
 }
 
 }  // namespace proxy::ringctl

@@ -95,8 +95,9 @@ class ConfigPathTest(Base):
         self.assertEqual(self.get_through(port), b"v-k")
 
         os.unlink(config)
-        os.mkfifo(config)  # the file watch sees it and tries to read it at once
-        harness.wait_for(lambda: "FIFO" in read(log), 5.0, what="the watch's failed reload in the log")
+        os.mkfifo(config)  # a new file that no writer has closed: the watch leaves it alone
+        time.sleep(0.5)
+        self.assertNotIn("reload (config file changed)", read(log))
 
         # The control loop still runs: the stats port and admin HTTP answer.
         stats_json = harness.read_stats_port(stats, timeout=3.0)
