@@ -30,15 +30,19 @@ void BackendEventLog::failed(uint32_t index, const std::string& where, FailureCa
   State& s = state_[index];
   const char* what = describe(cause);
   if (s.downSinceMs == 0) {
+    // The backend's own idle timeout closes connections that owe nothing: worth a line, not
+    // an alarm, and not the start of a failing spell (the next request reconnects; if that
+    // fails, that failure is the warning).
+    if (cause == FailureCause::Closed && inflight == 0) {
+      LOG_NOTICE("%s: %s (%s); 0 requests failed", where.c_str(), what, error.c_str());
+      return;
+    }
     s = State{};
     s.downSinceMs = nowMs;
     s.failures = s.reported = 1;
     s.lastWarnMs = s.lastInfoMs = nowMs;
-    // The backend's own idle timeout closes connections that owe nothing: worth a line, not
-    // an alarm. It counts as a failure all the same (the next request reconnects).
-    const int level = cause == FailureCause::Closed && inflight == 0 ? log::kNotice : log::kWarn;
-    RP_LOG(level, "%s: %s (%s); %zu request%s failed", where.c_str(), what, error.c_str(), inflight,
-           inflight == 1 ? "" : "s");
+    LOG_WARN("%s: %s (%s); %zu request%s failed", where.c_str(), what, error.c_str(), inflight,
+             inflight == 1 ? "" : "s");
     return;
   }
   s.failures++;

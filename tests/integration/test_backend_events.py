@@ -142,6 +142,16 @@ class FailingBackend(unittest.TestCase):
                                 for line in about), about)
             lost = [line for line in about if "connection lost" in line]
             self.assertTrue(all(re.search(r"\] notice ", line) for line in lost), lost)
+            # An idle close does not start a failing spell: if the backend is then gone for
+            # good, the refused reconnect is the warning.
+            p.live.popen.kill()
+            p.live.popen.wait()
+            time.sleep(0.3)
+            with self.assertRaises(redis.exceptions.ResponseError):
+                p.client.get(p.r0_keys[0])
+            refused = [line for line in lines_about(p.proxy, "r0") if "Connection refused" in line]
+            self.assertEqual(len(refused), 1, lines_about(p.proxy, "r0"))
+            self.assertRegex(refused[0], r"\] warn ")
         finally:
             p.stop()
 
