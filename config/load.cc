@@ -497,6 +497,27 @@ bool setRedisAuth(Field& f) {
   return true;
 }
 
+// A file the proxy reads (a certificate, a key): it must exist and be readable now, so that
+// a typo is a config error with its line, not a failure at the first connection.
+template <std::string Pool::*Member>
+bool setReadableFile(Field& f) {
+  const std::optional<std::string> text = f.scalar();
+  if (!text) return false;
+  if (text->empty()) return f.fail("is empty; expected a file path, or remove the key");
+  if (::access(text->c_str(), R_OK) != 0) return f.fail("cannot read " + quoted(*text) + ": " + std::strerror(errno));
+  f.draft.pool.*Member = *text;
+  return true;
+}
+
+template <std::string Pool::*Member>
+bool setNonEmpty(Field& f) {
+  const std::optional<std::string> text = f.scalar();
+  if (!text) return false;
+  if (text->empty()) return f.fail("is empty; remove the key for the default");
+  f.draft.pool.*Member = *text;
+  return true;
+}
+
 bool setDenyCommands(Field& f) {
   if (!f.value.IsSequence()) {
     return f.fail("is " + std::string(yamlKind(f.value)) +
@@ -680,6 +701,18 @@ constexpr KeySpec kPoolKeys[] = {
     {"max_blocking_connections", setNumber<&Pool::maxBlockingConnections, 0, 1048576>,
      "backend connections the pool's clients may hold for themselves at once (blocking commands, "
      "pub/sub), across the process; 0 refuses such commands (default 1024)"},
+    {"backend_tls", setBool<&Pool::backendTls>,
+     "true or false: connect to the servers with TLS (default false)"},
+    {"backend_tls_ca_file", setReadableFile<&Pool::backendTlsCaFile>,
+     "PEM file of the CAs the servers' certificates must chain to (default: the system's)"},
+    {"backend_tls_cert_file", setReadableFile<&Pool::backendTlsCertFile>,
+     "PEM client certificate presented to the servers (with backend_tls_key_file)"},
+    {"backend_tls_key_file", setReadableFile<&Pool::backendTlsKeyFile>,
+     "PEM private key of backend_tls_cert_file"},
+    {"backend_tls_server_name", setNonEmpty<&Pool::backendTlsServerName>,
+     "name sent (SNI) and checked in the servers' certificates (default: each server's host)"},
+    {"backend_tls_verify", setBool<&Pool::backendTlsVerify>,
+     "true or false: check the servers' certificates (default true)"},
 };
 
 const KeySpec* findKey(std::string_view name) {
@@ -762,6 +795,23 @@ void settleProtocol(Reporter& report, PoolDraft& draft) {
     draft.fail(report, "redis_auth",
                "is only valid for a redis pool; add redis: true (or protocol: redis)");
   }
+}
+
+// backend_tls_* settings mean something only with backend_tls: true; a client certificate
+// needs its key and the other way round.
+void settleBackendTls(Reporter& report, PoolDraft& draft) {
+  static const char* const kKeys[] = {"backend_tls_ca_file", "backend_tls_cert_file", "backend_tls_key_file",
+                                      "backend_tls_server_name", "backend_tls_verify"};
+  if (!draft.pool.backendTls && draft.sound({"backend_tls"})) {
+    for (const char* key : kKeys)
+      if (draft.has(key)) draft.fail(report, key, "has no effect without backend_tls: true");
+    return;
+  }
+  const bool cert = draft.has("backend_tls_cert_file"), key = draft.has("backend_tls_key_file");
+  if (cert && !key && draft.sound({"backend_tls_cert_file"}))
+    draft.fail(report, "backend_tls_cert_file", "needs backend_tls_key_file (the certificate's private key)");
+  if (key && !cert && draft.sound({"backend_tls_key_file"}))
+    draft.fail(report, "backend_tls_key_file", "needs backend_tls_cert_file (the certificate it belongs to)");
 }
 
 // hash_key_parts counts occurrences of hash_key_separator; the separator alone means 1 part.
@@ -852,6 +902,7 @@ void finishPool(Reporter& report, PoolDraft& draft) {
   checkRequiredKeys(report, draft);
   settleProtocol(report, draft);
   settleKeyPrefix(report, draft);
+  settleBackendTls(report, draft);
   settleHash(report, draft);
   checkRingSize(report, draft);
   checkTransition(report, draft);

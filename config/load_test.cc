@@ -827,6 +827,12 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
       {"previous_servers", "\n   - 127.0.0.1:6380:1"},
       {"hash_key_separator", "\":\""},
       {"hash_key_parts", "2"},
+      {"backend_tls", "true"},
+      {"backend_tls_ca_file", "/dev/null"},  // files must be readable when loaded
+      {"backend_tls_cert_file", "/dev/null"},
+      {"backend_tls_key_file", "/dev/null"},
+      {"backend_tls_server_name", "cache.example"},
+      {"backend_tls_verify", "false"},
   };
   std::set<std::string_view> seen;
   std::string text = "all:\n";
@@ -848,6 +854,10 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
   CHECK(p.maxClientOutputBytes == 1048576);
   CHECK(p.clientIdleTimeoutMs == 30000);
   CHECK(p.maxBlockingConnections == 10);
+  CHECK(p.backendTls);
+  CHECK(p.backendTlsCertFile == "/dev/null");
+  CHECK(p.backendTlsServerName == "cache.example");
+  CHECK(!p.backendTlsVerify);
   CHECK(p.databases == 32);
   CHECK(p.denyCommands == std::vector<std::string>{"flushall", "keys"});
   CHECK(p.hashKeySeparator == ":");

@@ -72,7 +72,15 @@ struct Pool {
   uint32_t databases = 16;
   // Commands refused to this pool's clients (lower case), e.g. flushall, keys: an operator's
   // way to forbid fleet-wide commands (Redis's rename-command, done in the proxy).
-  std::vector<std::string> denyCommands;  // what the backends have (Redis's `databases`): SELECT's bound
+  std::vector<std::string> denyCommands;
+  // TLS to the backends (ringproxy): CA to verify them with ("": the system's), an optional
+  // client certificate and key, the name to send (SNI) and check ("": each server's host).
+  bool backendTls = false;
+  std::string backendTlsCaFile;
+  std::string backendTlsCertFile;
+  std::string backendTlsKeyFile;
+  std::string backendTlsServerName;
+  bool backendTlsVerify = true;  // what the backends have (Redis's `databases`): SELECT's bound
   std::vector<Server> servers;
   // A transition (ringproxy): the servers the data is still on. Empty outside a transition.
   std::vector<Server> previousServers;

@@ -20,6 +20,7 @@ enum class FailureCause : uint8_t {
   HandshakeRefused,  // AUTH/SELECT/HELLO answered with an error
   Removed,           // closed by the proxy: reload, shutdown or the end of a dedicated link
   Socket,            // the local side could not set the socket up
+  Tls,               // the TLS handshake failed (certificate, protocol version, ...)
 };
 
 // Short, stable snake_case names: they become stats keys, so never rename one.
@@ -37,6 +38,7 @@ constexpr std::string_view failureCauseName(FailureCause cause) {
     case FailureCause::HandshakeRefused: return "handshake_refused";
     case FailureCause::Removed: return "removed";
     case FailureCause::Socket: return "socket";
+    case FailureCause::Tls: return "tls";
   }
   return "unknown";  // only for a value cast from outside the enum
 }

@@ -17,9 +17,14 @@ struct UpstreamConn::Socket {
     uv_pipe_t pipe;
   } h{};
   uv_connect_t connectReq{};
-  io::OutputQueue out;
-  io::Buffer in;
+  io::OutputQueue out;  // what goes to the socket: requests, or TLS records
+  io::Buffer in;        // replies, decrypted when TLS
   UpstreamConn* owner;  // nullptr once detached: callbacks still in flight are ignored
+  // TLS (the pool's backend_tls): requests wait in plainOut until the handshake is done and
+  // are encrypted into `out` at each flush; records read land in cipherIn first.
+  std::unique_ptr<TlsClient> tls;
+  io::Buffer plainOut;
+  io::Buffer cipherIn;
   bool handleInitialised = false;
 };
 
@@ -68,6 +73,7 @@ std::string failureMessage(FailureCause cause, std::string_view detail) {
       m += " removed";
       return m;
     case FailureCause::Socket: m = "cannot "; break;  // detail: "create socket: <error>" or "read: <error>"
+    case FailureCause::Tls: break;  // detail: "TLS handshake failed: <reason>"
   }
   m += detail;
   return m;
@@ -75,7 +81,9 @@ std::string failureMessage(FailureCause cause, std::string_view detail) {
 
 }  // namespace
 
-size_t UpstreamConn::queuedBytes() const { return socket_ != nullptr ? socket_->out.queuedBytes() : 0; }
+size_t UpstreamConn::queuedBytes() const {
+  return socket_ != nullptr ? socket_->out.queuedBytes() + socket_->plainOut.readableSize() : 0;
+}
 
 UpstreamConn::UpstreamConn(uv_loop_t* loop, io::FlushScheduler& flusher, Endpoint endpoint, Options options,
                            std::unique_ptr<ReplyFramer> framer)
@@ -109,7 +117,8 @@ uint64_t UpstreamConn::send(const char* data, size_t len, ReplySink* sink, uint6
       return 0;
     }
   }
-  socket_->out.append(data, len);
+  if (socket_->tls == nullptr) socket_->out.append(data, len);
+  else socket_->plainOut.append(data, len);
   stats_.requests++;
   stats_.bytesOut += len;
   if (push_ != nullptr) {  // nothing is owed: what comes back goes to the push sink
@@ -149,12 +158,14 @@ void UpstreamConn::connectNow() {
 
 void UpstreamConn::startConnect() {
   socket_ = new Socket(this);
+  if (options_.tls != nullptr) socket_->tls = std::make_unique<TlsClient>(options_.tls, endpoint_.host);
   connectStartedMs_ = uv_now(loop_);
   state_ = State::Resolving;
   stats_.connects++;
   // Handshake first: the FIFO is empty whenever a socket is born, so it leads the stream.
   if (!options_.handshake.empty()) {
-    socket_->out.append(options_.handshake.data(), options_.handshake.size());
+    (socket_->tls == nullptr ? socket_->out.pendingBuffer() : socket_->plainOut)
+        .append(options_.handshake.data(), options_.handshake.size());
     for (uint32_t i = 0; i < options_.handshakeReplies; ++i) fifo_.push_back({nullptr, 0, 0, true, uv_now(loop_), 0});
   }
   armTimer();
@@ -239,6 +250,14 @@ void UpstreamConn::onConnected(int status) {
     fail(FailureCause::Socket, "read: " + errorText(rc));
     return;
   }
+  if (socket_->tls != nullptr) {
+    advanceTls();  // the ClientHello; Ready once the server's answer completes the handshake
+    return;
+  }
+  becomeReady();
+}
+
+void UpstreamConn::becomeReady() {
   state_ = State::Ready;
   backoffMs_ = 0;
   lastError_.clear();
@@ -253,13 +272,18 @@ void UpstreamConn::onAllocCb(uv_handle_t* h, size_t, uv_buf_t* buf) {
   // At least 16 KiB of room (the thread's lent block size), at most 256 KiB per read: replies
   // are handed on after every read, so a burst of large replies does not pile up here first.
   size_t avail = 0;
-  char* p = sock->in.writable(16 * 1024, &avail);
+  char* p = (sock->tls == nullptr ? sock->in : sock->cipherIn).writable(16 * 1024, &avail);
   *buf = uv_buf_init(p, p ? static_cast<unsigned>(std::min<size_t>(avail, 256 * 1024)) : 0);
 }
 
 void UpstreamConn::onReadCb(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   auto* sock = static_cast<Socket*>(s->data);
   if (sock->owner == nullptr) return;
+  if (nread > 0 && sock->tls != nullptr) {
+    sock->cipherIn.commit(static_cast<size_t>(nread));
+    sock->owner->onTlsRead();
+    return;
+  }
   if (nread > 0) sock->in.commit(static_cast<size_t>(nread));
   sock->owner->onRead(nread);
 }
@@ -332,8 +356,54 @@ void UpstreamConn::onRead(ssize_t nread) {
   armTimer();
 }
 
+void UpstreamConn::onTlsRead() {
+  Socket* const sock = socket_;
+  TlsClient& tls = *sock->tls;
+  const size_t received = sock->cipherIn.readableSize();
+  tls.feed(sock->cipherIn.readable(), received);
+  sock->cipherIn.consume(received);
+  sock->cipherIn.releaseIfEmpty();
+  if (!tls.established()) {
+    advanceTls();
+    if (socket_ != sock || !tls.established()) return;
+  }
+  const size_t before = sock->in.readableSize();
+  if (!tls.decrypt(sock->in)) {
+    fail(FailureCause::Read, tls.error());
+    return;
+  }
+  onRead(static_cast<ssize_t>(sock->in.readableSize() - before));
+}
+
+void UpstreamConn::advanceTls() {
+  TlsClient& tls = *socket_->tls;
+  const TlsClient::Step step = tls.handshake();
+  if (step == TlsClient::Step::Failed) {
+    fail(FailureCause::Tls, tls.error());
+    return;
+  }
+  tls.takeCipher(socket_->out.pendingBuffer());
+  const int rc = socket_->out.flush(&socket_->h.stream);
+  if (rc < 0) {
+    fail(FailureCause::Write, errorText(rc));
+    return;
+  }
+  if (step == TlsClient::Step::Done) becomeReady();
+}
+
 void UpstreamConn::flushNow() {
   if (state_ != State::Ready || socket_ == nullptr) return;
+  if (socket_->tls != nullptr && !socket_->plainOut.empty()) {
+    // Encrypted at the last moment, so a turn's requests become as few records as possible.
+    io::Buffer& plain = socket_->plainOut;
+    if (!socket_->tls->encrypt(plain.readable(), plain.readableSize())) {
+      fail(FailureCause::Write, socket_->tls->error());
+      return;
+    }
+    plain.consume(plain.readableSize());
+    plain.releaseIfEmpty();
+    socket_->tls->takeCipher(socket_->out.pendingBuffer());
+  }
   const int rc = socket_->out.flush(&socket_->h.stream);
   if (rc < 0) fail(FailureCause::Write, errorText(rc));
 }

@@ -28,6 +28,7 @@
 #include "backends/io/output_queue.h"
 #include "backends/io/ring_queue.h"
 #include "backends/upstream/failure_cause.h"
+#include "backends/upstream/tls_client.h"
 #include "backends/upstream/upstream_link.h"
 
 namespace backends::upstream {
@@ -45,6 +46,7 @@ struct Options {
   std::string handshake;      // bytes sent first on every new socket (AUTH, SELECT, HELLO)
   uint32_t handshakeReplies = 0;
   bool tcpKeepalive = false;
+  std::shared_ptr<ClientTlsContext> tls;  // null: plain TCP
   int minBackoffMs = 50;      // after a failure, refuse sends for this long, doubling
   int maxBackoffMs = 2000;
 };
@@ -170,7 +172,11 @@ class UpstreamConn final : public UpstreamLink, private io::Flushable {
   void startConnect();
   void connectResolved(const sockaddr* addr);
   void onConnected(int status);
+  void becomeReady();  // connected (and, with TLS, the handshake done): requests may flow
   void onRead(ssize_t nread);
+  // TLS: records arrived in the socket's cipherIn; advanceTls drives the handshake.
+  void onTlsRead();
+  void advanceTls();
   // `detail` is what the message adds to the cause: an error text, a duration in ms, ...
   // (see failureMessage in the .cc, the one place the wording lives).
   void fail(FailureCause cause, std::string_view detail = {});

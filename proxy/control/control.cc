@@ -72,9 +72,11 @@ std::string Control::fileDigest(const std::string& path) {
 }
 
 bool Control::prepare(config::Topology topology, std::string& error) {
+  std::vector<BackendTls> tls;
+  if (!RoutingSnapshot::prepareTls(topology, tls, error)) return false;
   if (!openChangedListeners(nullptr, topology, options_.workers, initialFds_, error)) return false;
   topology_ = std::move(topology);
-  snapshot_ = RoutingSnapshot::build(topology_, 1);
+  snapshot_ = RoutingSnapshot::build(topology_, 1, nullptr, &tls);
   loadedDigest_ = fileDigest(options_.configFile);
   return true;
 }
@@ -293,9 +295,11 @@ bool Control::reload(const char* trigger, std::string* errorOut) {
     for (const config::LoadError& e : errors) error += (error.empty() ? "" : "; ") + e.str();
   } else {
     std::vector<Worker::ListenFds> fds;
-    if (openChangedListeners(&topology_, next, options_.workers, fds, error)) {
+    std::vector<BackendTls> tls;
+    if (RoutingSnapshot::prepareTls(next, tls, error) &&
+        openChangedListeners(&topology_, next, options_.workers, fds, error)) {
       const uint64_t generation = reloadStats_.generation + 1;
-      auto snap = RoutingSnapshot::build(next, generation, snapshot_.get());
+      auto snap = RoutingSnapshot::build(next, generation, snapshot_.get(), &tls);
       logDiff(*snapshot_, *snap);
       for (size_t w = 0; w < workers_.size(); ++w) workers_[w]->publish(snap, std::move(fds[w]));
       snapshot_ = std::move(snap);

@@ -11,7 +11,8 @@ const char* BackendEventLog::describe(FailureCause cause) {
     case FailureCause::Resolve:
     case FailureCause::Connect:
     case FailureCause::ConnectTimeout:
-    case FailureCause::Socket: return "cannot connect";
+    case FailureCause::Socket:
+    case FailureCause::Tls: return "cannot connect";
     case FailureCause::Closed:
     case FailureCause::Read:
     case FailureCause::Write: return "connection lost";

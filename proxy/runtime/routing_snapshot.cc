@@ -1,5 +1,7 @@
 #include "proxy/runtime/routing_snapshot.h"
 
+#include <fstream>
+#include <iterator>
 #include <map>
 
 namespace proxy {
@@ -15,7 +17,7 @@ std::string redisCommand(std::initializer_list<std::string> args) {
   return out;
 }
 
-BackendSpec backendFor(const config::Pool& pool, const config::Server& server) {
+BackendSpec backendFor(const config::Pool& pool, const config::Server& server, const BackendTls* tls) {
   BackendSpec b;
   b.endpoint.host = server.endpoint.host;
   b.endpoint.port = server.endpoint.port;
@@ -44,18 +46,59 @@ BackendSpec backendFor(const config::Pool& pool, const config::Server& server) {
   b.key = pool.name + "|" + server.endpoint.str() + "|" + std::to_string(pool.timeoutMs) + "|" + pool.redisAuth + "|" +
           std::to_string(pool.redisDb) + "|" + std::to_string(pool.serverConnections) + "|" +
           (pool.protocol == config::Protocol::Redis ? "redis" : "memcache");
+  if (tls != nullptr && tls->context != nullptr) {
+    b.options.tls = tls->context;
+    b.key += "|tls:" + tls->fingerprint;
+  }
   return b;
+}
+
+std::string fileContents(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 }  // namespace
 
+bool RoutingSnapshot::prepareTls(const config::Topology& topology, std::vector<BackendTls>& tls, std::string& error) {
+  tls.assign(topology.pools.size(), BackendTls{});
+  for (size_t i = 0; i < topology.pools.size(); ++i) {
+    const config::Pool& pool = topology.pools[i];
+    if (!pool.backendTls) continue;
+    backends::upstream::ClientTlsSettings s;
+    s.caFile = pool.backendTlsCaFile;
+    s.certFile = pool.backendTlsCertFile;
+    s.keyFile = pool.backendTlsKeyFile;
+    s.serverName = pool.backendTlsServerName;
+    s.verify = pool.backendTlsVerify;
+    std::string why;
+    tls[i].context = backends::upstream::ClientTlsContext::make(s, why);
+    if (tls[i].context == nullptr) {
+      // The message starts with the file; name the key that gave it.
+      const char* key = "backend_tls";
+      if (!s.caFile.empty() && why.rfind(s.caFile, 0) == 0) key = "backend_tls_ca_file";
+      else if (!s.certFile.empty() && why.rfind(s.certFile, 0) == 0) key = "backend_tls_cert_file";
+      else if (!s.keyFile.empty() && why.rfind(s.keyFile, 0) == 0) key = "backend_tls_key_file";
+      error = topology.file + ": " + pool.name + "." + key + ": " + why;
+      return false;
+    }
+    const std::string material = s.caFile + "\n" + s.certFile + "\n" + s.keyFile + "\n" + s.serverName +
+                                 (s.verify ? "\nverify\n" : "\nno-verify\n") + fileContents(s.caFile) +
+                                 fileContents(s.certFile) + fileContents(s.keyFile);
+    tls[i].fingerprint = std::to_string(std::hash<std::string>{}(material));
+  }
+  return true;
+}
+
 std::shared_ptr<const RoutingSnapshot> RoutingSnapshot::build(const config::Topology& topology, uint64_t generation,
-                                                              const RoutingSnapshot* previous) {
+                                                              const RoutingSnapshot* previous,
+                                                              const std::vector<BackendTls>* tls) {
   auto snap = std::make_shared<RoutingSnapshot>();
   snap->generation = generation;
   snap->file = topology.file;
   std::map<std::string, uint32_t> byKey;
   for (const config::Pool& pool : topology.pools) {
+    const BackendTls* poolTls = tls != nullptr && snap->pools.size() < tls->size() ? &(*tls)[snap->pools.size()] : nullptr;
     PoolRoute route{pool, ring::Ring(pool.ringSpec()), {}, nullptr, nullptr, {}};
     if (previous != nullptr)
       for (const PoolRoute& old : previous->pools)
@@ -63,7 +106,7 @@ std::shared_ptr<const RoutingSnapshot> RoutingSnapshot::build(const config::Topo
     if (!route.gauges) route.gauges = std::make_shared<PoolGauges>();
     std::map<std::string, uint32_t> backendOfAddress;
     for (const config::Server& server : pool.servers) {
-      BackendSpec spec = backendFor(pool, server);
+      BackendSpec spec = backendFor(pool, server, poolTls);
       spec.pool = snap->pools.size();
       auto [it, fresh] = byKey.emplace(spec.key, static_cast<uint32_t>(snap->backends.size()));
       if (fresh) snap->backends.push_back(std::move(spec));
@@ -76,7 +119,7 @@ std::shared_ptr<const RoutingSnapshot> RoutingSnapshot::build(const config::Topo
       // with `servers` where the address is the same.
       for (const config::Server& server : pool.previousServers) {
         if (backendOfAddress.count(server.endpoint.str()) != 0) continue;
-        BackendSpec spec = backendFor(pool, server);
+        BackendSpec spec = backendFor(pool, server, poolTls);
         spec.pool = snap->pools.size();
         auto [it, fresh] = byKey.emplace(spec.key, static_cast<uint32_t>(snap->backends.size()));
         if (fresh) snap->backends.push_back(std::move(spec));

@@ -69,6 +69,14 @@ struct PoolRoute {
   uint32_t previousOwner(std::string_view key) const { return previousNodeBackend[previousRing->ownerOf(key)]; }
 };
 
+// A pool's TLS to its backends, made from its backend_tls_* settings when a config is loaded.
+struct BackendTls {
+  std::shared_ptr<backends::upstream::ClientTlsContext> context;  // null: plain TCP
+  // The settings and the files' contents: backend connections are kept across a reload only
+  // while this stays the same, so changed certificates are used by new connections.
+  std::string fingerprint;
+};
+
 struct RoutingSnapshot {
   uint64_t generation = 0;
   std::string file;
@@ -76,8 +84,13 @@ struct RoutingSnapshot {
   std::vector<BackendSpec> backends;
 
   // `previous` (may be null) lends its per-pool gauges to pools of the same name.
+  // `tls` (per pool, from prepareTls): null for a topology without backend_tls.
   static std::shared_ptr<const RoutingSnapshot> build(const config::Topology& topology, uint64_t generation,
-                                                      const RoutingSnapshot* previous = nullptr);
+                                                      const RoutingSnapshot* previous = nullptr,
+                                                      const std::vector<BackendTls>* tls = nullptr);
+  // Reads every pool's certificates and keys (backend_tls_*): false, with `error` naming the
+  // pool, the key and the file, if one cannot be used. Runs on the control thread.
+  static bool prepareTls(const config::Topology& topology, std::vector<BackendTls>& tls, std::string& error);
 };
 
 }  // namespace proxy
