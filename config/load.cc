@@ -518,6 +518,24 @@ bool setNonEmpty(Field& f) {
   return true;
 }
 
+// A string that must be one of `choices`.
+template <std::string Pool::*Member, const std::string_view* Choices, size_t N>
+bool setWord(Field& f) {
+  const std::optional<std::string> text = f.scalar();
+  if (!text) return false;
+  std::string accepted;
+  for (size_t i = 0; i < N; ++i) {
+    if (*text == Choices[i]) {
+      f.draft.pool.*Member = *text;
+      return true;
+    }
+    accepted += (accepted.empty() ? "" : ", ") + std::string(Choices[i]);
+  }
+  return f.fail(quoted(*text) + " is not accepted; expected one of " + accepted);
+}
+constexpr std::string_view kClientAuth[] = {"none", "optional", "required"};
+constexpr std::string_view kTlsVersions[] = {"1.2", "1.3"};
+
 bool setDenyCommands(Field& f) {
   if (!f.value.IsSequence()) {
     return f.fail("is " + std::string(yamlKind(f.value)) +
@@ -713,6 +731,18 @@ constexpr KeySpec kPoolKeys[] = {
      "name sent (SNI) and checked in the servers' certificates (default: each server's host)"},
     {"backend_tls_verify", setBool<&Pool::backendTlsVerify>,
      "true or false: check the servers' certificates (default true)"},
+    {"tls_cert_file", setReadableFile<&Pool::tlsCertFile>,
+     "PEM certificate (chain) the pool's listener presents: clients then speak TLS (with tls_key_file)"},
+    {"tls_key_file", setReadableFile<&Pool::tlsKeyFile>, "PEM private key of tls_cert_file"},
+    {"tls_ca_file", setReadableFile<&Pool::tlsCaFile>,
+     "PEM CAs that clients' certificates must chain to (asks clients for a certificate)"},
+    {"tls_client_auth", setWord<&Pool::tlsClientAuth, kClientAuth, 3>,
+     "none, optional or required: whether clients must present a certificate (default required with "
+     "tls_ca_file, else none)"},
+    {"tls_min_version", setWord<&Pool::tlsMinVersion, kTlsVersions, 2>,
+     "1.2 or 1.3: the oldest TLS version clients may use (default 1.2)"},
+    {"tls_ciphers", setNonEmpty<&Pool::tlsCiphers>,
+     "OpenSSL cipher list for TLS 1.2 clients (default: OpenSSL's)"},
 };
 
 const KeySpec* findKey(std::string_view name) {
@@ -814,6 +844,25 @@ void settleBackendTls(Reporter& report, PoolDraft& draft) {
     draft.fail(report, "backend_tls_key_file", "needs backend_tls_cert_file (the certificate it belongs to)");
 }
 
+// The listener's TLS: a certificate needs its key and the other way round; the other tls_*
+// keys mean something only with them; client certificates need a CA to check them with.
+void settleClientTls(Reporter& report, PoolDraft& draft) {
+  Pool& pool = draft.pool;
+  const bool cert = draft.has("tls_cert_file"), key = draft.has("tls_key_file");
+  if (cert && !key && draft.sound({"tls_cert_file"}))
+    draft.fail(report, "tls_cert_file", "needs tls_key_file (the certificate's private key)");
+  if (key && !cert && draft.sound({"tls_key_file"}))
+    draft.fail(report, "tls_key_file", "needs tls_cert_file (the certificate it belongs to)");
+  if (!cert && !key) {
+    for (const char* k : {"tls_ca_file", "tls_client_auth", "tls_min_version", "tls_ciphers"})
+      if (draft.has(k)) draft.fail(report, k, "has no effect without tls_cert_file and tls_key_file");
+    return;
+  }
+  if (pool.tlsClientAuth.empty()) pool.tlsClientAuth = pool.tlsCaFile.empty() ? "none" : "required";
+  if (pool.tlsClientAuth != "none" && pool.tlsCaFile.empty() && draft.sound({"tls_client_auth"}))
+    draft.fail(report, "tls_client_auth", "needs tls_ca_file (the CAs client certificates must chain to)");
+}
+
 // hash_key_parts counts occurrences of hash_key_separator; the separator alone means 1 part.
 void settleKeyPrefix(Reporter& report, PoolDraft& draft) {
   if (draft.has("hash_key_parts") && !draft.has("hash_key_separator") &&
@@ -903,6 +952,7 @@ void finishPool(Reporter& report, PoolDraft& draft) {
   settleProtocol(report, draft);
   settleKeyPrefix(report, draft);
   settleBackendTls(report, draft);
+  settleClientTls(report, draft);
   settleHash(report, draft);
   checkRingSize(report, draft);
   checkTransition(report, draft);

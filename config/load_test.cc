@@ -833,6 +833,12 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
       {"backend_tls_key_file", "/dev/null"},
       {"backend_tls_server_name", "cache.example"},
       {"backend_tls_verify", "false"},
+      {"tls_cert_file", "/dev/null"},
+      {"tls_key_file", "/dev/null"},
+      {"tls_ca_file", "/dev/null"},
+      {"tls_client_auth", "optional"},
+      {"tls_min_version", "1.3"},
+      {"tls_ciphers", "HIGH"},
   };
   std::set<std::string_view> seen;
   std::string text = "all:\n";
@@ -858,6 +864,9 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
   CHECK(p.backendTlsCertFile == "/dev/null");
   CHECK(p.backendTlsServerName == "cache.example");
   CHECK(!p.backendTlsVerify);
+  CHECK(p.listensWithTls());
+  CHECK(p.tlsClientAuth == "optional");
+  CHECK(p.tlsMinVersion == "1.3");
   CHECK(p.databases == 32);
   CHECK(p.denyCommands == std::vector<std::string>{"flushall", "keys"});
   CHECK(p.hashKeySeparator == ":");

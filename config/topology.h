@@ -80,7 +80,15 @@ struct Pool {
   std::string backendTlsCertFile;
   std::string backendTlsKeyFile;
   std::string backendTlsServerName;
-  bool backendTlsVerify = true;  // what the backends have (Redis's `databases`): SELECT's bound
+  bool backendTlsVerify = true;
+  // TLS for the pool's clients (ringproxy): the listener speaks TLS when tls_cert_file is set.
+  std::string tlsCertFile;
+  std::string tlsKeyFile;
+  std::string tlsCaFile;                // CAs for client certificates
+  std::string tlsClientAuth = "";       // none, optional, required ("": required with a CA, else none)
+  std::string tlsMinVersion = "1.2";    // 1.2 or 1.3
+  std::string tlsCiphers;               // OpenSSL cipher list for TLS 1.2 ("": OpenSSL's)
+  bool listensWithTls() const { return !tlsCertFile.empty(); }  // what the backends have (Redis's `databases`): SELECT's bound
   std::vector<Server> servers;
   // A transition (ringproxy): the servers the data is still on. Empty outside a transition.
   std::vector<Server> previousServers;

@@ -62,6 +62,11 @@ void ClientSession::start(int fd, bool unixSocket) {
   }
   lastActiveMs_ = uv_now(host_.loop());
   phase_ = Phase::Open;
+  if (const std::shared_ptr<ServerTlsContext>& ctx = host_.snapshot().pools[poolIndex_].clientTls) {
+    tls_ = std::make_unique<TlsServerSession>(ctx, fd);
+    handshakeStartMs_ = lastActiveMs_ == 0 ? 1 : lastActiveMs_;
+    host_.handshakesChanged(1);
+  }
   // client_connections (twemproxy 0.5.0 parses it but never enforces it; ringproxy does).
   const uint32_t limit = host_.snapshot().pools[poolIndex_].config.clientConnections;
   const uint32_t before = gauges_->clients.fetch_add(1, std::memory_order_relaxed);
@@ -82,9 +87,12 @@ void ClientSession::start(int fd, bool unixSocket) {
 // the kernel's buffer is full.
 void ClientSession::updatePoll() {
   if (phase_ == Phase::Closed || phase_ == Phase::New) return;
-  const bool reading = (phase_ == Phase::Open && hold_ == InputHold::None) || phase_ == Phase::Lingering;
+  const bool handshaking = handshakeStartMs_ != 0;  // TLS: the handshake reads whatever the phase
+  const bool reading =
+      (phase_ == Phase::Open && hold_ == InputHold::None) || phase_ == Phase::Lingering || handshaking;
   const bool watchHangUp = phase_ == Phase::Open && hold_ == InputHold::Blocked;
-  const int want = (reading ? UV_READABLE : 0) | (writeBlocked_ ? UV_WRITABLE : 0) | (watchHangUp ? UV_DISCONNECT : 0);
+  const bool writing = writeBlocked_ || handshakeWantsWrite_;
+  const int want = (reading ? UV_READABLE : 0) | (writing ? UV_WRITABLE : 0) | (watchHangUp ? UV_DISCONNECT : 0);
   if (want == polled_) return;
   polled_ = static_cast<uint8_t>(want);
   if (want == 0) {
@@ -107,6 +115,11 @@ void ClientSession::onPollCb(uv_poll_t* h, int status, int events) {
     self->closeNow();  // cancels the blocked request; its connection is closed with the session
     return;
   }
+  if (self->handshakeStartMs_ != 0) {  // TLS: nothing moves until the handshake is done
+    if (!self->tlsHandshake()) return;
+    self->flushNow();  // what was written meanwhile (a refusal), then the reads below
+    if (self->phase_ == Phase::Closed) return;
+  }
   if ((events & UV_WRITABLE) != 0) self->flushNow();
   if ((events & UV_READABLE) == 0) return;
   if (self->phase_ == Phase::Open && self->hold_ == InputHold::None) self->readSocket();
@@ -124,12 +137,17 @@ void ClientSession::readSocket() {
       closeNow();
       return;
     }
-    const size_t want = std::min(avail, kMaxRead - total);
-    const ssize_t n = ::read(fd_, p, want);
+    // Past kMaxRead only TLS reads on (to empty what it has decrypted), a record at a time.
+    const size_t want = std::min(avail, total < kMaxRead ? kMaxRead - total : size_t{16 * 1024});
+    const ssize_t n = readSome(p, want);
     if (n > 0) {
       in_.commit(static_cast<size_t>(n));
       total += static_cast<size_t>(n);
-      if (static_cast<size_t>(n) < want || total >= kMaxRead) break;
+      // TLS hands over a record at a time and may hold decrypted bytes the socket no longer
+      // signals: read on until it says it has nothing.
+      if (tls_ == nullptr ? static_cast<size_t>(n) < want || total >= kMaxRead
+                          : total >= kMaxRead && !tls_->pending())
+        break;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -381,7 +399,7 @@ size_t ClientSession::sendBytes(const char* p, size_t n) {
   // middle of queue processing. A dead socket is closed by flushNow.
   size_t sent = 0;
   while (sent < n) {
-    const ssize_t k = ::send(fd_, p + sent, n - sent, MSG_NOSIGNAL);
+    const ssize_t k = sendSome(p + sent, n - sent);
     if (k > 0) {
       sent += static_cast<size_t>(k);
       continue;
@@ -445,6 +463,7 @@ void ClientSession::beginLinger() {
   // middle of sending (a request over max_request_bytes, a protocol error) would lose the
   // error reply that says why. So, as web servers do, the write side is shut (the client
   // reads every reply, then end-of-file) and its input is read and dropped until it closes.
+  if (tls_ != nullptr) tls_->shutdown();  // close_notify: the client's TLS sees a clean end
   if (::shutdown(fd_, SHUT_WR) != 0) {
     closeNow();
     return;
@@ -455,6 +474,56 @@ void ClientSession::beginLinger() {
   in_.consume(in_.readableSize());  // what was not processed will never be
   in_.releaseIfEmpty();
   updatePoll();
+}
+
+ssize_t ClientSession::readSome(char* p, size_t n) {
+  if (tls_ == nullptr) return ::read(fd_, p, n);
+  const ssize_t k = tls_->read(p, n);
+  if (k < 0) errno = tls_->want() != TlsServerSession::Want::None ? EAGAIN : ECONNRESET;
+  return k;
+}
+
+ssize_t ClientSession::sendSome(const char* p, size_t n) {
+  if (tls_ == nullptr) return ::send(fd_, p, n, MSG_NOSIGNAL);
+  if (handshakeStartMs_ != 0) {  // nothing is sent before the handshake is done
+    errno = EAGAIN;
+    return -1;
+  }
+  const ssize_t k = tls_->write(p, n);
+  if (k < 0) errno = tls_->want() != TlsServerSession::Want::None ? EAGAIN : EPIPE;
+  return k;
+}
+
+bool ClientSession::tlsHandshake() {
+  if (tls_->ok() && tls_->handshake()) {
+    endHandshake();
+    return true;
+  }
+  if (!tls_->ok() || tls_->want() == TlsServerSession::Want::None) {
+    stats_->clientErr++;
+    LOG_INFO("client TLS handshake failed: %s", tls_->error().c_str());
+    closeNow();
+    return false;
+  }
+  handshakeWantsWrite_ = tls_->want() == TlsServerSession::Want::Write;
+  updatePoll();
+  return false;
+}
+
+void ClientSession::endHandshake() {
+  if (handshakeStartMs_ == 0) return;
+  handshakeStartMs_ = 0;
+  handshakeWantsWrite_ = false;
+  host_.handshakesChanged(-1);
+  updatePoll();
+}
+
+bool ClientSession::closeIfHandshakeStalled(uint64_t nowMs, uint64_t limitMs) {
+  if (handshakeStartMs_ == 0 || phase_ == Phase::Closed || nowMs - handshakeStartMs_ < limitMs) return false;
+  stats_->clientErr++;
+  LOG_INFO("closing a client whose TLS handshake took more than %llu ms", static_cast<unsigned long long>(limitMs));
+  closeNow();
+  return true;
 }
 
 void ClientSession::readDiscarding() {
@@ -501,6 +570,10 @@ void ClientSession::closeNow() {
   DEBUG_ASSERT(host_.onOwnThread());
   const bool started = phase_ != Phase::New;
   if (phase_ == Phase::Lingering) host_.lingerChanged(-1);
+  if (handshakeStartMs_ != 0) {
+    handshakeStartMs_ = 0;
+    host_.handshakesChanged(-1);
+  }
   phase_ = Phase::Closed;
   host_.flusher().cancel(this);
   while (head_ != nullptr) {  // cancel-before-destroy: upstreams drop the replies

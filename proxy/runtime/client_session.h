@@ -40,6 +40,7 @@
 #include "backends/io/flush_scheduler.h"
 #include "proxy/runtime/request.h"
 #include "proxy/runtime/session_host.h"
+#include "proxy/runtime/tls_server.h"
 #include "proxy/runtime/stats.h"
 
 namespace proxy {
@@ -63,6 +64,8 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   // Ends a lingering close that has lasted `lingerMs` (the host's sweep calls it); true if
   // the session was closed.
   bool closeIfLingered(uint64_t nowMs, uint64_t lingerMs);
+  // Closes a client whose TLS handshake has taken `limitMs` (the host's sweep calls it).
+  bool closeIfHandshakeStalled(uint64_t nowMs, uint64_t limitMs);
   // While the process is over --max-buffered-bytes: a client that has taken nothing of a
   // streamed reply for `stallMs` holds memory it will not read, and is let go (counted).
   bool shedIfStalled(uint64_t nowMs, uint64_t stallMs);
@@ -190,6 +193,13 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   void maybeFinishClose();
   void beginLinger();
   void readDiscarding();
+  // The socket's bytes, through TLS when the pool listens with it: as read(2) and send(2),
+  // with EAGAIN in errno when nothing can move now.
+  ssize_t readSome(char* p, size_t n);
+  ssize_t sendSome(const char* p, size_t n);
+  // Advances the TLS handshake; false while it is not done (or the session was closed).
+  bool tlsHandshake();
+  void endHandshake();
   void drainCompleted();
   // Writes the head's streamed reply a piece at a time; false while the client has not taken
   // the last piece yet (flushNow resumes it), true once all of it is written (or undeliverable).
@@ -219,6 +229,9 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   // Out-of-band frames (RESP3 pushes) that arrived while a streamed reply was partly written:
   // they go out after it, never inside it.
   std::unique_ptr<std::string> heldPushes_;
+  std::unique_ptr<TlsServerSession> tls_;  // null: plain
+  bool handshakeWantsWrite_ = false;       // the TLS handshake waits for the socket to be writable
+  uint64_t handshakeStartMs_ = 0;          // non-zero while the handshake is counted in the host
 };
 
 }  // namespace proxy

@@ -64,6 +64,20 @@ bool RoutingSnapshot::prepareTls(const config::Topology& topology, std::vector<B
   tls.assign(topology.pools.size(), BackendTls{});
   for (size_t i = 0; i < topology.pools.size(); ++i) {
     const config::Pool& pool = topology.pools[i];
+    if (pool.listensWithTls()) {
+      ServerTlsSettings l{pool.tlsCertFile, pool.tlsKeyFile, pool.tlsCaFile, pool.tlsClientAuth, pool.tlsMinVersion,
+                          pool.tlsCiphers};
+      std::string why;
+      tls[i].listener = ServerTlsContext::make(l, why);
+      if (tls[i].listener == nullptr) {
+        const char* key = "tls_cert_file";
+        if (why.rfind(l.keyFile, 0) == 0 && l.keyFile != l.certFile) key = "tls_key_file";
+        else if (!l.caFile.empty() && why.rfind(l.caFile, 0) == 0) key = "tls_ca_file";
+        else if (why.rfind("'", 0) == 0) key = "tls_ciphers";
+        error = topology.file + ": " + pool.name + "." + key + ": " + why;
+        return false;
+      }
+    }
     if (!pool.backendTls) continue;
     backends::upstream::ClientTlsSettings s;
     s.caFile = pool.backendTlsCaFile;
@@ -99,11 +113,12 @@ std::shared_ptr<const RoutingSnapshot> RoutingSnapshot::build(const config::Topo
   std::map<std::string, uint32_t> byKey;
   for (const config::Pool& pool : topology.pools) {
     const BackendTls* poolTls = tls != nullptr && snap->pools.size() < tls->size() ? &(*tls)[snap->pools.size()] : nullptr;
-    PoolRoute route{pool, ring::Ring(pool.ringSpec()), {}, nullptr, nullptr, {}};
+    PoolRoute route{pool, ring::Ring(pool.ringSpec()), {}, nullptr, nullptr, nullptr, {}};
     if (previous != nullptr)
       for (const PoolRoute& old : previous->pools)
         if (old.config.name == pool.name) route.gauges = old.gauges;
     if (!route.gauges) route.gauges = std::make_shared<PoolGauges>();
+    if (poolTls != nullptr) route.clientTls = poolTls->listener;
     std::map<std::string, uint32_t> backendOfAddress;
     for (const config::Server& server : pool.servers) {
       BackendSpec spec = backendFor(pool, server, poolTls);

@@ -17,6 +17,7 @@
 
 #include "backends/upstream/upstream_conn.h"
 #include "config/topology.h"
+#include "proxy/runtime/tls_server.h"
 #include "ring/ring.h"
 
 namespace proxy {
@@ -61,6 +62,8 @@ struct PoolRoute {
   std::vector<uint32_t> nodeBackend;  // ring node index -> index into RoutingSnapshot::backends
   // Shared by every snapshot that has a pool of this name, so a reload does not reset them.
   std::shared_ptr<PoolGauges> gauges;
+  // TLS for the pool's clients (tls_cert_file): sessions accepted under this snapshot use it.
+  std::shared_ptr<ServerTlsContext> clientTls;
   // A transition (previous_servers): the ring the data is still on, and each of its nodes'
   // backend. Null outside a transition, so a request pays one pointer test.
   std::shared_ptr<const ring::Ring> previousRing;
@@ -69,9 +72,10 @@ struct PoolRoute {
   uint32_t previousOwner(std::string_view key) const { return previousNodeBackend[previousRing->ownerOf(key)]; }
 };
 
-// A pool's TLS to its backends, made from its backend_tls_* settings when a config is loaded.
+// A pool's TLS, made from its tls_* and backend_tls_* settings when a config is loaded.
 struct BackendTls {
-  std::shared_ptr<backends::upstream::ClientTlsContext> context;  // null: plain TCP
+  std::shared_ptr<ServerTlsContext> listener;  // for its clients; null: plain
+  std::shared_ptr<backends::upstream::ClientTlsContext> context;  // to its backends; null: plain TCP
   // The settings and the files' contents: backend connections are kept across a reload only
   // while this stays the same, so changed certificates are used by new connections.
   std::string fingerprint;

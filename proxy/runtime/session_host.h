@@ -104,6 +104,9 @@ class SessionHost {
   // looks at its sessions while any linger, to end those that linger too long.
   void lingerChanged(int delta) { lingering_ = static_cast<size_t>(static_cast<long>(lingering_) + delta); }
   size_t lingering() const { return lingering_; }
+  // Sessions whose TLS handshake is not done: the sweep ends those that take too long.
+  void handshakesChanged(int delta) { handshakes_ = static_cast<size_t>(static_cast<long>(handshakes_) + delta); }
+  size_t handshakes() const { return handshakes_; }
 
  protected:
   SessionHost(int id, std::shared_ptr<const RoutingSnapshot> snapshot) : snapshot_(std::move(snapshot)), id_(id) {}
@@ -115,6 +118,7 @@ class SessionHost {
   std::vector<Placement> placements_;  // per snapshot pool
   int id_;
   size_t lingering_ = 0;
+  size_t handshakes_ = 0;
   std::thread::id thread_;  // set by the host when its loop starts
 };
 

@@ -48,6 +48,9 @@ constexpr uint64_t kStreamStallMs = 2000;
 // How long a closing client is given to hang up once it has every reply (see
 // ClientSession::beginLinger); the sweep's one-second tick makes it 2 to 3 s in practice.
 constexpr uint64_t kLingerMs = 2000;
+// A client's TLS handshake must be done within this long (a stalled one holds an SSL object
+// and a descriptor); the sweep's tick makes it 10 to 11 s.
+constexpr uint64_t kTlsHandshakeMs = 10000;
 
 std::unique_ptr<up::ReplyFramer> makeRespFramer() { return std::make_unique<backends::resp::RespReplyFramer>(); }
 std::unique_ptr<up::ReplyFramer> makeMemcacheFramer() {
@@ -427,12 +430,17 @@ void Worker::sweepIdleClients() {
   for (auto& f : frontends_)
     if (f) f->trimScratch();
   const bool lingers = lingering() > 0;  // closes that wait for the client to hang up
-  if (!any && !kills && !over && !lingers) return;
+  const bool handshaking = handshakes() > 0;  // TLS handshakes, bounded in time
+  if (!any && !kills && !over && !lingers && !handshaking) return;
   const uint64_t now = uv_now(&loop_);
   for (ClientSession* s = sessions_; s != nullptr;) {
     ClientSession* next = s->listNext;
     if (kills && s->takeKill()) {
       s->closeNow();
+      s = next;
+      continue;
+    }
+    if (handshaking && s->closeIfHandshakeStalled(now, kTlsHandshakeMs)) {
       s = next;
       continue;
     }

@@ -1,5 +1,6 @@
-"""TLS from ringproxy to its backends (backend_tls), with real redis-servers listening only on
---tls-port and requiring client certificates. Certificates are made here with `openssl req`.
+"""TLS on both sides of ringproxy: to its backends (backend_tls), with real redis-servers
+listening only on --tls-port and requiring client certificates, and to its clients (tls_cert_file).
+Certificates are made here with `openssl req`.
 
 1. Plain clients through ringproxy to TLS backends: SET, GET, a split MGET and MSET work, and a
    direct TLS connection (redis-py with ssl=True) finds every key on its owner; memcached -Z
@@ -10,6 +11,10 @@
    file and the key, and the old connections keep serving.
 4. Config errors name the line and key: a client certificate without its key, an unreadable
    CA file, backend_tls_* without backend_tls.
+5. Clients over TLS: redis-cli --tls, redis-py with ssl=True, plain-to-TLS and TLS-to-TLS; a
+   client certificate from another CA is refused when they are required; a client that never
+   finishes its handshake is closed after its timeout; a plain listener of another pool on the
+   same servers keeps working.
 """
 import os
 import shutil
@@ -168,6 +173,148 @@ class BackendTls(unittest.TestCase):
                 out = harness.run_ringctl("check", "-c", path, "--no-resolve")
                 self.assertEqual(out.returncode, 1, out.stderr)
                 self.assertRegex(out.stderr, rf"{path}:\d+: {key}: .*{message}")
+
+
+class ClientTls(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = tempfile.mkdtemp()
+        make_ca(cls.d, "ca")
+        make_ca(cls.d, "otherca")
+        make_cert(cls.d, "ca", "server", "IP:127.0.0.1,DNS:localhost")
+        make_cert(cls.d, "ca", "client", "DNS:ringproxy")
+        make_cert(cls.d, "otherca", "stranger", "DNS:stranger")
+        cls.tls_redis = start_tls_redis(cls.d)
+        cls.plain_redis = harness.start_redis()
+        cls.memcached = harness.start_memcached()
+        d = cls.d
+        cls.tls_port, cls.plain_port, cls.tls2_port = harness.free_port(), harness.free_port(), harness.free_port()
+        cls.mc_port = harness.free_port()
+        listener = {"tls_cert_file": f"{d}/server.crt", "tls_key_file": f"{d}/server.key",
+                    "tls_ca_file": f"{d}/ca.crt"}
+        text = (harness.redis_pool_config("tls_to_plain", cls.tls_port, [f"127.0.0.1:{cls.plain_redis.port}:1"],
+                                          extra="".join(f"  {k}: {v}\n" for k, v in listener.items()))
+                + harness.redis_pool_config("plain", cls.plain_port, [f"127.0.0.1:{cls.plain_redis.port}:1"])
+                + tls_pool("tls_to_tls", cls.tls2_port, [cls.tls_redis.port], d, **listener)
+                + harness.memcache_pool_config("mc_tls", cls.mc_port, [f"127.0.0.1:{cls.memcached.port}:1"],
+                                               extra="".join(f"  {k}: {v}\n" for k, v in listener.items())))
+        cls.path = harness.write_config(text)
+        cls.proxy = harness.start_ringproxy(cls.path, cls.plain_port, extra=["--workers", "2"])
+        cls.proxy.wait_port(port=cls.tls_port)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        cls.tls_redis.stop()
+        cls.plain_redis.stop()
+        cls.memcached.stop()
+        shutil.rmtree(cls.d)
+
+    def test_pymemcache_over_tls(self):
+        import ssl
+        from pymemcache.client.base import Client
+        ctx = ssl.create_default_context(cafile=os.path.join(self.d, "ca.crt"))
+        ctx.load_cert_chain(os.path.join(self.d, "client.crt"), os.path.join(self.d, "client.key"))
+        c = Client(("127.0.0.1", self.mc_port), tls_context=ctx)
+        self.assertTrue(c.set("mc-tls", b"v" * 100000))
+        self.assertEqual(c.get("mc-tls"), b"v" * 100000)
+        self.assertEqual(c.get_many(["mc-tls", "none"]), {"mc-tls": b"v" * 100000})
+        c.close()
+
+    def client(self, port, cert="client"):
+        return redis.Redis(port=port, ssl=True, ssl_ca_certs=os.path.join(self.d, "ca.crt"),
+                           ssl_certfile=os.path.join(self.d, f"{cert}.crt"),
+                           ssl_keyfile=os.path.join(self.d, f"{cert}.key"), socket_timeout=5)
+
+    def test_redis_py_over_tls_both_ways(self):
+        for port in (self.tls_port, self.tls2_port):
+            with self.subTest(port=port), self.client(port) as c:
+                keys = [f"ct:{port}:{i}" for i in range(300)]
+                self.assertTrue(c.mset({k: "x" * (i % 50) + k for i, k in enumerate(keys)}))
+                self.assertEqual(c.mget(keys), [("x" * (i % 50) + k).encode() for i, k in enumerate(keys)])
+                big = os.urandom(3 << 20)  # several TLS records each way
+                self.assertTrue(c.set(f"big:{port}", big))
+                self.assertEqual(c.get(f"big:{port}"), big)
+                pipe = c.pipeline(transaction=False)
+                for i in range(2000):
+                    pipe.incr(f"n:{port}")
+                self.assertEqual(pipe.execute()[-1], 2000)
+        with redis.Redis(port=self.plain_port) as plain:  # the plain pool on the same server
+            self.assertEqual(plain.get(f"n:{self.tls_port}"), b"2000")
+
+    def test_redis_cli_tls(self):
+        d = self.d
+        out = subprocess.run(["redis-cli", "-p", str(self.tls_port), "--tls", "--cacert", f"{d}/ca.crt",
+                              "--cert", f"{d}/client.crt", "--key", f"{d}/client.key", "SET", "cli", "ok"],
+                             capture_output=True, text=True, timeout=10)
+        self.assertEqual(out.stdout.strip(), "OK", out.stderr)
+        with self.client(self.tls_port) as c:
+            self.assertEqual(c.get("cli"), b"ok")
+
+    def test_a_reload_with_a_new_certificate_keeps_established_clients(self):
+        import signal
+        import ssl
+        import time
+
+        def served_serial():
+            ctx = ssl.create_default_context(cafile=os.path.join(self.d, "ca.crt"))
+            ctx.load_cert_chain(os.path.join(self.d, "client.crt"), os.path.join(self.d, "client.key"))
+            with ctx.wrap_socket(__import__("socket").create_connection(("127.0.0.1", self.tls_port)),
+                                 server_hostname="127.0.0.1") as s:
+                return s.getpeercert()["serialNumber"]
+
+        before = served_serial()
+        established = self.client(self.tls_port)
+        self.assertTrue(established.set("kept", "1"))
+        make_cert(self.d, "ca", "server2", "IP:127.0.0.1")
+        with open(self.path) as f:
+            text = f.read()
+        with open(self.path, "w") as f:
+            f.write(text.replace(f"{self.d}/server.crt", f"{self.d}/server2.crt")
+                    .replace(f"{self.d}/server.key", f"{self.d}/server2.key"))
+        self.proxy.signal(signal.SIGHUP)
+        harness.wait_for(lambda: served_serial() != before, 5, what="the new certificate served")
+        self.assertEqual(established.get("kept"), b"1")  # the same TLS connection, still served
+        established.close()
+        # A certificate that cannot be used in a reload changes nothing.
+        with open(self.path, "w") as f:
+            f.write(text.replace(f"{self.d}/server.crt", f"{self.d}/otherca.crt"))
+        served = served_serial()
+        self.proxy.signal(signal.SIGHUP)
+        harness.wait_for(lambda: "tls_key_file" in self.proxy.output() or "tls_cert_file" in self.proxy.output(),
+                         5, what="the refused reload")
+        time.sleep(0.3)
+        self.assertEqual(served_serial(), served)
+        with open(self.path, "w") as f:
+            f.write(text)
+
+    def test_a_certificate_from_another_ca_is_refused(self):
+        with self.assertRaises((redis.exceptions.ConnectionError, OSError)):
+            with self.client(self.tls_port, cert="stranger") as c:
+                c.ping()
+        with self.client(self.tls_port) as c:
+            self.assertTrue(c.ping())
+
+    def test_plain_bytes_to_a_tls_listener_and_a_stalled_handshake_are_closed(self):
+        import socket
+        import time
+        s = socket.create_connection(("127.0.0.1", self.tls_port))
+        s.sendall(b"*1\r\n$4\r\nPING\r\n")  # not a TLS ClientHello
+        s.settimeout(3)
+        try:
+            answer = s.recv(100)
+        except ConnectionResetError:
+            answer = b""
+        self.assertNotIn(b"PONG", answer)  # closed (a TLS alert at most), never served in clear
+        s.close()
+        quiet = socket.create_connection(("127.0.0.1", self.tls_port))  # says nothing at all
+        quiet.settimeout(15)
+        t = time.time()
+        self.assertEqual(quiet.recv(100), b"")
+        self.assertGreater(time.time() - t, 8)
+        quiet.close()
+        with self.client(self.tls_port) as c:
+            self.assertTrue(c.ping())
 
 
 if __name__ == "__main__":
