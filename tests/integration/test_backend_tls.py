@@ -242,6 +242,24 @@ class ClientTls(unittest.TestCase):
         with redis.Redis(port=self.plain_port) as plain:  # the plain pool on the same server
             self.assertEqual(plain.get(f"n:{self.tls_port}"), b"2000")
 
+    def test_ioredis_over_tls(self):
+        node = shutil.which("node")
+        clients = os.path.join(os.path.dirname(__file__), "..", "clients")
+        if node is None or not os.path.isdir(os.path.join(clients, "node_modules", "ioredis")):
+            self.skipTest("node or tests/clients/node_modules missing (scripts/setup installs them)")
+        d = self.d
+        script = (
+            "const Redis = require('ioredis'); const fs = require('fs');"
+            f"const r = new Redis({{host: '127.0.0.1', port: {self.tls_port}, tls: {{"
+            f"ca: fs.readFileSync('{d}/ca.crt'), cert: fs.readFileSync('{d}/client.crt'),"
+            f"key: fs.readFileSync('{d}/client.key')}}}});"
+            "r.set('io', 'tls').then(() => r.mget('io', 'nothing')).then(v => {"
+            "console.log(JSON.stringify(v)); r.disconnect(); })"
+            ".catch(e => { console.error(String(e)); process.exit(1); });")
+        out = subprocess.run([node, "-e", script], cwd=clients, capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.strip(), '["tls",null]')
+
     def test_redis_cli_tls(self):
         d = self.d
         out = subprocess.run(["redis-cli", "-p", str(self.tls_port), "--tls", "--cacert", f"{d}/ca.crt",
