@@ -154,7 +154,7 @@ std::vector<std::string> splitBundledFlags(int argc, char** argv) {
     std::string a = argv[i];
     while (i > 0 && a.size() > 2 && a[0] == '-' && a[1] != '-' && kFlags.find(a[1]) != std::string_view::npos) {
       out.push_back(a.substr(0, 2));
-      a = "-" + a.substr(2);
+      a.erase(1, 1);  // "-tc" -> "-c" (not "-" + substr: GCC 12 -Wrestrict false positive)
     }
     out.push_back(std::move(a));
   }

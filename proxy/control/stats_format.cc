@@ -505,7 +505,7 @@ std::string statusTsv(const WorkerReport& report, const RoutingSnapshot& snapsho
     if (pool.previousRing != nullptr) {
       std::string previous;
       for (const ring::NodeSpec& n : pool.previousRing->spec().nodes)
-        previous += (previous.empty() ? "" : ",") + tsvField(n.labelOrIdentity());
+        previous.append(previous.empty() ? "" : ",").append(tsvField(n.labelOrIdentity()));
       out += "transition\t" + tsvField(pool.config.name) + "\t" + previous + "\t" +
              std::to_string(s.transitionChecks) + "\t" + std::to_string(s.transitionMoves) + "\t" +
              std::to_string(s.transitionStale) + "\t" + std::to_string(s.transitionFailures) + "\n";

@@ -137,9 +137,9 @@ void ClientSession::readSocket() {
       closeNow();
       return;
     }
-    // Past kMaxRead only TLS reads on (to empty what it has decrypted), a record at a time.
-    const size_t want = std::min(avail, total < kMaxRead ? kMaxRead - total : size_t{16 * 1024});
-    const ssize_t n = readSome(p, want);
+    size_t want = std::min(avail, kMaxRead - total);
+    if (want == 0) want = std::min<size_t>(avail, 16 * 1024);  // TLS past kMaxRead: a record at a time
+    const ssize_t n = tls_ == nullptr ? ::read(fd_, p, want) : readTls(p, want);
     if (n > 0) {
       in_.commit(static_cast<size_t>(n));
       total += static_cast<size_t>(n);
@@ -399,7 +399,7 @@ size_t ClientSession::sendBytes(const char* p, size_t n) {
   // middle of queue processing. A dead socket is closed by flushNow.
   size_t sent = 0;
   while (sent < n) {
-    const ssize_t k = sendSome(p + sent, n - sent);
+    const ssize_t k = tls_ == nullptr ? ::send(fd_, p + sent, n - sent, MSG_NOSIGNAL) : sendTls(p + sent, n - sent);
     if (k > 0) {
       sent += static_cast<size_t>(k);
       continue;
@@ -476,15 +476,13 @@ void ClientSession::beginLinger() {
   updatePoll();
 }
 
-ssize_t ClientSession::readSome(char* p, size_t n) {
-  if (tls_ == nullptr) return ::read(fd_, p, n);
+ssize_t ClientSession::readTls(char* p, size_t n) {
   const ssize_t k = tls_->read(p, n);
   if (k < 0) errno = tls_->want() != TlsServerSession::Want::None ? EAGAIN : ECONNRESET;
   return k;
 }
 
-ssize_t ClientSession::sendSome(const char* p, size_t n) {
-  if (tls_ == nullptr) return ::send(fd_, p, n, MSG_NOSIGNAL);
+ssize_t ClientSession::sendTls(const char* p, size_t n) {
   if (handshakeStartMs_ != 0) {  // nothing is sent before the handshake is done
     errno = EAGAIN;
     return -1;

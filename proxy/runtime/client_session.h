@@ -193,10 +193,10 @@ class ClientSession : public RequestOwner, private backends::io::Flushable {
   void maybeFinishClose();
   void beginLinger();
   void readDiscarding();
-  // The socket's bytes, through TLS when the pool listens with it: as read(2) and send(2),
-  // with EAGAIN in errno when nothing can move now.
-  ssize_t readSome(char* p, size_t n);
-  ssize_t sendSome(const char* p, size_t n);
+  // The socket's bytes through TLS (the pool listens with it): as read(2) and send(2), with
+  // EAGAIN in errno when nothing can move now. The plain path calls read/send itself.
+  ssize_t readTls(char* p, size_t n);
+  ssize_t sendTls(const char* p, size_t n);
   // Advances the TLS handshake; false while it is not done (or the session was closed).
   bool tlsHandshake();
   void endHandshake();
