@@ -120,6 +120,21 @@ void Ring::buildVnode() {
   for (uint32_t i = 0; i < spec_.nodes.size(); ++i) {
     const NodeSpec& node = spec_.nodes[i];
     const uint64_t count = uint64_t(node.weight) * spec_.vnodes;
+    if (node.identity.size() < 4) {
+      // XXH3 of 1 to 3 bytes only XORs the seed into the packed bytes before mixing, so short
+      // identities that differ only in length ("n1", "n11") get the same points for different
+      // seeds and shadow each other (n11 and n12 owned nothing among n1..n12). For them the
+      // ordinal goes into the input instead (identity, then j as 8 little-endian bytes), where
+      // XXH3 multiplies it in. Identities of 4 bytes or more keep their points.
+      char input[3 + 8];
+      const size_t len = node.identity.size();
+      std::memcpy(input, node.identity.data(), len);
+      for (uint64_t j = 0; j < count; ++j) {
+        for (size_t b = 0; b < 8; ++b) input[len + b] = static_cast<char>((j >> (8 * b)) & 0xff);
+        points.emplace_back(scaleToRange(XXH3_64bits(input, len + 8), positionMax_), i);
+      }
+      continue;
+    }
     for (uint64_t j = 0; j < count; ++j) {
       const uint64_t raw = XXH3_64bits_withSeed(node.identity.data(), node.identity.size(), j);
       points.emplace_back(scaleToRange(raw, positionMax_), i);

@@ -2,6 +2,8 @@
 // minimum, and twemproxy's ketama point counts follow its float32 arithmetic.
 #include "ring/ring.h"
 
+#include <xxhash.h>
+
 #include <doctest/doctest.h>
 
 #include <set>
@@ -139,6 +141,35 @@ TEST_CASE("native ring: adding a node moves keys only to it, and as much as ring
   CHECK(double(moved) / keys.size() == doctest::Approx(diff.moved).epsilon(0.03));
   CHECK(diff.idealMin == doctest::Approx(1.0 / 6.0));
   for (const Flow& f : diff.flows) CHECK(f.to == "node-new");
+}
+
+TEST_CASE("native ring: short names (1 to 3 bytes) do not shadow each other") {
+  // XXH3 mixes a seed poorly into inputs of 1 to 3 bytes: with the ordinal as the seed, "n11"
+  // and "n12" got no keys at all among n1..n12. Short identities hash the ordinal as input.
+  RingSpec spec;
+  spec.distribution = Distribution::Vnode;
+  spec.hash = HashKind::Xxh3;
+  spec.vnodes = 1024;
+  for (int i = 1; i <= 12; ++i) spec.nodes.push_back({"n" + std::to_string(i), 1, "", ""});
+  const ShareReport shares = computeShares(Ring(spec));
+  for (const auto& n : shares.nodes) {
+    CAPTURE(n.label);
+    CHECK(n.share / n.ideal > 0.85);
+    CHECK(n.share / n.ideal < 1.15);
+  }
+  RingSpec ten = spec, eleven = spec;
+  ten.nodes.resize(10);
+  eleven.nodes.resize(11);
+  const RingDiff d = diffRings(Ring(ten), Ring(eleven));
+  CHECK(d.moved == doctest::Approx(d.idealMin).epsilon(0.15));
+  // A 4-byte identity keeps the seeded points it always had.
+  RingSpec four;
+  four.distribution = Distribution::Vnode;
+  four.hash = HashKind::Xxh3;
+  four.vnodes = 1;
+  four.nodes.push_back({"abcd", 1, "", ""});
+  const Ring r(four);
+  CHECK(r.positions()[0] == (XXH3_64bits_withSeed("abcd", 4, 0) >> r.keyShift()));
 }
 
 TEST_CASE("native ring: removing a node moves only its keys, whatever the weights and order") {
