@@ -719,6 +719,12 @@ constexpr KeySpec kPoolKeys[] = {
     {"max_blocking_connections", setNumber<&Pool::maxBlockingConnections, 0, 1048576>,
      "backend connections the pool's clients may hold for themselves at once (blocking commands, "
      "pub/sub), across the process; 0 refuses such commands (default 1024)"},
+    {"backend_auth_user", setNonEmpty<&Pool::backendAuthUser>,
+     "Redis ACL user the proxy logs in to the servers as (AUTH user password), with "
+     "backend_auth_password or redis_auth (redis pools only)"},
+    {"backend_auth_password", setNonEmpty<&Pool::backendAuthPassword>,
+     "password the proxy logs in to the servers with, instead of redis_auth (which clients then "
+     "still use to log in to the proxy; redis pools only)"},
     {"backend_tls", setBool<&Pool::backendTls>,
      "true or false: connect to the servers with TLS (default false)"},
     {"backend_tls_ca_file", setReadableFile<&Pool::backendTlsCaFile>,
@@ -952,6 +958,12 @@ void finishPool(Reporter& report, PoolDraft& draft) {
   settleProtocol(report, draft);
   settleKeyPrefix(report, draft);
   settleBackendTls(report, draft);
+  for (const char* key : {"backend_auth_user", "backend_auth_password"})
+    if (draft.has(key) && !draft.pool.redis && draft.sound({key, "protocol", "redis"}))
+      draft.fail(report, key, "is only valid for a redis pool; add redis: true (or protocol: redis)");
+  if (draft.has("backend_auth_user") && draft.pool.backendAuthPassword.empty() && draft.pool.redisAuth.empty() &&
+      draft.sound({"backend_auth_user", "backend_auth_password", "redis_auth"}))
+    draft.fail(report, "backend_auth_user", "needs backend_auth_password (or redis_auth): the user's password");
   settleClientTls(report, draft);
   settleHash(report, draft);
   checkRingSize(report, draft);

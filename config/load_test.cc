@@ -827,6 +827,8 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
       {"previous_servers", "\n   - 127.0.0.1:6380:1"},
       {"hash_key_separator", "\":\""},
       {"hash_key_parts", "2"},
+      {"backend_auth_user", "ringproxy"},
+      {"backend_auth_password", "s3cret"},
       {"backend_tls", "true"},
       {"backend_tls_ca_file", "/dev/null"},  // files must be readable when loaded
       {"backend_tls_cert_file", "/dev/null"},
@@ -861,6 +863,7 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
   CHECK(p.clientIdleTimeoutMs == 30000);
   CHECK(p.maxBlockingConnections == 10);
   CHECK(p.backendTls);
+  CHECK(p.backendAuthArgs() == std::vector<std::string>{"ringproxy", "s3cret"});
   CHECK(p.backendTlsCertFile == "/dev/null");
   CHECK(p.backendTlsServerName == "cache.example");
   CHECK(!p.backendTlsVerify);

@@ -75,6 +75,17 @@ struct Pool {
   std::vector<std::string> denyCommands;
   // TLS to the backends (ringproxy): CA to verify them with ("": the system's), an optional
   // client certificate and key, the name to send (SNI) and check ("": each server's host).
+  // The ACL user the proxy logs in to the backends as (ringproxy), with backend_auth_password
+  // or else redis_auth; without a user the backends get AUTH <password>, as twemproxy sends it.
+  std::string backendAuthUser;
+  std::string backendAuthPassword;
+  // AUTH's arguments for the backends: {user, password}, {password}, or none.
+  std::vector<std::string> backendAuthArgs() const {
+    const std::string& password = backendAuthPassword.empty() ? redisAuth : backendAuthPassword;
+    if (password.empty()) return {};
+    if (backendAuthUser.empty()) return {password};
+    return {backendAuthUser, password};
+  }
   bool backendTls = false;
   std::string backendTlsCaFile;
   std::string backendTlsCertFile;

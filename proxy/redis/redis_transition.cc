@@ -101,20 +101,20 @@ bool RedisSession::startMigration(const CommandSpec& spec, const char* req, cons
       r = newRedisRequest();
       m = &r->begin<MigrateMerge>();
     }
-    // MIGRATE host port key db timeout [AUTH password], run by the old owner.
+    // MIGRATE host port key db timeout [AUTH password | AUTH2 user password], run by the old owner.
     const backends::upstream::Endpoint& target = backends[to].endpoint;
     s_.bytes.clear();
-    const bool auth = !route.config.redisAuth.empty();
-    resp::appendArrayHeader(s_.bytes, auth ? 8 : 6);
+    const std::vector<std::string> auth = route.config.backendAuthArgs();
+    resp::appendArrayHeader(s_.bytes, 6 + (auth.empty() ? 0 : 1 + auth.size()));
     resp::appendBulk(s_.bytes, "MIGRATE");
     resp::appendBulk(s_.bytes, target.host);
     resp::appendBulk(s_.bytes, std::to_string(target.port));
     resp::appendBulk(s_.bytes, key);
     resp::appendBulk(s_.bytes, std::to_string(db));
     resp::appendBulk(s_.bytes, std::to_string(timeout));
-    if (auth) {
-      resp::appendBulk(s_.bytes, "AUTH");
-      resp::appendBulk(s_.bytes, route.config.redisAuth);
+    if (!auth.empty()) {
+      resp::appendBulk(s_.bytes, auth.size() == 2 ? "AUTH2" : "AUTH");
+      for (const std::string& a : auth) resp::appendBulk(s_.bytes, a);
     }
     MigrateMerge::Key k;
     k.name.assign(key);

@@ -178,7 +178,9 @@ int runBalance(const Options& o) {
         if (c == nullptr || c->err) {
           why = c ? c->errstr : "out of memory";
         } else {
-          if (!pool.redisAuth.empty()) freeReplyObject(redisCommand(c, "AUTH %s", pool.redisAuth.c_str()));
+          const std::vector<std::string> auth = pool.backendAuthArgs();
+          if (auth.size() == 1) freeReplyObject(redisCommand(c, "AUTH %s", auth[0].c_str()));
+          if (auth.size() == 2) freeReplyObject(redisCommand(c, "AUTH %s %s", auth[0].c_str(), auth[1].c_str()));
           if (pool.redisDb != 0) freeReplyObject(redisCommand(c, "SELECT %d", pool.redisDb));
           auto* reply = static_cast<redisReply*>(redisCommand(c, "DBSIZE"));
           if (reply != nullptr && reply->type == REDIS_REPLY_INTEGER) n = reply->integer;

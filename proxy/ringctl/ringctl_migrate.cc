@@ -138,8 +138,9 @@ std::string connect(const config::Pool& pool, const config::Server& s, Conn& con
   if (conn.c == nullptr) return "out of memory";
   if (conn.c->err) return conn.c->errstr;
   redisSetTimeout(conn.c, timeval{30, 0});
-  if (!pool.redisAuth.empty()) {
-    redisReply* r = command(conn.c, {"AUTH", pool.redisAuth});
+  if (std::vector<std::string> auth = pool.backendAuthArgs(); !auth.empty()) {
+    auth.insert(auth.begin(), "AUTH");
+    redisReply* r = command(conn.c, auth);
     const std::string why = r == nullptr ? conn.c->errstr : r->type == REDIS_REPLY_ERROR ? r->str : "";
     freeReplyObject(r);
     if (!why.empty()) return "AUTH: " + why;
@@ -242,9 +243,9 @@ std::string passOverServer(const config::Pool& pool, const config::Server& sourc
         std::vector<std::string> usage{"MEMORY", "USAGE", key};
         std::vector<std::string> expiry{"PEXPIRETIME", key};
         std::vector<std::string> migrate{"MIGRATE", host, port, key, std::to_string(db), std::to_string(timeoutMs)};
-        if (!pool.redisAuth.empty()) {
-          migrate.push_back("AUTH");
-          migrate.push_back(pool.redisAuth);
+        if (const std::vector<std::string> auth = pool.backendAuthArgs(); !auth.empty()) {
+          migrate.push_back(auth.size() == 2 ? "AUTH2" : "AUTH");
+          migrate.insert(migrate.end(), auth.begin(), auth.end());
         }
         for (const auto* args : {&usage, &expiry, &migrate}) {
           std::vector<const char*> argv;

@@ -11,7 +11,9 @@ namespace {
 // after this long, so an unreachable backend answers errors instead of hanging its clients.
 constexpr int kDefaultConnectTimeoutMs = 2000;
 
-std::string redisCommand(std::initializer_list<std::string> args) {
+}  // namespace
+
+std::string redisCommand(const std::vector<std::string>& args) {
   // Appended piece by piece: `"literal" + std::string` trips GCC 12's -Wrestrict false positive.
   std::string out = "*";
   out += std::to_string(args.size());
@@ -26,6 +28,15 @@ std::string redisCommand(std::initializer_list<std::string> args) {
   return out;
 }
 
+std::string backendAuthCommand(const config::Pool& pool) {
+  std::vector<std::string> args = pool.backendAuthArgs();
+  if (args.empty()) return "";
+  args.insert(args.begin(), "AUTH");
+  return redisCommand(args);
+}
+
+namespace {
+
 BackendSpec backendFor(const config::Pool& pool, const config::Server& server, const BackendTls* tls) {
   BackendSpec b;
   b.endpoint.host = server.endpoint.host;
@@ -37,8 +48,8 @@ BackendSpec backendFor(const config::Pool& pool, const config::Server& server, c
   b.options.tcpKeepalive = pool.tcpKeepalive;
   if (pool.protocol == config::Protocol::Redis) {
     // The proxy authenticates and selects the database for its clients (redis_auth, redis_db).
-    if (!pool.redisAuth.empty()) {
-      b.options.handshake += redisCommand({"AUTH", pool.redisAuth});
+    if (const std::string auth = backendAuthCommand(pool); !auth.empty()) {
+      b.options.handshake += auth;
       b.options.handshakeReplies++;
     }
     if (pool.redisDb != 0) {
@@ -52,7 +63,7 @@ BackendSpec backendFor(const config::Pool& pool, const config::Server& server, c
   b.retryTimeoutMs = pool.serverRetryTimeoutMs;
   b.preconnect = pool.preconnect;
   b.protocol = pool.protocol;
-  b.key = pool.name + "|" + server.endpoint.str() + "|" + std::to_string(pool.timeoutMs) + "|" + pool.redisAuth + "|" +
+  b.key = pool.name + "|" + server.endpoint.str() + "|" + std::to_string(pool.timeoutMs) + "|" + backendAuthCommand(pool) + "|" +
           std::to_string(pool.redisDb) + "|" + std::to_string(pool.serverConnections) + "|" +
           (pool.protocol == config::Protocol::Redis ? "redis" : "memcache");
   if (tls != nullptr && tls->context != nullptr) {

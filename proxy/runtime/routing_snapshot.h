@@ -72,6 +72,11 @@ struct PoolRoute {
   uint32_t previousOwner(std::string_view key) const { return previousNodeBackend[previousRing->ownerOf(key)]; }
 };
 
+// One RESP command; and the AUTH command the proxy logs in to pool's backends with ("" when
+// none: no backend_auth_* and no redis_auth).
+std::string redisCommand(const std::vector<std::string>& args);
+std::string backendAuthCommand(const config::Pool& pool);
+
 // A pool's TLS, made from its tls_* and backend_tls_* settings when a config is loaded.
 struct BackendTls {
   std::shared_ptr<ServerTlsContext> listener;  // for its clients; null: plain

@@ -259,13 +259,8 @@ up::Options Worker::optionsFor(uint32_t index, Channel channel, int db) const {
   up::Options opts = spec.options;
   if (db != kPoolDb && spec.protocol == config::Protocol::Redis) {
     // The handshake of the pool's connections, with this database instead of redis_db.
-    const std::string& password = snapshot_->pools[spec.pool].config.redisAuth;
-    opts.handshake.clear();
-    opts.handshakeReplies = 0;
-    if (!password.empty()) {
-      opts.handshake += "*2\r\n$4\r\nAUTH\r\n$" + std::to_string(password.size()) + "\r\n" + password + "\r\n";
-      opts.handshakeReplies++;
-    }
+    opts.handshake = backendAuthCommand(snapshot_->pools[spec.pool].config);
+    opts.handshakeReplies = opts.handshake.empty() ? 0 : 1;
     const std::string n = std::to_string(db);
     opts.handshake += "*2\r\n$6\r\nSELECT\r\n$" + std::to_string(n.size()) + "\r\n" + n + "\r\n";
     opts.handshakeReplies++;

@@ -1,7 +1,12 @@
 """redis_auth and redis_db: a pool with `redis_auth: secret` in front of redis-servers started
 with --requirepass secret asks its clients for the password (NOAUTH, WRONGPASS, then +OK) and
 authenticates its own backend connections; a pool with `redis_db: N` keeps its keys in db N on
-the backends. Error wordings are compared with a real redis-server's."""
+the backends. Error wordings are compared with a real redis-server's.
+
+Backend ACL users: redis-servers whose default user is off and whose only user is `ringproxy`;
+a pool with backend_auth_user/backend_auth_password logs in as that user on every kind of
+connection (pipelined, SELECTed database, RESP3, a client's own for blocking commands), while
+its clients log in to the proxy with redis_auth. (Transitions' MIGRATE uses AUTH2 user password.)"""
 import os
 import sys
 import unittest
@@ -168,6 +173,55 @@ class RedisAuthAndDb(unittest.TestCase):
         self.assertEqual(client.mget(keys[:3]), [k.encode() for k in keys[:3]])
         self.assertEqual(self.keys_in_db(self.locked, 3, SECRET), self.owners("authdb", keys))
         self.assertEqual(self.keys_in_db(self.locked, 0, SECRET), {})
+
+
+
+class BackendAclUser(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        acl = ["--user", "default", "off", "--user", "ringproxy", "on", ">backendpw", "~*", "&*", "+@all"]
+        cls.backends = [harness.start_redis(extra=acl) for _ in range(2)]
+        cls.port = harness.free_port()
+        servers = [f"127.0.0.1:{b.port}:1" for b in cls.backends]
+        extra = "  redis_auth: clientpw\n  backend_auth_user: ringproxy\n  backend_auth_password: backendpw\n"
+        cls.config = harness.write_config(harness.redis_pool_config("acl", cls.port, servers, extra=extra))
+        cls.proxy = harness.start_ringproxy(cls.config, cls.port)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        for b in cls.backends:
+            b.stop()
+
+    def direct(self, b):
+        return redis.Redis(port=b.port, username="ringproxy", password="backendpw")
+
+    def test_the_backends_see_the_configured_user(self):
+        with self.assertRaises(redis.exceptions.ResponseError) as wrong:
+            redis.Redis(port=self.port, password="backendpw").ping()  # clients use redis_auth
+        self.assertIn("WRONGPASS", str(wrong.exception))
+        c = redis.Redis(port=self.port, password="clientpw")
+        keys = [f"acl:{i}" for i in range(100)]
+        self.assertTrue(c.mset({k: k for k in keys}))
+        self.assertEqual(c.mget(keys), [k.encode() for k in keys])
+        self.assertEqual(redis.Redis(port=self.port, password="clientpw", db=1).set("in-db1", "x"), True)
+        self.assertEqual(c.blpop(["acl:list"], timeout=0.1), None)  # a connection of the client's own
+        r3 = RawConn(self.port)
+        r3.call("HELLO", "3", "AUTH", "default", "clientpw")
+        self.assertEqual(r3.call("GET", "acl:1"), b"acl:1")
+        r3.close()
+        users = set()
+        for b in self.backends:
+            with self.direct(b) as d:
+                self.assertEqual(d.acl_whoami(), "ringproxy")
+                for client in d.client_list():
+                    users.add(client["user"])
+        self.assertEqual(users, {"ringproxy"})
+        self.assertEqual(sum(self.direct(b).dbsize() for b in self.backends), 100)
+        in_db1 = [redis.Redis(port=b.port, username="ringproxy", password="backendpw", db=1).exists("in-db1")
+                  for b in self.backends]
+        self.assertEqual(sorted(in_db1), [0, 1])
+        c.close()
 
 
 if __name__ == "__main__":
