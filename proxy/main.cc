@@ -37,7 +37,8 @@ const char kUsage[] =
     "Usage: ringproxy [-?hVdDt] [-v verbosity level] [-o output file]\n"
     "                 [-c conf file] [-s stats port] [-a stats addr]\n"
     "                 [-i stats interval] [-p pid file] [-m mbuf size]\n"
-    "                 [--workers N] [--admin ADDR:PORT] [--max-buffered-bytes N] [--no-watch]\n"
+    "                 [--workers N] [--admin ADDR:PORT] [--admin-token-file FILE]\n"
+    "                 [--max-buffered-bytes N] [--no-watch]\n"
     "\n"
     "Options:\n"
     "  -h, --help             : this help\n"
@@ -55,6 +56,8 @@ const char kUsage[] =
     "  -m, --mbuf-size=N      : accepted for twemproxy compatibility; buffers grow as needed\n"
     "      --workers=N        : worker threads (default: half the cores, at least 1)\n"
     "      --admin=ADDR:PORT  : admin HTTP: /metrics /stats /status /ring?pool=P, POST /reload\n"
+    "      --admin-token-file=S : admin requests need \"Authorization: Bearer <the file's first line>\";\n"
+    "                         without it POST /reload is refused on a listener not on loopback\n"
     "      --max-buffered-bytes=N : refuse new requests while socket buffers hold more than N\n"
     "                         bytes in all (default 1073741824; 0: no limit)\n"
     "      --no-watch         : do not reload when the config file changes (SIGHUP still does)\n";
@@ -102,6 +105,7 @@ struct Args {
   int64_t maxBufferedBytes = 1024LL * 1024 * 1024;
   std::string adminAddr;
   int adminPort = 0;
+  std::string adminTokenFile;
 };
 
 // Accepts "-c FILE", "-cFILE", "--conf-file FILE" and "--conf-file=FILE".
@@ -165,7 +169,7 @@ std::vector<std::string> splitBundledFlags(int argc, char** argv) {
 bool takesValue(const std::string& a) {
   for (const char* o : {"-c", "--conf-file", "-o", "--output", "-p", "--pid-file", "-a", "--stats-addr", "-v",
                         "--verbose", "-s", "--stats-port", "-i", "--stats-interval", "-m", "--mbuf-size", "-w",
-                        "--workers", "--admin", "--max-buffered-bytes"})
+                        "--workers", "--admin", "--admin-token-file", "--max-buffered-bytes"})
     if (a == o) return true;
   return false;
 }
@@ -225,6 +229,8 @@ int main(int rawArgc, char** rawArgv) {
       const long long n = std::strtoll(v.c_str(), &end, 10);
       if (v.empty() || *end != '\0' || n < 0) return usageError("bad --max-buffered-bytes '" + v + "'");
       args.maxBufferedBytes = n;
+    } else if (takeValue(argc, argv, i, "--admin-token-file", "--admin-token-file", v)) {
+      args.adminTokenFile = v;
     } else if (a == "--no-watch") {
       args.watchConfig = false;
     } else {
@@ -281,6 +287,23 @@ int main(int rawArgc, char** rawArgv) {
   options.statsPort = args.statsPort;
   options.adminAddr = args.adminAddr;
   options.adminPort = args.adminPort;
+  if (!args.adminTokenFile.empty()) {
+    // The token is the file's first line; a file that cannot be read or holds none is an error,
+    // never an open admin listener.
+    std::ifstream in(args.adminTokenFile);
+    std::string token;
+    if (!in || !std::getline(in, token)) {
+      std::fprintf(stderr, "ringproxy: --admin-token-file %s: cannot read it\n", args.adminTokenFile.c_str());
+      return 1;
+    }
+    while (!token.empty() && (token.back() == '\r' || token.back() == ' ' || token.back() == '\t')) token.pop_back();
+    if (token.size() < 16) {
+      std::fprintf(stderr, "ringproxy: --admin-token-file %s: the token (its first line) must be 16 characters or more\n",
+                   args.adminTokenFile.c_str());
+      return 1;
+    }
+    options.adminToken = token;
+  }
   proxy::Control control(options);
   // Large blocks (big values, their reply copies) come straight from mmap and go straight back
   // on free, instead of staying resident in the heap after a burst. A fixed threshold also

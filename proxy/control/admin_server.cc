@@ -16,6 +16,8 @@ const char* reason(int status) {
   switch (status) {
     case 200: return "OK";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
@@ -81,6 +83,7 @@ bool AdminServer::start(const std::string& host, int port, std::string& error) {
     error = "bad address '" + host + "' (give a literal IP address)";
     return false;
   }
+  loopback_ = isLoopbackAddress(host);
   int rc = uv_tcp_init(loop, &server_);
   if (rc < 0) {
     error = std::string("cannot create a socket: ") + uv_strerror(rc);
@@ -196,7 +199,7 @@ void AdminServer::onRead(Conn* c) {
   const size_t bodySize = answer.body ? answer.body->size() : 0;
   c->head = "HTTP/1.1 " + std::to_string(answer.status) + " " + reason(answer.status) +
             "\r\nContent-Type: " + answer.contentType + "\r\nContent-Length: " + std::to_string(bodySize) +
-            "\r\nConnection: close\r\n\r\n";
+            "\r\n" + answer.extraHeaders + "Connection: close\r\n\r\n";
   if (request.method != "HEAD") c->body = std::move(answer.body);
   send(c);
 }
@@ -239,6 +242,23 @@ AdminServer::Answer AdminServer::handle(const HttpRequest& request) {
   const std::string& method = request.method;
   const bool get = method == "GET" || method == "HEAD";
   const auto now = [this] { return nowMs(); };
+  if (!token_.empty()) {
+    // Compared in constant time: how long a wrong token takes must not say how much was right.
+    const std::string expected = "Bearer " + token_;
+    const std::string& got = request.authorization;
+    unsigned char diff = got.size() == expected.size() ? 0 : 1;
+    for (size_t i = 0; i < expected.size(); ++i) diff |= static_cast<unsigned char>(expected[i] ^ (i < got.size() ? got[i] : 0));
+    if (diff != 0) {
+      a.status = 401;
+      a.extraHeaders = "WWW-Authenticate: Bearer\r\n";
+      a.body = text("this admin listener requires Authorization: Bearer <token> (--admin-token-file)\n");
+      return a;
+    }
+  } else if (path == "/reload" && !loopback_) {
+    a.status = 403;
+    a.body = text("POST /reload on a listener that is not on loopback needs --admin-token-file\n");
+    return a;
+  }
   if (path == "/reload") {
     if (method != "POST") {
       a.status = 405;

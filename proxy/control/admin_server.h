@@ -33,6 +33,9 @@ namespace proxy {
 
 class Control;
 struct HttpRequest;
+
+// 127.0.0.0/8 and ::1: a listener there cannot be reached from other machines.
+inline bool isLoopbackAddress(const std::string& host) { return host.rfind("127.", 0) == 0 || host == "::1"; }
 struct RoutingSnapshot;
 
 class AdminServer {
@@ -47,7 +50,9 @@ class AdminServer {
   // A rendering is shared with newcomers for at most this long (see shared_rendering.h).
   static constexpr uint64_t kShareRenderingMs = 1000;
 
-  AdminServer(Control& control, Mode mode) : control_(control), mode_(mode) {}
+  // `token`: required of every request as "Authorization: Bearer <token>" ("" : none).
+  AdminServer(Control& control, Mode mode, std::string token = "")
+      : control_(control), mode_(mode), token_(std::move(token)) {}
   // Binds and listens; false with `error` set when the address cannot be used.
   bool start(const std::string& host, int port, std::string& error);
   // Stops listening and closes every connection still open.
@@ -59,6 +64,7 @@ class AdminServer {
   struct Answer {
     int status = 200;
     std::string contentType = "text/plain; charset=utf-8";
+    std::string extraHeaders;  // whole lines, each ending in CRLF
     SharedRendering::Text body;
   };
 
@@ -75,6 +81,8 @@ class AdminServer {
 
   Control& control_;
   Mode mode_;
+  std::string token_;
+  bool loopback_ = true;  // the listener's address is a loopback one
   uv_tcp_t server_{};
   bool open_ = false;
   std::list<Conn*> conns_;  // open connections, oldest first

@@ -95,7 +95,7 @@ bool Control::start(SignalThread* signals, std::string& error) {
     }
   }
   if (options_.adminPort > 0) {
-    adminServer_ = std::make_unique<AdminServer>(*this, AdminServer::Mode::Http);
+    adminServer_ = std::make_unique<AdminServer>(*this, AdminServer::Mode::Http, options_.adminToken);
     std::string err;
     if (!adminServer_->start(options_.adminAddr, options_.adminPort, err)) {
       error = "admin listener (--admin): " + err;

@@ -34,6 +34,9 @@ struct ControlOptions {
   int statsPort = 22222;                // twemproxy's -s; 0: off
   std::string adminAddr;                // --admin ADDR:PORT host part; empty: off
   int adminPort = 0;
+  // --admin-token-file: every admin request must carry "Authorization: Bearer <token>" (the
+  // file's first line). Without it, POST /reload is answered only on a loopback listener.
+  std::string adminToken;
   int workers = 1;
   bool watchConfig = true;
   int watchDebounceMs = 200;

@@ -1,5 +1,7 @@
 #include "proxy/control/http_request.h"
 
+#include <strings.h>
+
 namespace proxy {
 namespace {
 
@@ -143,6 +145,11 @@ HttpHead parseRequestHead(std::string_view in, size_t maxHead, HttpRequest& out,
     } else if (!isHeaderLine(line)) {
       why = "malformed header line";
       return HttpHead::Malformed;
+    } else if (out.authorization.empty() && line.size() > 14 && strncasecmp(line.data(), "authorization:", 14) == 0) {
+      std::string_view value = line.substr(14);
+      while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+      while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+      out.authorization.assign(value);
     }
     lines++;
   }

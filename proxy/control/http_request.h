@@ -21,6 +21,7 @@ struct HttpRequest {
   std::string version;  // "HTTP/1.1"
   size_t headBytes = 0;  // request line, headers and the blank line
   size_t headers = 0;    // header lines
+  std::string authorization;  // the first Authorization header's value, as sent ("" if none)
 
   // The target up to its '?'.
   [[nodiscard]] std::string_view path() const;

@@ -1,5 +1,7 @@
 #include "proxy/control/http_request.h"
 
+#include "proxy/control/admin_server.h"
+
 #include <doctest/doctest.h>
 
 #include <string>
@@ -97,6 +99,26 @@ TEST_CASE("query parameters: first match, %XX decoded, a stray % kept") {
   r.target = "/status";
   CHECK(r.queryParam("format") == "");
   CHECK(r.path() == "/status");
+}
+
+TEST_CASE("the Authorization header is kept, trimmed, whatever its case") {
+  HttpRequest r;
+  std::string why;
+  REQUIRE(parseRequestHead("GET /metrics HTTP/1.1\r\nHost: x\r\nauthorization:  Bearer abc \r\n\r\n", 8192, r, why) ==
+          HttpHead::Complete);
+  CHECK(r.authorization == "Bearer abc");
+  HttpRequest none;
+  REQUIRE(parseRequestHead("GET / HTTP/1.1\r\nHost: x\r\n\r\n", 8192, none, why) == HttpHead::Complete);
+  CHECK(none.authorization.empty());
+}
+
+TEST_CASE("only 127.0.0.0/8 and ::1 count as loopback for the admin listener") {
+  CHECK(isLoopbackAddress("127.0.0.1"));
+  CHECK(isLoopbackAddress("127.1.2.3"));
+  CHECK(isLoopbackAddress("::1"));
+  CHECK_FALSE(isLoopbackAddress("0.0.0.0"));
+  CHECK_FALSE(isLoopbackAddress("10.0.0.5"));
+  CHECK_FALSE(isLoopbackAddress("::"));
 }
 
 }  // namespace
