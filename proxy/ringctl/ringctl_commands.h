@@ -19,6 +19,7 @@ struct Options {
   int giveUpSeconds = 300;             // migrate --give-up: seconds without progress
   std::string outFile;                 // plan -o
   bool resolveHosts = true;            // check: look up server host names (--no-resolve: not)
+  std::string tokenFile;               // status --token-file: the admin listener's bearer token
 };
 
 inline constexpr int kExitOk = 0;

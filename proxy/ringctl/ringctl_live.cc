@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -57,7 +58,9 @@ bool exchange(int fd, const std::string& request, std::string& reply, const char
   }
 }
 
-bool httpGet(const std::string& addr, const std::string& path, std::string& body, std::string& error) {
+// `token`: sent as "Authorization: Bearer <token>" when not empty (ringproxy --admin-token-file).
+bool httpGet(const std::string& addr, const std::string& path, const std::string& token, std::string& body,
+             std::string& error) {
   const size_t colon = addr.rfind(':');
   if (colon == std::string::npos) {
     error = "give the admin address as HOST:PORT (ringproxy --admin HOST:PORT)";
@@ -66,7 +69,9 @@ bool httpGet(const std::string& addr, const std::string& path, std::string& body
   const int fd = connectTo(addr.substr(0, colon), addr.substr(colon + 1), 5000, error);
   if (fd < 0) return false;
   std::string reply;
-  const bool ok = exchange(fd, "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nConnection: close\r\n\r\n", reply, nullptr);
+  const std::string auth = token.empty() ? "" : "Authorization: Bearer " + token + "\r\n";
+  const bool ok =
+      exchange(fd, "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\n" + auth + "Connection: close\r\n\r\n", reply, nullptr);
   close(fd);
   const size_t end = reply.find("\r\n\r\n");
   if (!ok || end == std::string::npos || reply.compare(0, 12, "HTTP/1.1 200") != 0) {
@@ -102,9 +107,17 @@ int runStatus(const Options& o) {
     return kExitUsage;
   }
   const std::string& addr = o.positional[0];
-  std::string body, error;
+  std::string body, error, token;
+  if (!o.tokenFile.empty()) {
+    std::ifstream in(o.tokenFile);
+    if (!in || !std::getline(in, token) || token.empty()) {
+      std::fprintf(stderr, "ringctl: --token-file %s: cannot read a token from it\n", o.tokenFile.c_str());
+      return kExitBadInput;
+    }
+    while (!token.empty() && (token.back() == '\r' || token.back() == ' ' || token.back() == '\t')) token.pop_back();
+  }
   if (o.json) {
-    if (!httpGet(addr, "/status", body, error)) {
+    if (!httpGet(addr, "/status", token, body, error)) {
       std::fprintf(stderr, "ringctl: %s\n", error.c_str());
       return kExitBadInput;
     }
@@ -113,13 +126,13 @@ int runStatus(const Options& o) {
   }
   // Two samples a second apart give the rates.
   std::string first;
-  if (!httpGet(addr, "/status?format=tsv", first, error)) {
+  if (!httpGet(addr, "/status?format=tsv", token, first, error)) {
     std::fprintf(stderr, "ringctl: %s\n", error.c_str());
     return kExitBadInput;
   }
   const auto t0 = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(std::chrono::seconds(1));
-  if (!httpGet(addr, "/status?format=tsv", body, error)) {
+  if (!httpGet(addr, "/status?format=tsv", token, body, error)) {
     std::fprintf(stderr, "ringctl: %s\n", error.c_str());
     return kExitBadInput;
   }

@@ -24,7 +24,7 @@ const char kUsage[] =
     "  shares -c FILE [--pool NAME]            each node's points and exact share of the keyspace\n"
     "  diff OLD.yml NEW.yml [--pool NAME]      share of the keyspace that changes owner, and flows\n"
     "  check  -c FILE [--no-resolve]           every error in a config file; warns of unresolvable hosts\n"
-    "  status HOST:PORT                        a running proxy (its --admin address): generation,\n"
+    "  status HOST:PORT [--token-file F]       a running proxy (its --admin address): generation,\n"
     "                                          pools, per-backend health and request rates\n"
     "  balance -c FILE [--pool NAME]           keys each backend holds beside its expected share\n"
     "  plan OLD.yml NEW.yml [-o OUT.yml]       the transition config from OLD to NEW (NEW with\n"
@@ -85,6 +85,8 @@ int main(int argc, char** argv) {
       o.json = true;
     } else if (a == "--no-resolve") {
       o.resolveHosts = false;
+    } else if (a == "--token-file") {
+      if (!next(o.tokenFile)) return usage("--token-file needs a file");
     } else if (a == "--") {
       for (++i; i < argc; ++i) o.positional.push_back(argv[i]);
     } else if (a.size() > 1 && a[0] == '-') {

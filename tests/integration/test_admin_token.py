@@ -54,6 +54,14 @@ class AdminToken(unittest.TestCase):
         self.assertEqual(status, 200, body)
         self.assertIn(b'"ok":true', body)
 
+    def test_ringctl_status_sends_the_token(self):
+        out = harness.run_ringctl("status", f"127.0.0.1:{self.admin}", "--json")
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("401", out.stderr)
+        out = harness.run_ringctl("status", f"127.0.0.1:{self.admin}", "--json", "--token-file", self.token_file)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn('"generation"', out.stdout)
+
     def test_a_bad_token_file_stops_the_start(self):
         short = os.path.join(self.dir, "short")
         with open(short, "w") as f:
