@@ -27,10 +27,12 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <initializer_list>
 #include <map>
 #include <optional>
@@ -536,6 +538,76 @@ bool setWord(Field& f) {
 constexpr std::string_view kClientAuth[] = {"none", "optional", "required"};
 constexpr std::string_view kTlsVersions[] = {"1.2", "1.3"};
 
+// users: a list of {name, password_sha256 | password_file, commands, key_prefix}.
+bool readUser(Field& f, const YAML::Node& item, size_t i, User& user) {
+  const std::string where = f.key + "[" + std::to_string(i) + "]";
+  const int line = lineOf(item, f.line);
+  auto fail = [&](const std::string& key, const std::string& message) {
+    return f.report.fail(line, where + (key.empty() ? "" : "." + key), message);
+  };
+  if (!item.IsMap()) return fail("", "is " + std::string(yamlKind(item)) + "; expected {name: ..., password_sha256: ...}");
+  user.line = line;
+  bool ok = true;
+  for (const auto& kv : item) {
+    const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : "";
+    const std::string value = kv.second.IsScalar() ? kv.second.Scalar() : "";
+    if (key == "name") {
+      bool good = !value.empty() && value.size() <= 128;
+      for (char c : value) good = good && c > ' ' && c != 0x7f;
+      if (!good) ok = fail(key, "must be 1 to 128 characters without spaces") && ok;
+      user.name = value;
+    } else if (key == "password_sha256") {
+      bool good = value.size() == 64;
+      for (char c : value) good = good && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'));
+      if (!good) ok = fail(key, "must be 64 hex digits: the SHA-256 of the password (ringctl hash-password)") && ok;
+      user.passwordSha256 = value;
+      for (char& c : user.passwordSha256) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else if (key == "password_file") {
+      std::ifstream in(value);
+      std::string first;
+      if (value.empty() || !in || !std::getline(in, first) || first.empty()) {
+        ok = fail(key, "cannot read a password (the file's first line) from " + quoted(value)) && ok;
+      } else {
+        while (!first.empty() && (first.back() == '\r' || first.back() == ' ')) first.pop_back();
+        user.password = first;
+      }
+    } else if (key == "commands") {
+      if (value != "all" && value != "read-only") ok = fail(key, quoted(value) + " is not accepted; expected all or read-only") && ok;
+      user.readOnly = value == "read-only";
+    } else if (key == "key_prefix") {
+      if (value.empty()) ok = fail(key, "is empty; remove it to allow every key") && ok;
+      user.keyPrefix = value;
+    } else {
+      ok = fail(key, "is not a user setting; expected name, password_sha256, password_file, commands, key_prefix") && ok;
+    }
+  }
+  if (ok && user.name.empty()) ok = fail("", "has no name");
+  if (ok && user.passwordSha256.empty() == user.password.empty())
+    ok = fail("", "needs exactly one of password_sha256 and password_file");
+  return ok;
+}
+
+bool setUsers(Field& f) {
+  if (!f.value.IsSequence()) return f.fail("is " + std::string(yamlKind(f.value)) + "; expected a list of users");
+  std::vector<User>& users = f.draft.pool.users;
+  users.clear();
+  bool allGood = true;
+  for (size_t i = 0; i < f.value.size(); ++i) {
+    User user;
+    if (!readUser(f, f.value[i], i, user)) {
+      allGood = false;
+      continue;
+    }
+    for (const User& other : users)
+      if (other.name == user.name) {
+        allGood = f.report.fail(user.line, f.key + "[" + std::to_string(i) + "].name",
+                                "user " + quoted(user.name) + " is already defined (line " + std::to_string(other.line) + ")");
+      }
+    users.push_back(std::move(user));
+  }
+  return allGood;
+}
+
 bool setDenyCommands(Field& f) {
   if (!f.value.IsSequence()) {
     return f.fail("is " + std::string(yamlKind(f.value)) +
@@ -719,6 +791,9 @@ constexpr KeySpec kPoolKeys[] = {
     {"max_blocking_connections", setNumber<&Pool::maxBlockingConnections, 0, 1048576>,
      "backend connections the pool's clients may hold for themselves at once (blocking commands, "
      "pub/sub), across the process; 0 refuses such commands (default 1024)"},
+    {"users", setUsers,
+     "users clients log in to the proxy as (redis pools): a list of {name, password_sha256 (ringctl "
+     "hash-password) or password_file, commands: all | read-only, key_prefix}"},
     {"backend_auth_user", setNonEmpty<&Pool::backendAuthUser>,
      "Redis ACL user the proxy logs in to the servers as (AUTH user password), with "
      "backend_auth_password or redis_auth (redis pools only)"},
@@ -961,6 +1036,8 @@ void finishPool(Reporter& report, PoolDraft& draft) {
   for (const char* key : {"backend_auth_user", "backend_auth_password"})
     if (draft.has(key) && !draft.pool.redis && draft.sound({key, "protocol", "redis"}))
       draft.fail(report, key, "is only valid for a redis pool; add redis: true (or protocol: redis)");
+  if (draft.has("users") && !draft.pool.redis && draft.sound({"users", "protocol", "redis"}))
+    draft.fail(report, "users", "is only valid for a redis pool; add redis: true (or protocol: redis)");
   if (draft.has("backend_auth_user") && draft.pool.backendAuthPassword.empty() && draft.pool.redisAuth.empty() &&
       draft.sound({"backend_auth_user", "backend_auth_password", "redis_auth"}))
     draft.fail(report, "backend_auth_user", "needs backend_auth_password (or redis_auth): the user's password");

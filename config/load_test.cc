@@ -827,6 +827,7 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
       {"previous_servers", "\n   - 127.0.0.1:6380:1"},
       {"hash_key_separator", "\":\""},
       {"hash_key_parts", "2"},
+      {"users", "\n   - {name: app, password_sha256: " + std::string(64, 'a') + ", commands: read-only, key_prefix: \"app:\"}"},
       {"backend_auth_user", "ringproxy"},
       {"backend_auth_password", "s3cret"},
       {"backend_tls", "true"},
@@ -863,6 +864,9 @@ TEST_CASE("the key table: every key loads, help is written, names are unique") {
   CHECK(p.clientIdleTimeoutMs == 30000);
   CHECK(p.maxBlockingConnections == 10);
   CHECK(p.backendTls);
+  REQUIRE(p.users.size() == 1);
+  CHECK(p.users[0].readOnly);
+  CHECK(p.users[0].keyPrefix == "app:");
   CHECK(p.backendAuthArgs() == std::vector<std::string>{"ringproxy", "s3cret"});
   CHECK(p.backendTlsCertFile == "/dev/null");
   CHECK(p.backendTlsServerName == "cache.example");

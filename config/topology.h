@@ -35,6 +35,16 @@ struct Server {
   int line = 0;          // 1-based line in the file, for messages
 };
 
+// A user clients may log in to the proxy as (ringproxy's `users:`), with what it may do.
+struct User {
+  std::string name;
+  std::string passwordSha256;  // lower-case hex of the password's SHA-256, or "" (then `password`)
+  std::string password;        // read from password_file, when no hash is given
+  bool readOnly = false;       // commands: read-only
+  std::string keyPrefix;       // every key it names must start with this ("" : any)
+  int line = 0;
+};
+
 struct Pool {
   std::string name;
   Endpoint listen;
@@ -73,6 +83,7 @@ struct Pool {
   // Commands refused to this pool's clients (lower case), e.g. flushall, keys: an operator's
   // way to forbid fleet-wide commands (Redis's rename-command, done in the proxy).
   std::vector<std::string> denyCommands;
+  std::vector<User> users;  // ringproxy: ACL-style users of the proxy (AUTH user password)
   // TLS to the backends (ringproxy): CA to verify them with ("": the system's), an optional
   // client certificate and key, the name to send (SNI) and check ("": each server's host).
   // The ACL user the proxy logs in to the backends as (ringproxy), with backend_auth_password

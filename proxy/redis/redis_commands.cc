@@ -71,7 +71,7 @@ using S = RedisSession;
 
 // Sorted by name (checked below at compile time).
 constexpr CommandSpec kCommands[] = {
-    refused("acl", -2, Refusal::Admin),
+    local("acl", -2, &S::cmdAcl, kNoAuth),
     writes("append", 3),
     refused("asking", 1, Refusal::Cluster),
     local("auth", -2, &S::cmdAuth, kNoAuth),

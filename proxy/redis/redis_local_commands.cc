@@ -1,5 +1,7 @@
 // The commands a Redis session answers itself: connection state (PING, ECHO, QUIT, SELECT,
 // AUTH, HELLO, CLIENT ...) and introspection clients need (COMMAND).
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -230,25 +232,117 @@ void RedisSession::cmdSelect(const CommandSpec&, const char* req) {
 
 void RedisSession::cmdAuth(const CommandSpec&, const char* req) {
   s_.bytes.clear();
-  const std::string& password = poolRoute()->config.redisAuth;
+  const config::Pool& pool = poolRoute()->config;
   if (argc() > 3) {
     replyError("ERR wrong number of arguments for 'auth' command");
     return;
   }
-  if (password.empty()) {
+  if (pool.redisAuth.empty() && pool.users.empty()) {
     replyError("ERR AUTH <password> called without any password configured for the default user. "
                "Are you sure your configuration is correct?");
     return;
   }
-  // AUTH password, or AUTH default password (Redis 6 ACL form with the default user).
-  const bool userOk = argc() == 2 || arg(req, 1) == "default";
-  if (userOk && arg(req, argc() - 1) == password) {
-    authenticated_ = true;
+  // AUTH password (the default user), or AUTH user password (Redis 6 ACL form).
+  if (login(argc() == 3 ? arg(req, 1) : std::string_view("default"), arg(req, argc() - 1))) {
     resp::appendSimpleString(s_.bytes, "OK");
     replyLocal(s_.bytes);
     return;
   }
   replyError("WRONGPASS invalid username-password pair or user is disabled.");
+}
+
+namespace {
+
+std::string sha256Hex(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(text.data(), text.size(), digest, &n, EVP_sha256(), nullptr);
+  static const char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < n; ++i) {
+    hex += kHex[digest[i] >> 4];
+    hex += kHex[digest[i] & 15];
+  }
+  return hex;
+}
+
+// Compared in constant time: how long a wrong password takes must not say how much was right.
+bool sameSecret(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+  return diff == 0;
+}
+
+}  // namespace
+
+bool RedisSession::login(std::string_view user, std::string_view password) {
+  const config::Pool& pool = poolRoute()->config;
+  if (user == "default" && !pool.redisAuth.empty() && sameSecret(password, pool.redisAuth)) {
+    authenticated_ = true;
+    user_.reset();
+    return true;
+  }
+  for (const config::User& u : pool.users) {
+    if (u.name != user) continue;
+    const bool ok = u.passwordSha256.empty() ? sameSecret(password, u.password)
+                                             : sameSecret(sha256Hex(password), u.passwordSha256);
+    if (!ok) break;
+    authenticated_ = true;
+    user_ = std::make_unique<UserLimits>(UserLimits{u.name, u.readOnly, u.keyPrefix});
+    return true;
+  }
+  stats().authFailures++;
+  return false;
+}
+
+bool RedisSession::permitted(const CommandSpec& spec, const char* req) {
+  const UserLimits& u = *user_;
+  if (u.readOnly && spec.write()) {
+    stats().permissionDenied++;
+    replyError("NOPERM User " + u.name + " has no permissions to run the '" + std::string(spec.name) + "' command");
+    return false;
+  }
+  if (u.keyPrefix.empty()) return true;
+  if (!commandHasKeys(spec)) {
+    // Keyless commands that read or change the whole keyspace would reach other users' keys.
+    static constexpr std::string_view kKeyspaceWide[] = {"keys", "scan", "randomkey", "dbsize", "flushdb",
+                                                        "flushall", "swapdb", "function", "script"};
+    for (std::string_view name : kKeyspaceWide) {
+      if (spec.name == name) {
+        stats().permissionDenied++;
+        replyError("NOPERM User " + u.name + " has no permissions to run the '" + std::string(spec.name) +
+                   "' command (it is limited to keys starting with " + u.keyPrefix + ")");
+        return false;
+      }
+    }
+    return true;
+  }
+  s_.keys.clear();
+  if (!keyIndexes(spec, argc(), [&](size_t i) { return arg(req, i); }, s_.keys)) return true;  // refused later
+  for (uint32_t k : s_.keys) {
+    if (arg(req, k).substr(0, u.keyPrefix.size()) != u.keyPrefix) {
+      stats().permissionDenied++;
+      replyError("NOPERM No permissions to access a key");
+      return false;
+    }
+  }
+  return true;
+}
+
+void RedisSession::cmdAcl(const CommandSpec&, const char* req) {
+  // ACL WHOAMI is a client's own business; the rest administers one server.
+  if (argc() == 2 && equalsLower(arg(req, 1), "whoami")) {
+    if (authRequired()) {
+      replyError("NOAUTH Authentication required.");
+      return;
+    }
+    s_.bytes.clear();
+    resp::appendBulk(s_.bytes, user_ != nullptr ? std::string_view(user_->name) : std::string_view("default"));
+    replyLocal(s_.bytes);
+    return;
+  }
+  replyError("ERR ringproxy: 'acl' is refused (but ACL WHOAMI): it administers one server: send it to the backends "
+             "directly");
 }
 
 void RedisSession::cmdHello(const CommandSpec&, const char* req) {
@@ -272,12 +366,14 @@ void RedisSession::cmdHello(const CommandSpec&, const char* req) {
   for (; i < argc(); ++i) {
     const std::string_view opt = arg(req, i);
     if (equalsLower(opt, "auth") && i + 2 < argc()) {
-      const std::string& password = poolRoute()->config.redisAuth;
-      const bool ok = !password.empty() && arg(req, i + 1) == "default" && arg(req, i + 2) == password;
-      if (!ok) {
-        replyError(password.empty() ? "ERR AUTH <password> called without any password configured for the default user. "
-                                      "Are you sure your configuration is correct?"
-                                    : "WRONGPASS invalid username-password pair or user is disabled.");
+      const config::Pool& pool = poolRoute()->config;
+      if (pool.redisAuth.empty() && pool.users.empty()) {
+        replyError("ERR AUTH <password> called without any password configured for the default user. "
+                   "Are you sure your configuration is correct?");
+        return;
+      }
+      if (!login(arg(req, i + 1), arg(req, i + 2))) {
+        replyError("WRONGPASS invalid username-password pair or user is disabled.");
         return;
       }
       authOk = true;

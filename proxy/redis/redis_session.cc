@@ -42,7 +42,7 @@ ClientSession* RedisFrontend::newSession(SessionHost& host, size_t pool) { retur
 
 bool RedisSession::authRequired() const {
   const PoolRoute* route = poolRoute();
-  return !authenticated_ && route != nullptr && !route->config.redisAuth.empty();
+  return !authenticated_ && route != nullptr && (!route->config.redisAuth.empty() || !route->config.users.empty());
 }
 
 RedisSession::~RedisSession() {
@@ -151,8 +151,12 @@ void RedisSession::dispatch(char* req) {
     replyError("ERR ringproxy: '" + std::string(spec->name) + "' is disabled for this pool (deny_commands)");
     return;
   }
-  if (!authenticated_ && !spec->has(kNoAuth) && !route->config.redisAuth.empty()) {
+  if (!authenticated_ && !spec->has(kNoAuth) && (!route->config.redisAuth.empty() || !route->config.users.empty())) {
     replyError("NOAUTH Authentication required.");
+    return;
+  }
+  if (user_ != nullptr && !permitted(*spec, req)) {
+    if (inMulti()) rare().multiAborted = true;
     return;
   }
   entry_.lastCommand.store(spec->name.data(), std::memory_order_relaxed);

@@ -42,6 +42,7 @@ class RedisSession final : public ClientSession {
   void cmdQuit(const CommandSpec& spec, const char* req);
   void cmdSelect(const CommandSpec& spec, const char* req);
   void cmdAuth(const CommandSpec& spec, const char* req);
+  void cmdAcl(const CommandSpec& spec, const char* req);
   void cmdHello(const CommandSpec& spec, const char* req);
   void cmdCommand(const CommandSpec& spec, const char* req);
   void cmdClient(const CommandSpec& spec, const char* req);
@@ -183,12 +184,24 @@ class RedisSession final : public ClientSession {
   std::string_view arg(const char* req, size_t i) const { return parser_->arg(req, i); }
   size_t argc() const { return parser_->argc(); }
   bool authRequired() const;
+  // Logs this client in as `user` (`default`: redis_auth's user) if `password` is right:
+  // true, and its limits apply from now on; false (counted) otherwise.
+  bool login(std::string_view user, std::string_view password);
+  // A logged-in user's limits (users: commands read-only, key_prefix): true if it may run
+  // the request, else a NOPERM reply was sent.
+  bool permitted(const CommandSpec& spec, const char* req);
+  struct UserLimits {
+    std::string name;
+    bool readOnly = false;
+    std::string keyPrefix;
+  };
 
   RedisFrontend& frontend_;  // the worker's: parsers, scratch, request pool
   RedisScratch& s_;          // frontend_.scratch
   backends::resp::RequestParser* parser_ = nullptr;  // lent by the frontend while input is pending
   backends::resp::Protocol protocol_ = backends::resp::Protocol::Resp2;
   bool authenticated_ = false;
+  std::unique_ptr<UserLimits> user_;  // null: the default user (redis_auth, or no auth), no limits
   int db_ = SessionHost::kPoolDb;  // SELECT n: the database this client's requests reach
   uint64_t clientId_;
   // This client in the process's directory (CLIENT LIST, CLIENT KILL); owns its name.

@@ -1,6 +1,9 @@
 // ringctl: inspect rings offline (owner, shares, diff, check). Exit codes: 0 ok, 1 bad input
 // (with a message), 2 usage.
+#include <openssl/evp.h>
+
 #include <cstdio>
+#include <iostream>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -24,6 +27,7 @@ const char kUsage[] =
     "  shares -c FILE [--pool NAME]            each node's points and exact share of the keyspace\n"
     "  diff OLD.yml NEW.yml [--pool NAME]      share of the keyspace that changes owner, and flows\n"
     "  check  -c FILE [--no-resolve]           every error in a config file; warns of unresolvable hosts\n"
+    "  hash-password < PASSWORD                the SHA-256 a users: entry's password_sha256 holds\n"
     "  status HOST:PORT [--token-file F]       a running proxy (its --admin address): generation,\n"
     "                                          pools, per-backend health and request rates\n"
     "  balance -c FILE [--pool NAME]           keys each backend holds beside its expected share\n"
@@ -106,5 +110,16 @@ int main(int argc, char** argv) {
   if (o.command == "balance") return runBalance(o);
   if (o.command == "migrate") return runMigrate(o);
   if (o.command == "plan") return runPlan(o);
+  if (o.command == "hash-password") {
+    // The SHA-256 a `users:` entry's password_sha256 holds, of the first line of stdin.
+    std::string password;
+    if (!std::getline(std::cin, password) || password.empty()) return usage("hash-password reads a password from stdin");
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(password.data(), password.size(), digest, &n, EVP_sha256(), nullptr);
+    for (unsigned int i = 0; i < n; ++i) std::printf("%02x", digest[i]);
+    std::printf("\n");
+    return kExitOk;
+  }
   return usage(("unknown command " + o.command).c_str());
 }

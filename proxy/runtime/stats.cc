@@ -42,6 +42,8 @@ void PoolStats::add(const PoolStats& o) {
   forwardErrors += o.forwardErrors;
   serverEjects += o.serverEjects;
   limitErrors += o.limitErrors;
+  authFailures += o.authFailures;
+  permissionDenied += o.permissionDenied;
   clientsIdleClosed += o.clientsIdleClosed;
   blockingRequests += o.blockingRequests;
   blockingOpened += o.blockingOpened;

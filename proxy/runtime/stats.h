@@ -30,6 +30,8 @@ struct PoolStats {
   uint64_t serverEjects = 0;       // backends ejected from the ring (auto_eject_hosts)
   uint64_t limitErrors = 0;        // requests refused for --max-buffered-bytes
   uint64_t clientsIdleClosed = 0;  // clients closed by client_idle_timeout
+  uint64_t authFailures = 0;       // AUTH / HELLO AUTH with wrong credentials
+  uint64_t permissionDenied = 0;   // commands refused to a user (read-only, key_prefix)
   uint64_t blockingRequests = 0;   // requests that went out on a client's own connection (BLPOP, ...)
   uint64_t blockingOpened = 0;     // backend connections opened for one client alone
   uint64_t blockingClosed = 0;

@@ -14,7 +14,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 import harness  # noqa: E402
 import redis  # noqa: E402
-from harness import RawConn  # noqa: E402
+from harness import ErrorReply, RawConn  # noqa: E402
 
 SECRET = "secret"
 
@@ -221,6 +221,105 @@ class BackendAclUser(unittest.TestCase):
         in_db1 = [redis.Redis(port=b.port, username="ringproxy", password="backendpw", db=1).exists("in-db1")
                   for b in self.backends]
         self.assertEqual(sorted(in_db1), [0, 1])
+        c.close()
+
+
+
+class ProxyUsers(unittest.TestCase):
+    """users: on the proxy: AUTH user password, HELLO 3 AUTH, ACL WHOAMI as Redis answers them; a
+    read-only user cannot write; a user limited to a key prefix cannot touch other keys (nor list
+    the keyspace); wrong credentials get Redis's error and are counted."""
+
+    @classmethod
+    def setUpClass(cls):
+        import hashlib
+        import tempfile
+        cls.backends = [harness.start_redis(extra=["--requirepass", "legacy-pw"]) for _ in range(2)]
+        cls.port, cls.admin = harness.free_port(), harness.free_port()
+        cls.pwfile = tempfile.NamedTemporaryFile("w", suffix=".pw", delete=False)
+        cls.pwfile.write("from-a-file\n")
+        cls.pwfile.close()
+        sha = hashlib.sha256(b"writer-pw").hexdigest()
+        sha_ro = harness.run_ringctl("hash-password", stdin="reader-pw\n").stdout.strip()
+        assert sha_ro == hashlib.sha256(b"reader-pw").hexdigest(), sha_ro
+        extra = (f"  redis_auth: legacy-pw\n  users:\n"
+                 f"    - {{name: writer, password_sha256: {sha}}}\n"
+                 f"    - {{name: reader, password_sha256: {sha_ro}, commands: read-only}}\n"
+                 f"    - {{name: tenant, password_file: {cls.pwfile.name}, key_prefix: \"t1:\"}}\n")
+        servers = [f"127.0.0.1:{b.port}:1" for b in cls.backends]
+        cls.config = harness.write_config(harness.redis_pool_config("users", cls.port, servers, extra=extra))
+        cls.proxy = harness.start_ringproxy(cls.config, cls.port, extra=["--admin", f"127.0.0.1:{cls.admin}"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        for b in cls.backends:
+            b.stop()
+        os.unlink(cls.pwfile.name)
+
+    def test_users_log_in_and_whoami_says_who(self):
+        for user, password in (("writer", "writer-pw"), ("reader", "reader-pw"), ("tenant", "from-a-file")):
+            with self.subTest(user=user):
+                c = RawConn(self.port)
+                self.assertEqual(c.call("ACL", "WHOAMI"), ErrorReply("NOAUTH Authentication required."))
+                self.assertEqual(c.call("AUTH", user, password), b"OK")
+                self.assertEqual(c.call("ACL", "WHOAMI"), user.encode())
+                c.close()
+        c = RawConn(self.port)
+        self.assertEqual(c.call("AUTH", "legacy-pw"), b"OK")
+        self.assertEqual(c.call("ACL", "WHOAMI"), b"default")
+        c.close()
+        with redis.Redis(port=self.port, username="writer", password="writer-pw") as r:
+            self.assertTrue(r.set("w:1", "x"))
+            self.assertEqual(r.acl_whoami(), "writer")
+        h = RawConn(self.port)
+        hello = h.call("HELLO", "3", "AUTH", "reader", "reader-pw")
+        self.assertNotIsInstance(hello, ErrorReply)
+        self.assertEqual(h.call("ACL", "WHOAMI"), b"reader")
+        h.close()
+
+    def test_wrong_credentials_are_refused_as_redis_does_and_counted(self):
+        def failures():
+            return harness.metric_value(harness.get_metrics(self.admin), "ringproxy_pool_auth_failures_total",
+                                        pool="users")
+        before = failures()
+        c = RawConn(self.port)
+        wrong = "WRONGPASS invalid username-password pair or user is disabled."
+        self.assertEqual(c.call("AUTH", "writer", "reader-pw"), ErrorReply(wrong))
+        self.assertEqual(c.call("AUTH", "nobody", "writer-pw"), ErrorReply(wrong))
+        self.assertEqual(c.call("AUTH", "writer-pw"), ErrorReply(wrong))  # the default user's is legacy-pw
+        self.assertEqual(c.call("HELLO", "3", "AUTH", "reader", "nope"), ErrorReply(wrong))
+        self.assertEqual(c.call("GET", "x"), ErrorReply("NOAUTH Authentication required."))
+        c.close()
+        self.assertEqual(failures() - before, 4)
+
+    def test_a_read_only_user_cannot_write(self):
+        c = RawConn(self.port)
+        self.assertEqual(c.call("AUTH", "reader", "reader-pw"), b"OK")
+        self.assertEqual(c.call("GET", "anything"), None)
+        for cmd in (("SET", "k", "v"), ("DEL", "k"), ("MSET", "a", "1", "b", "2"), ("INCR", "n"), ("FLUSHALL",)):
+            with self.subTest(cmd=cmd[0]):
+                reply = c.call(*cmd)
+                self.assertIsInstance(reply, ErrorReply)
+                self.assertTrue(reply.startswith("NOPERM User reader has no permissions to run the"), reply)
+        for b in self.backends:
+            self.assertIsNone(redis.Redis(port=b.port, password="legacy-pw").get("k"))
+        c.close()
+
+    def test_a_user_limited_to_a_prefix_cannot_touch_other_keys(self):
+        c = RawConn(self.port)
+        self.assertEqual(c.call("AUTH", "tenant", "from-a-file"), b"OK")
+        self.assertEqual(c.call("SET", "t1:a", "1"), b"OK")
+        self.assertEqual(c.call("MSET", "t1:b", "2", "t1:c", "3"), b"OK")
+        self.assertEqual(c.call("MGET", "t1:a", "t1:b", "t1:c"), [b"1", b"2", b"3"])
+        for cmd in (("GET", "t2:a"), ("SET", "other", "x"), ("MGET", "t1:a", "t2:a"), ("DEL", "t1:a", "w:1"),
+                    ("RENAME", "t1:a", "stolen"), ("KEYS", "*"), ("SCAN", "0"), ("FLUSHDB",)):
+            with self.subTest(cmd=cmd):
+                reply = c.call(*cmd)
+                self.assertIsInstance(reply, ErrorReply)
+                self.assertTrue(reply.startswith("NOPERM"), reply)
+        self.assertEqual(c.call("GET", "t1:a"), b"1")
+        self.assertEqual(c.call("PING"), b"PONG")
         c.close()
 
 
