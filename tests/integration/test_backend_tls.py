@@ -306,6 +306,26 @@ class ClientTls(unittest.TestCase):
         with open(self.path, "w") as f:
             f.write(text)
 
+    def test_an_expired_certificate_in_a_reload_is_refused(self):
+        import signal
+        d = self.d
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=old", "-keyout", "old.key", "-out", "old.csr", cwd=d)
+        openssl("x509", "-req", "-in", "old.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "-1",
+                "-out", "old.crt", cwd=d)
+        with open(self.path) as f:
+            text = f.read()
+        with open(self.path, "w") as f:
+            f.write(text.replace(f"{d}/server.crt", f"{d}/old.crt").replace(f"{d}/server.key", f"{d}/old.key"))
+        try:
+            self.proxy.signal(signal.SIGHUP)
+            harness.wait_for(lambda: "the certificate has expired" in self.proxy.output(), 5, what="the refused reload")
+            self.assertIn("tls_cert_file", self.proxy.output())
+            with self.client(self.tls_port) as c:  # the old certificate still serves
+                self.assertTrue(c.ping())
+        finally:
+            with open(self.path, "w") as f:
+                f.write(text)
+
     def test_a_certificate_from_another_ca_is_refused(self):
         with self.assertRaises((redis.exceptions.ConnectionError, OSError)):
             with self.client(self.tls_port, cert="stranger") as c:
