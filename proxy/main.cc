@@ -38,6 +38,7 @@ const char kUsage[] =
     "                 [-c conf file] [-s stats port] [-a stats addr]\n"
     "                 [-i stats interval] [-p pid file] [-m mbuf size]\n"
     "                 [--workers N] [--admin ADDR:PORT] [--admin-token-file FILE]\n"
+    "                 [--admin-tls-cert FILE --admin-tls-key FILE]\n"
     "                 [--max-buffered-bytes N] [--no-watch]\n"
     "\n"
     "Options:\n"
@@ -58,6 +59,8 @@ const char kUsage[] =
     "      --admin=ADDR:PORT  : admin HTTP: /metrics /stats /status /ring?pool=P, POST /reload\n"
     "      --admin-token-file=S : admin requests need \"Authorization: Bearer <the file's first line>\";\n"
     "                         without it POST /reload is refused on a listener not on loopback\n"
+    "      --admin-tls-cert=S --admin-tls-key=S : the admin listener serves HTTPS with this PEM\n"
+    "                         certificate (chain) and key\n"
     "      --max-buffered-bytes=N : refuse new requests while socket buffers hold more than N\n"
     "                         bytes in all (default 1073741824; 0: no limit)\n"
     "      --no-watch         : do not reload when the config file changes (SIGHUP still does)\n";
@@ -106,6 +109,8 @@ struct Args {
   std::string adminAddr;
   int adminPort = 0;
   std::string adminTokenFile;
+  std::string adminTlsCert;
+  std::string adminTlsKey;
 };
 
 // Accepts "-c FILE", "-cFILE", "--conf-file FILE" and "--conf-file=FILE".
@@ -169,7 +174,8 @@ std::vector<std::string> splitBundledFlags(int argc, char** argv) {
 bool takesValue(const std::string& a) {
   for (const char* o : {"-c", "--conf-file", "-o", "--output", "-p", "--pid-file", "-a", "--stats-addr", "-v",
                         "--verbose", "-s", "--stats-port", "-i", "--stats-interval", "-m", "--mbuf-size", "-w",
-                        "--workers", "--admin", "--admin-token-file", "--max-buffered-bytes"})
+                        "--workers", "--admin", "--admin-token-file", "--admin-tls-cert", "--admin-tls-key",
+                        "--max-buffered-bytes"})
     if (a == o) return true;
   return false;
 }
@@ -231,6 +237,10 @@ int main(int rawArgc, char** rawArgv) {
       args.maxBufferedBytes = n;
     } else if (takeValue(argc, argv, i, "--admin-token-file", "--admin-token-file", v)) {
       args.adminTokenFile = v;
+    } else if (takeValue(argc, argv, i, "--admin-tls-cert", "--admin-tls-cert", v)) {
+      args.adminTlsCert = v;
+    } else if (takeValue(argc, argv, i, "--admin-tls-key", "--admin-tls-key", v)) {
+      args.adminTlsKey = v;
     } else if (a == "--no-watch") {
       args.watchConfig = false;
     } else {
@@ -287,6 +297,12 @@ int main(int rawArgc, char** rawArgv) {
   options.statsPort = args.statsPort;
   options.adminAddr = args.adminAddr;
   options.adminPort = args.adminPort;
+  if (args.adminTlsCert.empty() != args.adminTlsKey.empty()) {
+    std::fprintf(stderr, "ringproxy: --admin-tls-cert and --admin-tls-key go together\n");
+    return 1;
+  }
+  options.adminTlsCert = args.adminTlsCert;
+  options.adminTlsKey = args.adminTlsKey;
   if (!args.adminTokenFile.empty()) {
     // The token is the file's first line; a file that cannot be read or holds none is an error,
     // never an open admin listener.

@@ -1,5 +1,7 @@
 #include "proxy/control/admin_server.h"
 
+#include "proxy/control/admin_tls.h"
+
 #include <utility>
 
 #include "proxy/common/json_writer.h"
@@ -46,6 +48,10 @@ struct AdminServer::Conn {
   // shared with other connections; both live until the write has completed or was cancelled.
   std::string head;
   SharedRendering::Text body;
+  std::unique_ptr<AdminTls> tls;  // the listener serves TLS (--admin-tls-cert)
+  std::string handshakeOut;       // TLS records being written during the handshake
+  uv_write_t handshakeWrite{};
+  bool handshakeWriting = false;
   bool tcpOpen = false;    // initialised, so closed by close()
   bool timerOpen = false;
   bool closed = false;
@@ -155,6 +161,7 @@ void AdminServer::onConnection() {
     return;
   }
   uv_timer_start(&c->timer, [](uv_timer_t* t) { static_cast<Conn*>(t->data)->close(); }, kRequestTimeoutMs, 0);
+  if (tlsContext_ != nullptr) c->tls = std::make_unique<AdminTls>(tlsContext_);
   const int rc = uv_read_start(
       reinterpret_cast<uv_stream_t*>(&c->tcp),
       [](uv_handle_t*, size_t, uv_buf_t* buf) {
@@ -167,7 +174,35 @@ void AdminServer::onConnection() {
           c->close();
           return;
         }
-        c->in.append(buf->base, static_cast<size_t>(n));
+        if (c->tls == nullptr) {
+          c->in.append(buf->base, static_cast<size_t>(n));
+        } else {
+          // The handshake's records go out as they come; the request is what they decrypt.
+          if (!c->tls->receive(std::string_view(buf->base, static_cast<size_t>(n)), c->in)) {
+            c->close();
+            return;
+          }
+          std::string out = c->tls->takeCipher();
+          if (!out.empty()) {
+            if (c->handshakeWriting) {  // one handshake flight at a time is all TLS sends
+              c->close();
+              return;
+            }
+            c->handshakeOut = std::move(out);
+            uv_buf_t b = uv_buf_init(c->handshakeOut.data(), static_cast<unsigned>(c->handshakeOut.size()));
+            c->handshakeWrite.data = c;
+            c->handshakeWriting = true;
+            if (uv_write(&c->handshakeWrite, s, &b, 1, [](uv_write_t* w, int status) {
+                  auto* conn = static_cast<Conn*>(w->data);
+                  conn->handshakeWriting = false;
+                  if (status < 0) conn->close();
+                }) < 0) {
+              c->close();
+              return;
+            }
+          }
+          if (c->in.empty()) return;
+        }
         c->server->onRead(c);
       });
   if (rc < 0) c->close();
@@ -201,6 +236,17 @@ void AdminServer::onRead(Conn* c) {
             "\r\nContent-Type: " + answer.contentType + "\r\nContent-Length: " + std::to_string(bodySize) +
             "\r\n" + answer.extraHeaders + "Connection: close\r\n\r\n";
   if (request.method != "HEAD") c->body = std::move(answer.body);
+  if (c->tls != nullptr) {
+    // One answer per connection: encrypted whole, then sent as the plain answer would be.
+    std::string plain = std::move(c->head);
+    if (c->body) plain += *c->body;
+    c->head.clear();
+    if (!c->tls->seal(plain)) {
+      c->close();
+      return;
+    }
+    c->body = std::make_shared<const std::string>(c->tls->takeCipher());
+  }
   send(c);
 }
 

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "proxy/control/shared_rendering.h"
+#include "proxy/runtime/tls_server.h"
 #include "ring/ring_diff.h"
 
 namespace proxy {
@@ -51,8 +52,9 @@ class AdminServer {
   static constexpr uint64_t kShareRenderingMs = 1000;
 
   // `token`: required of every request as "Authorization: Bearer <token>" ("" : none).
-  AdminServer(Control& control, Mode mode, std::string token = "")
-      : control_(control), mode_(mode), token_(std::move(token)) {}
+  // `tls`: the listener serves HTTPS with it (null: plain HTTP).
+  AdminServer(Control& control, Mode mode, std::string token = "", std::shared_ptr<ServerTlsContext> tls = nullptr)
+      : control_(control), mode_(mode), token_(std::move(token)), tlsContext_(std::move(tls)) {}
   // Binds and listens; false with `error` set when the address cannot be used.
   bool start(const std::string& host, int port, std::string& error);
   // Stops listening and closes every connection still open.
@@ -82,6 +84,7 @@ class AdminServer {
   Control& control_;
   Mode mode_;
   std::string token_;
+  std::shared_ptr<ServerTlsContext> tlsContext_;
   bool loopback_ = true;  // the listener's address is a loopback one
   uv_tcp_t server_{};
   bool open_ = false;

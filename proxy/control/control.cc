@@ -95,7 +95,18 @@ bool Control::start(SignalThread* signals, std::string& error) {
     }
   }
   if (options_.adminPort > 0) {
-    adminServer_ = std::make_unique<AdminServer>(*this, AdminServer::Mode::Http, options_.adminToken);
+    std::shared_ptr<ServerTlsContext> tls;
+    if (!options_.adminTlsCert.empty()) {
+      std::string why;
+      tls = ServerTlsContext::make(ServerTlsSettings{options_.adminTlsCert, options_.adminTlsKey, "", "none", "1.2", ""},
+                                   why);
+      if (tls == nullptr) {
+        error = "admin listener (--admin-tls-cert/--admin-tls-key): " + why;
+        closeListenersAfterFailedStart();
+        return false;
+      }
+    }
+    adminServer_ = std::make_unique<AdminServer>(*this, AdminServer::Mode::Http, options_.adminToken, tls);
     std::string err;
     if (!adminServer_->start(options_.adminAddr, options_.adminPort, err)) {
       error = "admin listener (--admin): " + err;

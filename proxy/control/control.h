@@ -37,6 +37,9 @@ struct ControlOptions {
   // --admin-token-file: every admin request must carry "Authorization: Bearer <token>" (the
   // file's first line). Without it, POST /reload is answered only on a loopback listener.
   std::string adminToken;
+  // --admin-tls-cert / --admin-tls-key: the admin listener serves HTTPS.
+  std::string adminTlsCert;
+  std::string adminTlsKey;
   int workers = 1;
   bool watchConfig = true;
   int watchDebounceMs = 200;

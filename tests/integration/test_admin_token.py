@@ -76,5 +76,61 @@ class AdminToken(unittest.TestCase):
                 self.assertIn(path, out.stderr)
 
 
+
+class AdminTls(unittest.TestCase):
+    """--admin-tls-cert/--admin-tls-key: the admin listener serves HTTPS (with the token)."""
+
+    def test_https_with_a_token(self):
+        import shutil
+        import ssl
+        import socket
+        sys.path.insert(0, os.path.dirname(__file__))
+        from test_backend_tls import make_ca, make_cert
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        make_ca(d, "ca")
+        make_cert(d, "ca", "server", "IP:127.0.0.1")
+        token_file = os.path.join(d, "token")
+        with open(token_file, "w") as f:
+            f.write(TOKEN + "\n")
+        r = harness.start_redis()
+        self.addCleanup(r.stop)
+        port, admin = harness.free_port(), harness.free_port()
+        config = harness.write_config(harness.redis_pool_config("p", port, [f"127.0.0.1:{r.port}:1"]))
+        proxy = harness.start_ringproxy(config, port, extra=[
+            "--admin", f"127.0.0.1:{admin}", "--admin-token-file", token_file,
+            "--admin-tls-cert", f"{d}/server.crt", "--admin-tls-key", f"{d}/server.key"])
+        self.addCleanup(proxy.stop)
+        ctx = ssl.create_default_context(cafile=f"{d}/ca.crt")
+
+        def get(path, token):
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", admin)), server_hostname="127.0.0.1") as s:
+                auth = f"Authorization: Bearer {token}\r\n" if token else ""
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n".encode())
+                data = b""
+                while True:
+                    try:
+                        chunk = s.recv(65536)
+                    except ssl.SSLError:
+                        break
+                    if not chunk:
+                        break
+                    data += chunk
+                return data
+
+        answer = get("/metrics", TOKEN)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:100])
+        self.assertIn(b"ringproxy_build_info", answer)
+        self.assertTrue(get("/status", None).startswith(b"HTTP/1.1 401"))
+        # Plain HTTP to the HTTPS listener gets nothing served.
+        status_line = b""
+        try:
+            status, _, _ = harness.http_request(admin, "GET", "/metrics", timeout=3)
+            status_line = str(status).encode()
+        except Exception:
+            pass
+        self.assertNotEqual(status_line, b"200")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
