@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 namespace backends::upstream {
@@ -60,6 +61,17 @@ std::shared_ptr<ClientTlsContext> ClientTlsContext::make(const ClientTlsSettings
     if (SSL_CTX_check_private_key(c->ctx_) != 1) {
       error = settings.keyFile + ": the private key does not match the certificate " + settings.certFile;
       return nullptr;
+    }
+    // OpenSSL loads an expired certificate without a word; every server would then refuse it.
+    if (X509* cert = SSL_CTX_get0_certificate(c->ctx_)) {
+      if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {
+        error = settings.certFile + ": the certificate has expired";
+        return nullptr;
+      }
+      if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0) {
+        error = settings.certFile + ": the certificate is not valid yet";
+        return nullptr;
+      }
     }
   }
   return c;

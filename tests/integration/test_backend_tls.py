@@ -158,6 +158,21 @@ class BackendTls(unittest.TestCase):
         self.assertEqual(harness.metric_value(harness.get_metrics(admin), "ringproxy_reload_generation"), 1)
         c.close()
 
+    def test_an_expired_client_certificate_refuses_the_start(self):
+        d = self.d
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=gone", "-keyout", "gone.key", "-out", "gone.csr",
+                cwd=d)
+        openssl("x509", "-req", "-in", "gone.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "-1",
+                "-out", "gone.crt", cwd=d)
+        port = harness.free_port()
+        path = harness.write_config(tls_pool("alpha", port, self.ports, d, backend_tls_cert_file=f"{d}/gone.crt",
+                                             backend_tls_key_file=f"{d}/gone.key"))
+        out = subprocess.run([harness.binary("ringproxy"), "-c", path, "-s", "0"], capture_output=True, text=True,
+                             timeout=10)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("alpha.backend_tls_cert_file", out.stderr)
+        self.assertIn("the certificate has expired", out.stderr)
+
     def test_config_errors_name_line_and_key(self):
         cases = [
             (tls_pool("alpha", 1, self.ports, self.d, backend_tls_key_file=None), "alpha.backend_tls_cert_file",
