@@ -12,15 +12,6 @@ namespace backends::upstream {
 
 namespace {
 
-// The reason of the last OpenSSL error, e.g. "certificate verify failed"; `fallback` if none.
-std::string lastSslError(const char* fallback) {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return fallback;
-  const char* reason = ERR_reason_error_string(e);
-  return reason != nullptr ? reason : fallback;
-}
-
 bool isIpLiteral(const std::string& host) {
   unsigned char buf[16];
   return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
@@ -28,12 +19,47 @@ bool isIpLiteral(const std::string& host) {
 
 }  // namespace
 
+std::string lastTlsError(const char* fallback) {
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return fallback;
+  const char* reason = ERR_reason_error_string(e);
+  return reason != nullptr ? reason : fallback;
+}
+
+bool loadCertificateAndKey(SSL_CTX* ctx, const std::string& certFile, const std::string& keyFile, std::string& error) {
+  if (SSL_CTX_use_certificate_chain_file(ctx, certFile.c_str()) != 1) {
+    error = certFile + ": cannot load the certificate: " + lastTlsError("not a PEM certificate");
+    return false;
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, keyFile.c_str(), SSL_FILETYPE_PEM) != 1) {
+    error = keyFile + ": cannot load the private key: " + lastTlsError("not a PEM private key");
+    return false;
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    error = keyFile + ": the private key does not match the certificate " + certFile;
+    return false;
+  }
+  // OpenSSL loads an expired certificate without a word; every peer would then refuse it.
+  if (X509* cert = SSL_CTX_get0_certificate(ctx)) {
+    if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {
+      error = certFile + ": the certificate has expired";
+      return false;
+    }
+    if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0) {
+      error = certFile + ": the certificate is not valid yet";
+      return false;
+    }
+  }
+  return true;
+}
+
 std::shared_ptr<ClientTlsContext> ClientTlsContext::make(const ClientTlsSettings& settings, std::string& error) {
   std::shared_ptr<ClientTlsContext> c(new ClientTlsContext());
   c->settings_ = settings;
   c->ctx_ = SSL_CTX_new(TLS_client_method());
   if (c->ctx_ == nullptr) {
-    error = "cannot create a TLS context: " + lastSslError("out of memory");
+    error = "cannot create a TLS context: " + lastTlsError("out of memory");
     return nullptr;
   }
   SSL_CTX_set_min_proto_version(c->ctx_, TLS1_2_VERSION);
@@ -45,35 +71,12 @@ std::shared_ptr<ClientTlsContext> ClientTlsContext::make(const ClientTlsSettings
                                            : SSL_CTX_load_verify_locations(c->ctx_, settings.caFile.c_str(), nullptr);
     if (ok != 1) {
       error = (settings.caFile.empty() ? std::string("the system's CA certificates") : settings.caFile) +
-              ": cannot load CA certificates: " + lastSslError("no certificate found");
+              ": cannot load CA certificates: " + lastTlsError("no certificate found");
       return nullptr;
     }
   }
-  if (!settings.certFile.empty()) {
-    if (SSL_CTX_use_certificate_chain_file(c->ctx_, settings.certFile.c_str()) != 1) {
-      error = settings.certFile + ": cannot load the certificate: " + lastSslError("not a PEM certificate");
-      return nullptr;
-    }
-    if (SSL_CTX_use_PrivateKey_file(c->ctx_, settings.keyFile.c_str(), SSL_FILETYPE_PEM) != 1) {
-      error = settings.keyFile + ": cannot load the private key: " + lastSslError("not a PEM private key");
-      return nullptr;
-    }
-    if (SSL_CTX_check_private_key(c->ctx_) != 1) {
-      error = settings.keyFile + ": the private key does not match the certificate " + settings.certFile;
-      return nullptr;
-    }
-    // OpenSSL loads an expired certificate without a word; every server would then refuse it.
-    if (X509* cert = SSL_CTX_get0_certificate(c->ctx_)) {
-      if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {
-        error = settings.certFile + ": the certificate has expired";
-        return nullptr;
-      }
-      if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0) {
-        error = settings.certFile + ": the certificate is not valid yet";
-        return nullptr;
-      }
-    }
-  }
+  if (!settings.certFile.empty() && !loadCertificateAndKey(c->ctx_, settings.certFile, settings.keyFile, error))
+    return nullptr;
   return c;
 }
 
@@ -85,7 +88,7 @@ TlsClient::TlsClient(std::shared_ptr<ClientTlsContext> context, const std::strin
     : context_(std::move(context)) {
   ssl_ = SSL_new(context_->ctx());
   if (ssl_ == nullptr) {
-    error_ = "cannot start TLS: " + lastSslError("out of memory");
+    error_ = "cannot start TLS: " + lastTlsError("out of memory");
     return;
   }
   in_ = BIO_new(BIO_s_mem());
@@ -128,7 +131,7 @@ bool TlsClient::failWith(const char* what, int rc) {
              X509_verify_cert_error_string(SSL_get_verify_result(ssl_));
     ERR_clear_error();
   } else {
-    error_ = std::string(what) + ": " + lastSslError("protocol error");
+    error_ = std::string(what) + ": " + lastTlsError("protocol error");
   }
   return false;
 }

@@ -20,6 +20,13 @@ typedef struct bio_st BIO;
 
 namespace backends::upstream {
 
+// Shared by every TLS context of the process (the proxy's listeners use them too).
+// The reason of the last OpenSSL error, e.g. "certificate verify failed"; `fallback` if none.
+std::string lastTlsError(const char* fallback);
+// Loads a PEM certificate (chain) and its key into `ctx` and checks that they match and that
+// the certificate is valid now: false with `error` starting with the file at fault.
+bool loadCertificateAndKey(SSL_CTX* ctx, const std::string& certFile, const std::string& keyFile, std::string& error);
+
 struct ClientTlsSettings {
   std::string caFile;      // PEM CAs the servers' certificates must chain to ("": the system's)
   std::string certFile;    // PEM client certificate (chain) presented to the servers, or ""

@@ -2,21 +2,16 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 
 #include <algorithm>
+
+#include "backends/upstream/tls_client.h"
 
 namespace proxy {
 
 namespace {
 
-std::string lastSslError(const char* fallback) {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return fallback;
-  const char* reason = ERR_reason_error_string(e);
-  return reason != nullptr ? reason : fallback;
-}
+std::string lastSslError(const char* fallback) { return backends::upstream::lastTlsError(fallback); }
 
 }  // namespace
 
@@ -30,29 +25,7 @@ std::shared_ptr<ServerTlsContext> ServerTlsContext::make(const ServerTlsSettings
   SSL_CTX_set_min_proto_version(c->ctx_, s.minVersion == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
   SSL_CTX_set_mode(c->ctx_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_options(c->ctx_, SSL_OP_NO_RENEGOTIATION);
-  if (SSL_CTX_use_certificate_chain_file(c->ctx_, s.certFile.c_str()) != 1) {
-    error = s.certFile + ": cannot load the certificate: " + lastSslError("not a PEM certificate");
-    return nullptr;
-  }
-  if (SSL_CTX_use_PrivateKey_file(c->ctx_, s.keyFile.c_str(), SSL_FILETYPE_PEM) != 1) {
-    error = s.keyFile + ": cannot load the private key: " + lastSslError("not a PEM private key");
-    return nullptr;
-  }
-  if (SSL_CTX_check_private_key(c->ctx_) != 1) {
-    error = s.keyFile + ": the private key does not match the certificate " + s.certFile;
-    return nullptr;
-  }
-  // OpenSSL loads an expired certificate without a word; every client would then refuse it.
-  if (X509* cert = SSL_CTX_get0_certificate(c->ctx_)) {
-    if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {
-      error = s.certFile + ": the certificate has expired";
-      return nullptr;
-    }
-    if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0) {
-      error = s.certFile + ": the certificate is not valid yet";
-      return nullptr;
-    }
-  }
+  if (!backends::upstream::loadCertificateAndKey(c->ctx_, s.certFile, s.keyFile, error)) return nullptr;
   if (!s.ciphers.empty() && SSL_CTX_set_cipher_list(c->ctx_, s.ciphers.c_str()) != 1) {
     error = "'" + s.ciphers + "': no usable cipher in the list";
     return nullptr;
